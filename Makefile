@@ -1,0 +1,53 @@
+# driftline: every target does its own set-up on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.driftline-installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup jars demo test test-fast lint typecheck check schemas bench clean broker-start broker-stop
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install driftline with its dev extra
+	@$(BIN)/driftline broker fetch
+
+demo: setup ## Run the demo on the embedded defaults (local broker, SQLite)
+	$(BIN)/driftline demo
+
+test: setup ## Run the whole test suite against a real broker
+	$(BIN)/python -m pytest
+
+test-fast: setup ## Run only the tests that need no broker
+	$(BIN)/python -m pytest -m "not integration"
+
+lint: setup ## ruff
+	$(BIN)/ruff check .
+
+typecheck: setup ## mypy (strict)
+	$(BIN)/mypy
+
+check: lint typecheck ## ruff and mypy
+
+schemas: setup ## Re-export the JSON Schemas under schemas/json/
+	$(BIN)/driftline schemas export
+
+bench: setup ## Run every benchmark
+	$(BIN)/python -m bench all
+
+broker-start: setup ## Start the local Kafka broker
+	$(BIN)/driftline broker start
+
+broker-stop: setup ## Stop the local Kafka broker
+	$(BIN)/driftline broker stop
+
+clean: ## Remove the venv and local state
+	-$(BIN)/driftline broker stop
+	rm -rf $(VENV) .driftline .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,45 @@
+"""The ``driftline`` command: one entry point, one module per command group.
+
+Each command module exposes ``register(subparsers)``, which adds its parser and sets
+``func`` to a handler ``(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from services.common.errors import DriftlineError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every command group registered."""
+    from services.cli import broker, run, schemas_cmd, topics
+
+    parser = argparse.ArgumentParser(
+        prog="driftline", description="Event-driven retraining on Apache Kafka."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (broker, topics, schemas_cmd, run):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``driftline`` command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except DriftlineError as exc:
+        print(f"driftline: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("driftline: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

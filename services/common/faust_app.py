@@ -1,0 +1,82 @@
+"""faust, and only here: the app factory and raw-bytes topics, fed by the same settings.
+
+Topics are created by ``driftline topics create`` (never auto-declared by faust) and
+every faust topic pins the catalogue's partition count: faust defaults to 8 and raises
+PartitionsMismatch against a topic with another count.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import faust
+
+from schemas import Topics
+from schemas.topics import STREAM_PARTITIONS
+from services.common.settings import DriftlineSettings
+
+
+def broker_credentials(settings: DriftlineSettings) -> Any:
+    """faust credentials for the configured Kafka security settings (None: plaintext)."""
+    protocol = settings.kafka_security_protocol
+    context: ssl.SSLContext | None = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+        context.check_hostname = settings.kafka_ssl_check_hostname
+        if settings.kafka_ssl_certfile is not None:
+            password = settings.kafka_ssl_password
+            context.load_cert_chain(
+                str(settings.kafka_ssl_certfile),
+                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+                password.get_secret_value() if password else None,
+            )
+    if protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password.get_secret_value() if password else None,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def make_app(settings: DriftlineSettings, app_id: str, **overrides: Any) -> faust.App:
+    """A faust app on the configured broker with driftline's defaults.
+
+    In-memory tables, no web server (services serve Prometheus themselves), topics never
+    auto-declared, ``topic_partitions`` pinned to the catalogue.
+    """
+    config: dict[str, Any] = {
+        "broker": [f"kafka://{host}" for host in settings.bootstrap.split(",")],
+        "broker_credentials": broker_credentials(settings),
+        "topic_partitions": STREAM_PARTITIONS,
+        "topic_allow_declare": False,
+        "topic_disable_leader": True,
+        "store": "memory://",
+        "web_enabled": False,
+        "datadir": str(settings.data_path / "faust" / app_id),
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        "broker_request_timeout": max(90.0, settings.kafka_timeout_s),
+    }
+    config.update(overrides)
+    return faust.App(app_id, **config)
+
+
+def raw_topic(app: faust.App, topics: Topics, suffix: str) -> Any:
+    """A faust topic of raw bytes for a catalogue topic, with its partition count pinned."""
+    spec = topics.all()[topics.name(suffix)]
+    return app.topic(
+        topics.name(suffix),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=spec.partitions,
+    )

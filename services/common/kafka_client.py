@@ -1,0 +1,276 @@
+"""kafka-python, and only here: producer, consumer and admin factories fed by settings.
+
+Every other module asks this one for clients, so security settings, timeouts and the
+fail-fast behaviour for an unreachable broker are decided in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+
+from schemas import TopicSpec
+from services.common.errors import BrokerError, BrokerUnavailable, DataExpired
+from services.common.settings import DriftlineSettings
+
+T = TypeVar("T")
+
+PROBE_TOPIC = "__driftline_probe"
+
+
+def wait_until_ready(
+    bootstrap: str,
+    *,
+    timeout_s: float,
+    probe_topic: str | None = PROBE_TOPIC,
+    is_alive: Callable[[], bool] | None = None,
+    client_config: dict[str, Any] | None = None,
+) -> None:
+    """Poll until a real client can fetch metadata (and create ``probe_topic``).
+
+    Raises :class:`BrokerUnavailable` when ``timeout_s`` passes first, or at once when
+    ``is_alive`` (for a broker process we started) says the process has died.
+    """
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if is_alive is not None and not is_alive():
+            raise BrokerUnavailable(f"the broker process for {bootstrap} exited while starting")
+        remaining_ms = max(500, int((deadline - time.monotonic()) * 1000))
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap,
+                request_timeout_ms=min(remaining_ms, 5000),
+                bootstrap_timeout_ms=min(remaining_ms, 3000),
+                client_id="driftline-probe",
+                **(client_config or {}),
+            )
+        except (KafkaError, OSError, ValueError) as exc:
+            last_error = exc
+            time.sleep(0.2)
+            continue
+        try:
+            admin.list_topics()
+            if probe_topic is not None:
+                try:
+                    admin.create_topics([NewTopic(probe_topic, 1, 1)])
+                except TopicAlreadyExistsError:
+                    pass
+            return
+        except (KafkaError, OSError) as exc:
+            last_error = exc
+            time.sleep(0.2)
+        finally:
+            admin.close()
+    raise BrokerUnavailable(
+        f"no Kafka broker answered at {bootstrap} within {timeout_s:.0f}s"
+        + (f" (last error: {last_error})" if last_error else "")
+    )
+
+
+def client_config(settings: DriftlineSettings) -> dict[str, Any]:
+    """kafka-python keyword arguments for the configured security settings."""
+    cfg: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        cfg["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        cfg["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            cfg["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        cfg["ssl_check_hostname"] = settings.kafka_ssl_check_hostname
+        for name in ("cafile", "certfile", "keyfile"):
+            path = getattr(settings, f"kafka_ssl_{name}")
+            if path is not None:
+                cfg[f"ssl_{name}"] = str(path)
+        if settings.kafka_ssl_password is not None:
+            cfg["ssl_password"] = settings.kafka_ssl_password.get_secret_value()
+    return cfg
+
+
+def _connect(factory: Callable[..., T], settings: DriftlineSettings, **kwargs: Any) -> T:
+    """Build a client, turning "no broker" into a BrokerUnavailable naming the setting."""
+    timeout_ms = int(settings.kafka_timeout_s * 1000)
+    kwargs.setdefault("bootstrap_timeout_ms", timeout_ms)
+    kwargs.setdefault("request_timeout_ms", max(timeout_ms, 5_000))
+    try:
+        return factory(
+            bootstrap_servers=settings.bootstrap.split(","), **client_config(settings), **kwargs
+        )
+    except KafkaTimeoutError as exc:
+        source = "DRIFTLINE_KAFKA_BOOTSTRAP" if settings.kafka_bootstrap else "the local broker"
+        hint = "" if settings.kafka_bootstrap else " (start it with `driftline broker start`)"
+        raise BrokerUnavailable(
+            f"no Kafka broker answered at {settings.bootstrap} ({source}){hint}"
+        ) from exc
+
+
+def make_producer(settings: DriftlineSettings, **overrides: Any) -> KafkaProducer:
+    """A producer for data we care about: acks=all, idempotent, batched.
+
+    Keys and values are bytes; encode events with :mod:`services.common.codec`.
+    """
+    config: dict[str, Any] = {
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "compression_type": None,
+        "retries": 2**31 - 1,
+        "max_in_flight_requests_per_connection": 5,
+        "client_id": "driftline",
+    }
+    config.update(overrides)
+    return _connect(KafkaProducer, settings, **config)
+
+
+def make_consumer(
+    settings: DriftlineSettings, *topics: str, group_id: str | None, **overrides: Any
+) -> KafkaConsumer:
+    """A consumer that never auto-commits: callers commit after their output is acked."""
+    config: dict[str, Any] = {
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "client_id": "driftline",
+        "max_poll_records": 2000,
+        "fetch_max_bytes": 16 * 1024 * 1024,
+    }
+    config.update(overrides)
+    return _connect(KafkaConsumer, settings, *topics, **config)
+
+
+def make_admin(settings: DriftlineSettings, **overrides: Any) -> KafkaAdminClient:
+    """An admin client (topics, configs, offsets)."""
+    return _connect(KafkaAdminClient, settings, client_id="driftline-admin", **overrides)
+
+
+@dataclass(frozen=True)
+class TopicChange:
+    """What :func:`ensure_topics` did to one topic."""
+
+    topic: str
+    action: Literal["created", "altered", "unchanged", "warning"]
+    detail: str = ""
+
+
+def ensure_topics(
+    admin: KafkaAdminClient, specs: Mapping[str, TopicSpec], *, replication: int = 1
+) -> list[TopicChange]:
+    """Create missing topics and bring existing ones to the catalogue (idempotent).
+
+    Partitions are only ever added; a topic with more partitions than the catalogue
+    is reported, not shrunk.
+    """
+    changes: list[TopicChange] = []
+    existing = set(admin.list_topics())
+    missing = [name for name in specs if name not in existing]
+    if missing:
+        new = [
+            NewTopic(
+                name, specs[name].partitions, replication, topic_configs=specs[name].all_configs()
+            )
+            for name in missing
+        ]
+        try:
+            admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            pass  # created by someone else meanwhile: checked below like the others
+        changes += [TopicChange(n, "created", _describe(specs[n])) for n in missing]
+    present = [name for name in specs if name in existing]
+    if not present:
+        return changes
+    described = {t["name"]: t for t in admin.describe_topics(present)}
+    configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in present])
+    current = configs.get("topic", {})
+    for name in present:
+        spec, notes = specs[name], []
+        count = len(described[name]["partitions"])
+        if count < spec.partitions:
+            admin.create_partitions({name: spec.partitions})
+            notes.append(f"partitions {count} -> {spec.partitions}")
+        elif count > spec.partitions:
+            changes.append(
+                TopicChange(
+                    name, "warning", f"has {count} partitions, catalogue says {spec.partitions}"
+                )
+            )
+        have = {k: v.get("value") for k, v in current.get(name, {}).items()}
+        wanted = {k: v for k, v in spec.all_configs().items() if have.get(k) != v}
+        if wanted:
+            admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted)])
+            notes += [f"{k}={v}" for k, v in sorted(wanted.items())]
+        changes.append(TopicChange(name, "altered" if notes else "unchanged", ", ".join(notes)))
+    return changes
+
+
+def _describe(spec: TopicSpec) -> str:
+    return f"{spec.partitions} partition(s), cleanup.policy={spec.cleanup}"
+
+
+def end_offsets(settings: DriftlineSettings, topic: str) -> dict[int, int]:
+    """The next offset to be written, per partition of ``topic``."""
+    consumer = make_consumer(settings, group_id=None)
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            raise BrokerUnavailable(f"topic {topic!r} does not exist on {settings.bootstrap}")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def read_between(
+    settings: DriftlineSettings,
+    topic: str,
+    start: Mapping[int, int],
+    end: Mapping[int, int],
+    *,
+    timeout_s: float = 60.0,
+) -> Iterator[Any]:
+    """Every record of ``topic`` with ``start[p] <= offset < end[p]``, partition by partition
+    interleaved as fetched. Raises BrokerError if the range is not read within ``timeout_s``
+    (for example because it has left the topic's retention)."""
+    wanted = {p: (start.get(p, 0), e) for p, e in end.items() if e > start.get(p, 0)}
+    if not wanted:
+        return
+    consumer = make_consumer(settings, group_id=None, enable_auto_commit=False)
+    try:
+        tps = {p: TopicPartition(topic, p) for p in wanted}
+        earliest = consumer.beginning_offsets(list(tps.values()))
+        gone = {p: earliest[tps[p]] for p, (a, _) in wanted.items() if earliest[tps[p]] > a}
+        if gone:
+            detail = ", ".join(
+                f"partition {p} starts at {first}, wanted {wanted[p][0]}"
+                for p, first in gone.items()
+            )
+            raise DataExpired(f"{topic}: the data has left the topic's retention ({detail})")
+        consumer.assign(list(tps.values()))
+        for p, (first, _) in wanted.items():
+            consumer.seek(tps[p], first)
+        remaining = dict(wanted)
+        deadline = time.monotonic() + timeout_s
+        while remaining:
+            if time.monotonic() > deadline:
+                left = {p: f"[{a}, {b})" for p, (a, b) in remaining.items()}
+                raise BrokerError(f"timed out reading {topic} ranges {left}")
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                if tp.partition not in remaining:
+                    continue
+                stop = remaining[tp.partition][1]
+                for record in records:
+                    if record.offset >= stop:
+                        break
+                    yield record
+                last = records[-1].offset + 1 if records else 0
+                if last >= stop:
+                    del remaining[tp.partition]
+                    consumer.pause(tp)
+    finally:
+        consumer.close()

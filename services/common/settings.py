@@ -1,0 +1,235 @@
+"""Settings shared by every driftline process, read from ``DRIFTLINE_*`` variables.
+
+Build them once in ``main()`` with :meth:`DriftlineSettings.load` and pass them down;
+nothing reads the environment at import time. A bad value fails at start-up with a
+:class:`~services.common.errors.ConfigError` that names the variable.
+
+>>> s = DriftlineSettings.load(env={"DRIFTLINE_TOPIC_PREFIX": "t1."})
+>>> s.bootstrap, s.uses_local_broker, s.topic_prefix
+('127.0.0.1:9092', True, 't1.')
+>>> DriftlineSettings.load(env={"DRIFTLINE_KAFKA_BOOTSTRAP": "nohostport"})
+Traceback (most recent call last):
+...
+services.common.errors.ConfigError: DRIFTLINE_KAFKA_BOOTSTRAP: ...
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from services.common.errors import ConfigError
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+_TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]*$")
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+
+
+def env_name(prefix: str, field: str) -> str:
+    """The environment variable behind a settings field: ``DRIFTLINE_`` + upper-case name."""
+    return f"{prefix}{field}".upper()
+
+
+class SettingsBase(BaseSettings):
+    """Base of every driftline settings class: frozen, strict about unknown values.
+
+    Subclasses set ``env_prefix`` (``DRIFTLINE_`` or ``DRIFTLINE_<SERVICE>_``) and are
+    built with :meth:`load`, which turns a validation error into a ``ConfigError`` that
+    names the environment variable.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", frozen=True, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `load` reads the environment itself (so tests can pass an explicit mapping).
+        return (init_settings,)
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Build from ``env`` (default: ``os.environ``), with explicit ``overrides`` on top."""
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            var = env_name(prefix, name)
+            if var in source and source[var] != "":
+                values[name] = source[var]
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = err.get("loc") or ("?",)
+            field = str(loc[0])
+            setting = env_name(prefix, field) if field in cls.model_fields else field
+            msg = str(err.get("msg", "invalid value"))
+            if field not in cls.model_fields:
+                # a model-level check: its message already names the settings involved
+                setting = "settings"
+            raise ConfigError(setting, msg) from exc
+
+
+class DriftlineSettings(SettingsBase):
+    """Settings every service shares; see the README's configuration reference."""
+
+    kafka_bootstrap: str | None = Field(
+        default=None, description="bootstrap servers; when set, nothing starts a local broker"
+    )
+    topic_prefix: str = Field(default="driftline.", description="prefix of every topic")
+    data_dir: Path = Field(default=Path(".driftline"), description="local state directory")
+    cache_dir: Path | None = Field(
+        default=None, description="download cache (Kafka jars); default ~/.cache/driftline"
+    )
+    registry_url: str | None = Field(default=None, description="SQLAlchemy URL of the registry")
+    artifacts_url: str | None = Field(default=None, description="where artifacts are stored")
+    signing_key: SecretStr | None = None
+    signing_key_id: str | None = None
+    verify_keys: SecretStr | None = Field(
+        default=None, description="older keys for verification only: 'id:key,id:key'"
+    )
+    admin_token: SecretStr | None = None
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    kafka_timeout_s: float = Field(
+        default=15.0, gt=0, le=600, description="how long a client waits for the broker"
+    )
+    # Kafka security, passed through to kafka-python and faust alike.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_password: SecretStr | None = None
+    kafka_ssl_check_hostname: bool = True
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        hosts = [h.strip() for h in value.split(",") if h.strip()]
+        if not hosts:
+            raise ValueError("is empty; give host:port[,host:port...]")
+        for host in hosts:
+            match = _HOST_PORT.match(host)
+            if not match or not 0 < int(match.group(2)) < 65536:
+                raise ValueError(f"{host!r} is not host:port (for example 127.0.0.1:9092)")
+        return ",".join(hosts)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not _TOPIC_CHARS.match(value) or len(value) > 180:
+            raise ValueError("may hold only letters, digits, '.', '_' and '-' (at most 180)")
+        return value
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file {str(value)!r} does not exist")
+        return value
+
+    @field_validator("signing_key")
+    @classmethod
+    def _key_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("verify_keys")
+    @classmethod
+    def _verify_keys_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _parse_keys(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
+        if (self.signing_key is None) != (self.signing_key_id is None):
+            raise ValueError(
+                "DRIFTLINE_SIGNING_KEY and DRIFTLINE_SIGNING_KEY_ID must be set together"
+            )
+        if self.kafka_security_protocol.startswith("SASL_"):
+            missing = [
+                env_name("DRIFTLINE_", f)
+                for f in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+                if getattr(self, f) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"DRIFTLINE_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} "
+                    f"needs {', '.join(missing)}"
+                )
+        return self
+
+    # -- derived values -------------------------------------------------------------
+
+    @property
+    def uses_local_broker(self) -> bool:
+        """True when no bootstrap is configured, so the local broker is used."""
+        return self.kafka_bootstrap is None
+
+    @property
+    def bootstrap(self) -> str:
+        """The bootstrap servers to connect to."""
+        return self.kafka_bootstrap or DEFAULT_BOOTSTRAP
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory as an absolute path."""
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def cache_path(self) -> Path:
+        """The download cache as an absolute path."""
+        if self.cache_dir is not None:
+            return self.cache_dir.expanduser().resolve()
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = Path(xdg) if xdg else Path.home() / ".cache"
+        return base / "driftline"
+
+    @property
+    def registry_dsn(self) -> str:
+        """The registry's SQLAlchemy URL (SQLite in the data dir by default)."""
+        return self.registry_url or f"sqlite:///{self.data_path / 'registry.db'}"
+
+    @property
+    def artifacts_location(self) -> str:
+        """Where artifacts live (``file://`` URL; the data dir by default)."""
+        return self.artifacts_url or (self.data_path / "artifacts").as_uri()
+
+    def verification_keys(self) -> dict[str, bytes]:
+        """Every key accepted for verification, by key id (the signing key included)."""
+        keys = _parse_keys(self.verify_keys.get_secret_value()) if self.verify_keys else {}
+        if self.signing_key is not None and self.signing_key_id is not None:
+            keys[self.signing_key_id] = self.signing_key.get_secret_value().encode()
+        return keys
+
+
+def _parse_keys(text: str) -> dict[str, bytes]:
+    keys: dict[str, bytes] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key_id, sep, key = item.strip().partition(":")
+        if not sep or not key_id or not key:
+            raise ValueError("must be 'id:key[,id:key...]'")
+        keys[key_id] = key.encode()
+    return keys

@@ -1,0 +1,1 @@
+"""Getting labelled examples into Kafka: data sources (pure) and the producer (edge)."""

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.common.errors import ConfigError
+from services.common.kafka_client import client_config
+from services.common.settings import DriftlineSettings
+
+
+def test_defaults_follow_the_design() -> None:
+    s = DriftlineSettings.load(env={})
+    assert s.uses_local_broker and s.bootstrap == "127.0.0.1:9092"
+    assert s.topic_prefix == "driftline."
+    assert s.data_path == (Path.cwd() / ".driftline").resolve()
+    assert s.registry_dsn == f"sqlite:///{s.data_path / 'registry.db'}"
+    assert s.artifacts_location == (s.data_path / "artifacts").as_uri()
+    assert s.signing_key is None and s.admin_token is None
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"DRIFTLINE_KAFKA_BOOTSTRAP": "localhost"}, "DRIFTLINE_KAFKA_BOOTSTRAP"),
+        ({"DRIFTLINE_KAFKA_BOOTSTRAP": "h:99999"}, "DRIFTLINE_KAFKA_BOOTSTRAP"),
+        ({"DRIFTLINE_TOPIC_PREFIX": "bad prefix!"}, "DRIFTLINE_TOPIC_PREFIX"),
+        ({"DRIFTLINE_LOG_FORMAT": "xml"}, "DRIFTLINE_LOG_FORMAT"),
+        ({"DRIFTLINE_KAFKA_TIMEOUT_S": "-1"}, "DRIFTLINE_KAFKA_TIMEOUT_S"),
+        ({"DRIFTLINE_SIGNING_KEY": "short", "DRIFTLINE_SIGNING_KEY_ID": "k"}, "DRIFTLINE_SIGNING_KEY"),
+        ({"DRIFTLINE_VERIFY_KEYS": "nocolon"}, "DRIFTLINE_VERIFY_KEYS"),
+        ({"DRIFTLINE_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "DRIFTLINE_KAFKA_SSL_CAFILE"),
+        ({"DRIFTLINE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "DRIFTLINE_KAFKA_SASL_MECHANISM"),
+        ({"DRIFTLINE_SIGNING_KEY": "x" * 32}, "DRIFTLINE_SIGNING_KEY_ID"),
+    ],
+)
+def test_bad_setting_is_named(env: dict[str, str], setting: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        DriftlineSettings.load(env=env)
+    assert setting in str(info.value)
+
+
+def test_secrets_never_printed() -> None:
+    s = DriftlineSettings.load(
+        env={"DRIFTLINE_SIGNING_KEY": "s3cret-s3cret-s3cret", "DRIFTLINE_SIGNING_KEY_ID": "k1",
+             "DRIFTLINE_ADMIN_TOKEN": "tok-123"}
+    )
+    assert "s3cret" not in repr(s) and "tok-123" not in repr(s)
+
+
+def test_verification_keys_include_the_signing_key() -> None:
+    s = DriftlineSettings.load(
+        env={"DRIFTLINE_SIGNING_KEY": "new-key-new-key-1", "DRIFTLINE_SIGNING_KEY_ID": "k2",
+             "DRIFTLINE_VERIFY_KEYS": "k1:old-key-old-key"}
+    )
+    assert s.verification_keys() == {"k1": b"old-key-old-key", "k2": b"new-key-new-key-1"}
+
+
+def test_bootstrap_list_normalized() -> None:
+    s = DriftlineSettings.load(env={"DRIFTLINE_KAFKA_BOOTSTRAP": " a:1, b:2 "})
+    assert s.bootstrap == "a:1,b:2" and not s.uses_local_broker
+
+
+def test_sasl_settings_pass_through(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("dummy")
+    s = DriftlineSettings.load(
+        env={
+            "DRIFTLINE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "DRIFTLINE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "DRIFTLINE_KAFKA_SASL_USERNAME": "alice",
+            "DRIFTLINE_KAFKA_SASL_PASSWORD": "pw",
+            "DRIFTLINE_KAFKA_SSL_CAFILE": str(ca),
+        }
+    )
+    assert client_config(s) == {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "alice",
+        "sasl_plain_password": "pw",
+        "ssl_check_hostname": True,
+        "ssl_cafile": str(ca),
+    }
+
+
+def test_settings_are_frozen() -> None:
+    s = DriftlineSettings.load(env={})
+    with pytest.raises(ValueError, match="frozen"):
+        s.topic_prefix = "x."  # type: ignore[misc]
+
+
+def test_environment_is_read_only_in_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFTLINE_TOPIC_PREFIX", "from-env.")
+    assert DriftlineSettings.load().topic_prefix == "from-env."
+    assert DriftlineSettings.load(env={}).topic_prefix == "driftline."
