@@ -7,7 +7,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 
 def print_table(
@@ -23,3 +33,24 @@ def print_table(
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     Console().print(table)
+
+
+class RateColumn(ProgressColumn):
+    """The live rate of a task, in items per second."""
+
+    def render(self, task: Task) -> Text:
+        """The task's current speed, or a dash before there is one."""
+        speed = task.finished_speed or task.speed
+        return Text("--/s" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
+
+
+def progress_bar(console: Console | None = None) -> Progress:
+    """A progress bar with count, live rate and elapsed time, for long CLI work."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        console=console or Console(),
+    )

@@ -6,8 +6,10 @@ fail-fast behaviour for an unreachable broker are decided in one place.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -37,6 +39,29 @@ def wait_until_ready(
     Raises :class:`BrokerUnavailable` when ``timeout_s`` passes first, or at once when
     ``is_alive`` (for a broker process we started) says the process has died.
     """
+    with _quiet("kafka"):
+        _poll_ready(bootstrap, timeout_s, probe_topic, is_alive, client_config or {})
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Silence a library's logger while we expect (and handle) its connection errors."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _poll_ready(
+    bootstrap: str,
+    timeout_s: float,
+    probe_topic: str | None,
+    is_alive: Callable[[], bool] | None,
+    client_config: dict[str, Any],
+) -> None:
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -49,7 +74,7 @@ def wait_until_ready(
                 request_timeout_ms=min(remaining_ms, 5000),
                 bootstrap_timeout_ms=min(remaining_ms, 3000),
                 client_id="driftline-probe",
-                **(client_config or {}),
+                **client_config,
             )
         except (KafkaError, OSError, ValueError) as exc:
             last_error = exc

@@ -73,6 +73,7 @@ def configure_logging(service: str, *, fmt: str = "text", level: str = "INFO") -
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # kafka-python and aiokafka are chatty at INFO about every connection.
+    # kafka-python and aiokafka log every connection attempt and retry they handle
+    # themselves; our own code logs what matters, with topic, partition and offset.
     for noisy in ("kafka", "aiokafka"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+        logging.getLogger(noisy).setLevel(max(logging.ERROR, root.level))

@@ -1,0 +1,137 @@
+"""Fixtures for tests against a real Kafka broker.
+
+``kafka_bootstrap`` is one broker for the whole run: ``DRIFTLINE_KAFKA_BOOTSTRAP`` when
+set, else a local broker on free ports with its data in a temporary directory.
+``own_broker`` makes extra local brokers for tests that must stop or restart one.
+
+Without Java or Maven these tests skip, unless ``DRIFTLINE_REQUIRE_REAL=1`` (CI), where
+they fail. Every test under ``tests/integration`` is marked ``integration``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from services.common.errors import BrokerUnavailable, LocalBrokerError
+from services.common.kafka_client import client_config, wait_until_ready
+from services.common.settings import DriftlineSettings
+from services.localbroker import LocalBroker, ensure_jars
+
+_HERE = Path(__file__).parent
+START_TIMEOUT_S = 120.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test collected under tests/integration (and only those)."""
+    for item in items:
+        if item.path.is_relative_to(_HERE):
+            item.add_marker(pytest.mark.integration)
+
+
+def require_real(reason: str) -> NoReturn:
+    """Skip for want of a real dependency, or fail when ``DRIFTLINE_REQUIRE_REAL=1``."""
+    if os.environ.get("DRIFTLINE_REQUIRE_REAL") == "1":
+        pytest.fail(f"DRIFTLINE_REQUIRE_REAL=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports that were free on 127.0.0.1 a moment ago."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture(scope="session")
+def driftline_settings() -> DriftlineSettings:
+    """The settings of the environment the tests run in."""
+    return DriftlineSettings.load()
+
+
+@pytest.fixture(scope="session")
+def kafka_jars(driftline_settings: DriftlineSettings) -> Path:
+    """The Kafka jars (fetched once into the user's cache); skips without Java or Maven."""
+    try:
+        return ensure_jars(driftline_settings.cache_path)
+    except LocalBrokerError as exc:
+        require_real(f"no local Kafka broker can run: {exc}")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(
+    driftline_settings: DriftlineSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Bootstrap servers of the broker every integration test shares."""
+    settings = driftline_settings
+    if not settings.uses_local_broker:
+        try:
+            wait_until_ready(
+                settings.bootstrap,
+                timeout_s=settings.kafka_timeout_s,
+                client_config=client_config(settings),
+            )
+        except BrokerUnavailable as exc:
+            require_real(f"DRIFTLINE_KAFKA_BOOTSTRAP is set but unusable: {exc}")
+        yield settings.bootstrap
+        return
+    try:
+        ensure_jars(settings.cache_path)
+    except LocalBrokerError as exc:
+        require_real(f"no local Kafka broker can run: {exc}")
+    port, controller_port = free_ports(2)
+    broker = LocalBroker(
+        tmp_path_factory.mktemp("kafka-session"),
+        settings.cache_path,
+        port=port,
+        controller_port=controller_port,
+    )
+    try:
+        yield broker.start(timeout_s=START_TIMEOUT_S)
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def own_broker(
+    kafka_jars: Path, driftline_settings: DriftlineSettings, tmp_path: Path
+) -> Iterator[Callable[..., LocalBroker]]:
+    """A factory of local brokers (not started) on free ports, each in its own data dir.
+
+    ``own_broker(data_dir=None, **kwargs)``: keyword arguments go to :class:`LocalBroker`.
+    Every broker it made is stopped when the test ends.
+    """
+    made: list[LocalBroker] = []
+
+    def make(data_dir: Path | None = None, **kwargs: Any) -> LocalBroker:
+        if data_dir is None:
+            data_dir = tmp_path / f"broker-{len(made)}"
+        if "port" not in kwargs or "controller_port" not in kwargs:
+            port, controller_port = free_ports(2)
+            kwargs.setdefault("port", port)
+            kwargs.setdefault("controller_port", controller_port)
+        broker = LocalBroker(data_dir, driftline_settings.cache_path, **kwargs)
+        made.append(broker)
+        return broker
+
+    yield make
+    failures = []
+    for broker in made:
+        try:
+            broker.stop()
+        except LocalBrokerError as exc:
+            failures.append(f"{broker}: {exc}")
+    if failures:
+        pytest.fail("could not stop: " + "; ".join(failures), pytrace=False)
