@@ -11,6 +11,7 @@ help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
+	@scripts/system-deps.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -22,7 +23,8 @@ setup: $(STAMP) ## Create .venv and install driftline with its dev extra
 demo: setup ## Run the demo on the embedded defaults (local broker, SQLite)
 	$(BIN)/driftline demo
 
-test: setup ## Run the whole test suite against a real broker
+test: setup ## Run the whole test suite against a real broker (and PostgreSQL)
+	@scripts/system-deps.sh --postgres
 	$(BIN)/python -m pytest
 
 test-fast: setup ## Run only the tests that need no broker

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
@@ -47,7 +48,6 @@ _POLL_S = 0.05
 _KILL_GRACE_S = 10.0
 _FORMAT_TIMEOUT_S = 120.0
 _REPORT_LINES = 30
-_HAS_PROC = Path("/proc/self/cmdline").exists()
 
 
 @dataclass(frozen=True)
@@ -211,11 +211,13 @@ class LocalBroker:
                 return self.bootstrap
             if pid is not None:
                 self._terminate(pid, timeout_s=30.0)
-            if fresh:
-                self._wipe()
+            # Everything that can fail for want of ports, Java or jars comes before
+            # the one destructive step (--fresh), so a failed start loses no data.
             self._check_ports_free()
             java = find_java()
             jars = ensure_jars(self.cache_dir)
+            if fresh:
+                self._wipe()
             self._prepare(java, jars)
             log_offset = _size(self.layout.log_file)
             proc = self._launch(java, jars)
@@ -269,7 +271,7 @@ class LocalBroker:
         if not args or not Path(args[0]).name.startswith("java") or "kafka.Kafka" not in args:
             return False
         props = str(self.layout.server_properties)
-        return props in args or (not _HAS_PROC and props in " ".join(args))
+        return props in args or (not _has_proc() and props in " ".join(args))
 
     def _reap_own(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
@@ -409,9 +411,13 @@ class LocalBroker:
         return proc
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], timeout_s: float, offset: int) -> None:
+        deadline = time.monotonic() + timeout_s
         try:
+            self._wait_listening(proc, deadline)
             wait_until_ready(
-                self.bootstrap, timeout_s=timeout_s, is_alive=lambda: proc.poll() is None
+                self.bootstrap,
+                timeout_s=max(deadline - time.monotonic(), 1.0),
+                is_alive=lambda: proc.poll() is None,
             )
         except BrokerUnavailable as exc:
             code = proc.poll()
@@ -430,6 +436,24 @@ class LocalBroker:
             # Interrupted (Ctrl-C): do not leave a half-started broker behind.
             self._terminate(proc.pid, timeout_s=_KILL_GRACE_S)
             raise
+
+    def _wait_listening(self, proc: subprocess.Popen[bytes], deadline: float) -> None:
+        """Poll until the client port accepts TCP connections.
+
+        Only then do Kafka clients take over: kafka-python leaks a socket on every
+        refused connection, which plain sockets closed here do not.
+        """
+        while True:
+            if proc.poll() is not None:
+                raise BrokerUnavailable(f"the broker process for {self.bootstrap} exited")
+            try:
+                with socket.create_connection((LISTEN_HOST, self.port), timeout=1.0):
+                    return
+            except OSError:
+                pass
+            if time.monotonic() >= deadline:
+                raise BrokerUnavailable(f"nothing listens at {self.bootstrap}")
+            time.sleep(0.1)
 
     def _failure_report(self, log_offset: int) -> str:
         parts = []
@@ -530,9 +554,15 @@ def _port_in_use(port: int) -> bool:
     return False
 
 
+@functools.cache
+def _has_proc() -> bool:
+    """Whether this system has Linux's /proc (else ``ps`` answers)."""
+    return Path("/proc/self/cmdline").exists()
+
+
 def _process_args(pid: int) -> list[str]:
     """The command line of ``pid`` ([] when it is gone or a zombie)."""
-    if _HAS_PROC:
+    if _has_proc():
         try:
             raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
@@ -553,7 +583,7 @@ def _process_args(pid: int) -> list[str]:
 
 def _process_state(pid: int) -> str | None:
     """The process state letter (``R``, ``S``, ``Z``...), ``None`` when there is no process."""
-    if _HAS_PROC:
+    if _has_proc():
         try:
             stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
         except OSError:

@@ -11,7 +11,6 @@ they fail. Every test under ``tests/integration`` is marked ``integration``.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,6 +21,7 @@ from services.common.errors import BrokerUnavailable, LocalBrokerError
 from services.common.kafka_client import client_config, wait_until_ready
 from services.common.settings import DriftlineSettings
 from services.localbroker import LocalBroker, ensure_jars
+from services.localbroker.ports import free_ports
 
 _HERE = Path(__file__).parent
 START_TIMEOUT_S = 120.0
@@ -39,20 +39,6 @@ def require_real(reason: str) -> NoReturn:
     if os.environ.get("DRIFTLINE_REQUIRE_REAL") == "1":
         pytest.fail(f"DRIFTLINE_REQUIRE_REAL=1 but {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports that were free on 127.0.0.1 a moment ago."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest.fixture(scope="session")

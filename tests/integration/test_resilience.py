@@ -31,8 +31,13 @@ def test_consumer_survives_broker_restart(own_broker: Callable[..., Any]) -> Non
     admin.close()
 
     producer = make_producer(settings)
-    consumer = make_consumer(settings, "restart", group_id="restart-g", session_timeout_ms=10_000,
-                             heartbeat_interval_ms=1_000)
+    consumer = make_consumer(
+        settings,
+        "restart",
+        group_id="restart-g",
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
+    )
     seen: set[bytes] = set()
     for i in range(200):
         producer.send("restart", key=str(i % 5).encode(), value=f"before-{i}".encode())

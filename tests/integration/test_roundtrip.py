@@ -21,8 +21,11 @@ ECHO = Path(__file__).with_name("faust_echo.py")
 def examples(n: int) -> list[LabelledExample]:
     return [
         LabelledExample(
-            stream=f"s{i % 3}", example_id=str(i), features={"x": i * 0.5, "c": "a", "b": True},
-            label=i % 2 == 0, event_time=datetime(2026, 1, 1, tzinfo=UTC),
+            stream=f"s{i % 3}",
+            example_id=str(i),
+            features={"x": i * 0.5, "c": "a", "b": True},
+            label=i % 2 == 0,
+            event_time=datetime(2026, 1, 1, tzinfo=UTC),
         )
         for i in range(n)
     ]
@@ -47,11 +50,16 @@ def test_producer_faust_consumer(
         "PYTHONPATH": str(Path.cwd()),
     }
     worker = subprocess.Popen(
-        [sys.executable, str(ECHO)], env=env, cwd=tmp_path,
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "wb"),
+        [sys.executable, str(ECHO)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "worker.log", "wb"),
     )
     received: dict[str, LabelledExample] = {}
-    consumer = make_consumer(settings, topics.name("examples.valid"), group_id=f"{settings.topic_prefix}check")
+    consumer = make_consumer(
+        settings, topics.name("examples.valid"), group_id=f"{settings.topic_prefix}check"
+    )
     try:
         deadline = time.monotonic() + 90
         while len(received) < len(sent) and time.monotonic() < deadline:

@@ -11,7 +11,9 @@ from services.common.kafka_client import ensure_topics, make_admin
 from services.common.settings import DriftlineSettings
 
 
-def test_create_read_back_and_idempotent(settings_factory: Callable[..., DriftlineSettings]) -> None:
+def test_create_read_back_and_idempotent(
+    settings_factory: Callable[..., DriftlineSettings],
+) -> None:
     settings = settings_factory(create_topics=False)
     topics = Topics(settings.topic_prefix)
     admin = make_admin(settings)
@@ -29,8 +31,10 @@ def test_create_read_back_and_idempotent(settings_factory: Callable[..., Driftli
         assert configs[topics.name("models")]["cleanup.policy"]["value"] == "compact"
         assert configs[topics.name("streams")]["cleanup.policy"]["value"] == "compact"
         assert configs[topics.name("examples.raw")]["cleanup.policy"]["value"] == "delete"
-        assert configs[topics.name("examples.valid")]["retention.ms"]["value"] == \
-            CATALOGUE["examples.valid"].configs["retention.ms"]
+        assert (
+            configs[topics.name("examples.valid")]["retention.ms"]["value"]
+            == CATALOGUE["examples.valid"].configs["retention.ms"]
+        )
 
         again = ensure_topics(admin, topics.all())
         assert {c.action for c in again} == {"unchanged"}

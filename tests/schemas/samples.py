@@ -97,7 +97,9 @@ def samples() -> list[Event]:
             ),
             spec_sha256=SHA,
             lineage=Lineage(
-                ranges=(OffsetRange(topic="driftline.examples.valid", partition=0, start=0, end=10),),
+                ranges=(
+                    OffsetRange(topic="driftline.examples.valid", partition=0, start=0, end=10),
+                ),
                 event_time_start=T0,
                 event_time_end=T0,
                 example_count=10,
@@ -118,7 +120,9 @@ def samples() -> list[Event]:
             replica_id="serving-1", model="sea", version=4, reason="bad_signature", detail="..."
         ),
         PredictionRequest(stream="sea", example_id="e-2", features={"x1": 2.0}),
-        Prediction(stream="sea", example_id="e-2", request_event_id=REQ, answer=answer, latency_ms=1.2),
+        Prediction(
+            stream="sea", example_id="e-2", request_event_id=REQ, answer=answer, latency_ms=1.2
+        ),
         ShadowPair(
             stream="sea", example_id="e-2", request_event_id=REQ, champion=answer, challenger=answer
         ),

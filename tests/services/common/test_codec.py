@@ -22,7 +22,10 @@ RAW = CATALOGUE["examples.raw"]
 
 def example(**kw: object) -> LabelledExample:
     base: dict[str, object] = dict(
-        stream="s", example_id="1", features={"x": 1.0}, label="a",
+        stream="s",
+        example_id="1",
+        features={"x": 1.0},
+        label="a",
         event_time=datetime(2026, 1, 1, tzinfo=UTC),
     )
     return LabelledExample.model_validate(base | kw)
@@ -41,10 +44,16 @@ def test_round_trip_through_its_topic(event: object) -> None:
         (b"{not json", UnparseableEvent, ReasonCode.UNPARSEABLE),
         (b"[1, 2]", ContractViolation, ReasonCode.CONTRACT_VIOLATION),
         (b'{"stream": "s"}', ContractViolation, ReasonCode.CONTRACT_VIOLATION),
-        (b'{"schema_version": 99}', UnsupportedSchemaVersion, ReasonCode.UNSUPPORTED_SCHEMA_VERSION),
+        (
+            b'{"schema_version": 99}',
+            UnsupportedSchemaVersion,
+            ReasonCode.UNSUPPORTED_SCHEMA_VERSION,
+        ),
     ],
 )
-def test_decode_errors_carry_reason(data: bytes, error: type[CodecError], reason: ReasonCode) -> None:
+def test_decode_errors_carry_reason(
+    data: bytes, error: type[CodecError], reason: ReasonCode
+) -> None:
     with pytest.raises(error) as info:
         decode(data, RAW)
     assert info.value.reason is reason
@@ -76,8 +85,16 @@ def test_keys_follow_the_topic_table() -> None:
 
 
 def test_dead_letter_keeps_bytes_and_derives_its_id() -> None:
-    kw = dict(reason=ReasonCode.OVERSIZE, detail="too big", service="validator", topic="t",
-              partition=1, offset=7, key=b"k", value=b"\x00\xff raw")
+    kw = dict(
+        reason=ReasonCode.OVERSIZE,
+        detail="too big",
+        service="validator",
+        topic="t",
+        partition=1,
+        offset=7,
+        key=b"k",
+        value=b"\x00\xff raw",
+    )
     first, again = dead_letter(**kw), dead_letter(**kw)  # type: ignore[arg-type]
     assert first.event_id == again.event_id
     decoded = decode(encode(first), CATALOGUE["examples.dead"])

@@ -22,7 +22,12 @@ def test_json_log_names_topic_partition_offset() -> None:
     line = JsonFormatter("validator").format(record("bad", **at("raw", 3, 17, reason="oversize")))
     doc = json.loads(line)
     assert doc["service"] == "validator" and doc["msg"] == "bad"
-    assert (doc["topic"], doc["partition"], doc["offset"], doc["reason"]) == ("raw", 3, 17, "oversize")
+    assert (doc["topic"], doc["partition"], doc["offset"], doc["reason"]) == (
+        "raw",
+        3,
+        17,
+        "oversize",
+    )
 
 
 def test_text_log_appends_extras() -> None:

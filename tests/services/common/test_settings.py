@@ -27,7 +27,10 @@ def test_defaults_follow_the_design() -> None:
         ({"DRIFTLINE_TOPIC_PREFIX": "bad prefix!"}, "DRIFTLINE_TOPIC_PREFIX"),
         ({"DRIFTLINE_LOG_FORMAT": "xml"}, "DRIFTLINE_LOG_FORMAT"),
         ({"DRIFTLINE_KAFKA_TIMEOUT_S": "-1"}, "DRIFTLINE_KAFKA_TIMEOUT_S"),
-        ({"DRIFTLINE_SIGNING_KEY": "short", "DRIFTLINE_SIGNING_KEY_ID": "k"}, "DRIFTLINE_SIGNING_KEY"),
+        (
+            {"DRIFTLINE_SIGNING_KEY": "short", "DRIFTLINE_SIGNING_KEY_ID": "k"},
+            "DRIFTLINE_SIGNING_KEY",
+        ),
         ({"DRIFTLINE_VERIFY_KEYS": "nocolon"}, "DRIFTLINE_VERIFY_KEYS"),
         ({"DRIFTLINE_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "DRIFTLINE_KAFKA_SSL_CAFILE"),
         ({"DRIFTLINE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "DRIFTLINE_KAFKA_SASL_MECHANISM"),
@@ -42,16 +45,22 @@ def test_bad_setting_is_named(env: dict[str, str], setting: str) -> None:
 
 def test_secrets_never_printed() -> None:
     s = DriftlineSettings.load(
-        env={"DRIFTLINE_SIGNING_KEY": "s3cret-s3cret-s3cret", "DRIFTLINE_SIGNING_KEY_ID": "k1",
-             "DRIFTLINE_ADMIN_TOKEN": "tok-123"}
+        env={
+            "DRIFTLINE_SIGNING_KEY": "s3cret-s3cret-s3cret",
+            "DRIFTLINE_SIGNING_KEY_ID": "k1",
+            "DRIFTLINE_ADMIN_TOKEN": "tok-123",
+        }
     )
     assert "s3cret" not in repr(s) and "tok-123" not in repr(s)
 
 
 def test_verification_keys_include_the_signing_key() -> None:
     s = DriftlineSettings.load(
-        env={"DRIFTLINE_SIGNING_KEY": "new-key-new-key-1", "DRIFTLINE_SIGNING_KEY_ID": "k2",
-             "DRIFTLINE_VERIFY_KEYS": "k1:old-key-old-key"}
+        env={
+            "DRIFTLINE_SIGNING_KEY": "new-key-new-key-1",
+            "DRIFTLINE_SIGNING_KEY_ID": "k2",
+            "DRIFTLINE_VERIFY_KEYS": "k1:old-key-old-key",
+        }
     )
     assert s.verification_keys() == {"k1": b"old-key-old-key", "k2": b"new-key-new-key-1"}
 

@@ -1,0 +1,63 @@
+"""The layering rules of STYLE.md, kept by walking every import of the source tree."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted([*ROOT.glob("schemas/**/*.py"), *ROOT.glob("services/**/*.py")])
+# Composition roots and dev tools may wire services together.
+ROOTS = {"cli", "localbroker"}
+# The one module per vendor client.
+VENDOR_HOMES = {
+    "kafka": {"services/common/kafka_client.py"},
+    "faust": {"services/common/faust_app.py"},
+}
+# Pure cores: no Kafka, no faust, no database.
+PURE = {"services/ingest/sources.py"}
+IO_PACKAGES = {"kafka", "faust", "aiokafka", "sqlalchemy", "psycopg"}
+
+
+def imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=rel)
+def test_layering(path: Path) -> None:
+    name = rel(path)
+    mods = imports(path)
+    if name.startswith("schemas/"):
+        assert not {m for m in mods if m.split(".")[0] in {"services", "bench", "tests"}}, (
+            "schemas/ is the contract and imports nothing else of ours"
+        )
+        return
+    package = name.split("/")[1]
+    if package not in ROOTS:
+        for mod in mods:
+            parts = mod.split(".")
+            if parts[0] != "services" or len(parts) < 2 or parts[1] in {package, "common"}:
+                continue
+            assert mod.startswith("services.registry.client"), (
+                f"{name} imports {mod}: services never import each other "
+                "(the registry's client is the one shared door)"
+            )
+    for vendor, homes in VENDOR_HOMES.items():
+        uses = {m for m in mods if m.split(".")[0] == vendor}
+        if uses and name not in homes and not name.endswith("/app.py"):
+            pytest.fail(f"{name} imports {sorted(uses)}: {vendor} lives only in {sorted(homes)}")
+    if name in PURE:
+        assert not {m for m in mods if m.split(".")[0] in IO_PACKAGES}, f"{name} must stay pure"
