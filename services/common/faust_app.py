@@ -52,6 +52,8 @@ def make_app(settings: DriftlineSettings, app_id: str, **overrides: Any) -> faus
     In-memory tables, no web server (services serve Prometheus themselves), topics never
     auto-declared, ``topic_partitions`` pinned to the catalogue.
     """
+    datadir = settings.data_path / "faust" / app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "broker": [f"kafka://{host}" for host in settings.bootstrap.split(",")],
         "broker_credentials": broker_credentials(settings),
@@ -60,7 +62,7 @@ def make_app(settings: DriftlineSettings, app_id: str, **overrides: Any) -> faus
         "topic_disable_leader": True,
         "store": "memory://",
         "web_enabled": False,
-        "datadir": str(settings.data_path / "faust" / app_id),
+        "datadir": str(datadir),
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
         "broker_request_timeout": max(90.0, settings.kafka_timeout_s),

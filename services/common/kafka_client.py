@@ -118,14 +118,19 @@ def client_config(settings: DriftlineSettings) -> dict[str, Any]:
     return cfg
 
 
-def _connect(factory: Callable[..., T], settings: DriftlineSettings, **kwargs: Any) -> T:
+def _connect(
+    factory: Callable[..., T], settings: DriftlineSettings, *args: Any, **kwargs: Any
+) -> T:
     """Build a client, turning "no broker" into a BrokerUnavailable naming the setting."""
     timeout_ms = int(settings.kafka_timeout_s * 1000)
     kwargs.setdefault("bootstrap_timeout_ms", timeout_ms)
     kwargs.setdefault("request_timeout_ms", max(timeout_ms, 5_000))
     try:
         return factory(
-            bootstrap_servers=settings.bootstrap.split(","), **client_config(settings), **kwargs
+            *args,
+            bootstrap_servers=settings.bootstrap.split(","),
+            **client_config(settings),
+            **kwargs,
         )
     except KafkaTimeoutError as exc:
         source = "DRIFTLINE_KAFKA_BOOTSTRAP" if settings.kafka_bootstrap else "the local broker"
@@ -194,19 +199,19 @@ def ensure_topics(
     """
     changes: list[TopicChange] = []
     existing = set(admin.list_topics())
-    missing = [name for name in specs if name not in existing]
-    if missing:
-        new = [
-            NewTopic(
-                name, specs[name].partitions, replication, topic_configs=specs[name].all_configs()
-            )
-            for name in missing
-        ]
+    created: list[str] = []
+    for name in (n for n in specs if n not in existing):
+        spec = specs[name]
         try:
-            admin.create_topics(new)
+            admin.create_topics(
+                [NewTopic(name, spec.partitions, replication, topic_configs=spec.all_configs())]
+            )
+            created.append(name)
         except TopicAlreadyExistsError:
-            pass  # created by someone else meanwhile: checked below like the others
-        changes += [TopicChange(n, "created", _describe(specs[n])) for n in missing]
+            existing.add(name)  # made by someone else meanwhile: checked like the others
+    if created:
+        admin.wait_for_topics(created, timeout_ms=30_000)  # leaders elected, ready to use
+        changes += [TopicChange(n, "created", _describe(specs[n])) for n in created]
     present = [name for name in specs if name in existing]
     if not present:
         return changes
@@ -214,23 +219,21 @@ def ensure_topics(
     configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in present])
     current = configs.get("topic", {})
     for name in present:
-        spec, notes = specs[name], []
+        spec, notes, warn = specs[name], [], False
         count = len(described[name]["partitions"])
         if count < spec.partitions:
             admin.create_partitions({name: spec.partitions})
             notes.append(f"partitions {count} -> {spec.partitions}")
         elif count > spec.partitions:
-            changes.append(
-                TopicChange(
-                    name, "warning", f"has {count} partitions, catalogue says {spec.partitions}"
-                )
-            )
+            warn = True
+            notes.append(f"has {count} partitions, the catalogue says {spec.partitions}")
         have = {k: v.get("value") for k, v in current.get(name, {}).items()}
         wanted = {k: v for k, v in spec.all_configs().items() if have.get(k) != v}
         if wanted:
             admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted)])
             notes += [f"{k}={v}" for k, v in sorted(wanted.items())]
-        changes.append(TopicChange(name, "altered" if notes else "unchanged", ", ".join(notes)))
+        action = "warning" if warn else "altered" if notes else "unchanged"
+        changes.append(TopicChange(name, action, ", ".join(notes)))
     return changes
 
 

@@ -121,3 +121,32 @@ def own_broker(
             failures.append(f"{broker}: {exc}")
     if failures:
         pytest.fail("could not stop: " + "; ".join(failures), pytrace=False)
+
+
+@pytest.fixture
+def settings_factory(kafka_bootstrap: str, tmp_path: Path) -> Callable[..., DriftlineSettings]:
+    """``settings_factory(create_topics=True, **overrides)``: settings on the session broker
+    with a topic prefix of this test's own (uuid), its data in tmp_path, and the catalogue's
+    topics created under that prefix."""
+    import uuid
+
+    from schemas import Topics
+    from services.common.kafka_client import ensure_topics, make_admin
+
+    def make(create_topics: bool = True, **overrides: Any) -> DriftlineSettings:
+        values: dict[str, Any] = {
+            "kafka_bootstrap": kafka_bootstrap,
+            "topic_prefix": f"t-{uuid.uuid4().hex[:10]}.",
+            "data_dir": tmp_path,
+        }
+        values.update(overrides)
+        settings = DriftlineSettings.load(env={}, **values)
+        if create_topics:
+            admin = make_admin(settings)
+            try:
+                ensure_topics(admin, Topics(settings.topic_prefix).all())
+            finally:
+                admin.close()
+        return settings
+
+    return make

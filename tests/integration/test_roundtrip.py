@@ -49,13 +49,14 @@ def test_producer_faust_consumer(
         "DRIFTLINE_DATA_DIR": str(tmp_path),
         "PYTHONPATH": str(Path.cwd()),
     }
-    worker = subprocess.Popen(
-        [sys.executable, str(ECHO)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "worker.log", "wb"),
-    )
+    with open(tmp_path / "worker.log", "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, str(ECHO)],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     received: dict[str, LabelledExample] = {}
     consumer = make_consumer(
         settings, topics.name("examples.valid"), group_id=f"{settings.topic_prefix}check"

@@ -51,6 +51,7 @@ def test_drifted_topic_is_repaired(settings_factory: Callable[..., DriftlineSett
 
         name = topics.name("examples.valid")
         admin.create_topics([NewTopic(name, 1, 1, topic_configs={"cleanup.policy": "compact"})])
+        admin.wait_for_topics([name])
         changes = {c.topic: c for c in ensure_topics(admin, {name: topics.all()[name]})}
         assert changes[name].action == "altered"
         assert "partitions 1 -> 4" in changes[name].detail

@@ -9,31 +9,8 @@ import pytest
 
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
-from tests.postgres import PostgresServer, start_postgres
-from tests.real import require_real
 
 KEY = "test-signing-key-0123456789"
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the whole run."""
-    try:
-        server = start_postgres()
-        yield next(server)
-    except (FileNotFoundError, OSError) as exc:
-        require_real(f"PostgreSQL is not available: {exc}")
-    else:
-        server.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty registry database on each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'registry.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database()
 
 
 @pytest.fixture
@@ -54,3 +31,14 @@ def registry(settings: DriftlineSettings) -> Iterator[Registry]:
     reg = Registry.open(settings, relay=False)
     yield reg
     reg.close()
+
+
+@pytest.fixture
+def settings_env(settings: DriftlineSettings, registry_url: str) -> dict[str, str]:
+    """The environment that gives a subprocess the same registry as ``settings``."""
+    return {
+        "DRIFTLINE_DATA_DIR": str(settings.data_path),
+        "DRIFTLINE_REGISTRY_URL": registry_url,
+        "DRIFTLINE_SIGNING_KEY": KEY,
+        "DRIFTLINE_SIGNING_KEY_ID": "k1",
+    }

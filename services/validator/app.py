@@ -1,0 +1,492 @@
+"""The validator's faust edge: ``examples.raw`` -> judge -> ``examples.valid`` | ``examples.dead``.
+
+The agent only decodes positions, calls :func:`services.validator.rules.judge` and
+sends; everything it decides lives in the pure core.
+
+Delivery is at-least-once and an offset is committed only after its output was
+acknowledged by the broker: the agent takes events in batches with ``noack_take``
+(which never acks on its own), sends every output, awaits every delivery future, and
+only then acks the batch's events; faust commits acked offsets every
+``commit_interval_s`` and when it stops or loses partitions (after waiting for
+in-flight events). After a kill -9, everything since the last commit is redelivered
+and re-judged; the duplicate index turns redeliveries into re-emissions with the same
+event ids.
+
+Partitions: a valid example keeps its raw partition (and is keyed by stream), so one
+stream's order is kept end to end, whatever partitioner the producer used, and valid
+partition p holds exactly what was accepted from raw partition p. The duplicate index
+of raw partition p is therefore rebuilt from the tail of valid partition p the first
+time this process sees p (at start, or when a rebalance hands p over) and dropped when
+p is revoked. Dead letters are keyed by stream.
+
+Specs: before the worker starts, the compacted ``streams`` topic is read to its end;
+then a thread follows it (no consumer group: every validator sees every config) and the
+event loop applies new versions between messages.
+
+kafka-python serves the spec feed and the index rebuild (plain reads outside the
+consumer group); faust (aiokafka) consumes and produces the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import faust
+from kafka import TopicPartition
+
+from schemas import LabelledExample, ReasonCode, StreamConfig, Topics, utcnow
+from services.common.codec import dead_letter, decode, encode, event_key
+from services.common.errors import BrokerError, CodecError, ConfigError
+from services.common.faust_app import make_app, raw_topic
+from services.common.kafka_client import make_consumer
+from services.common.logs import at
+from services.common.settings import DriftlineSettings
+from services.validator.dedupe import DuplicateIndex
+from services.validator.metrics import ValidatorMetrics
+from services.validator.rules import SERVICE, Position, QualityStats, judge
+from services.validator.settings import ValidatorSettings
+from services.validator.specs import SpecRegistry
+
+log = logging.getLogger(__name__)
+
+# Header on every valid example: the raw message it came from, "<topic>/<partition>/<offset>".
+SOURCE_HEADER: Final = "driftline-source"
+_READ_TIMEOUT_S: Final = 120.0
+_REJECT_LOGS_PER_S: Final = 10
+# Exit status when the broker did not acknowledge an output (EX_SOFTWARE).
+EXIT_DELIVERY_FAILED: Final = 70
+
+
+class SpecFeed:
+    """Follows the compacted ``streams`` topic from its beginning (kafka-python, no group)."""
+
+    def __init__(self, settings: DriftlineSettings, topic: str) -> None:
+        self.topic = topic
+        self.updates: queue.SimpleQueue[StreamConfig | str] = queue.SimpleQueue()
+        self._consumer = make_consumer(settings, group_id=None, client_id="driftline-validator")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        try:
+            partitions = self._consumer.partitions_for_topic(topic)
+            if not partitions:
+                raise ConfigError(
+                    "topics", f"topic {topic!r} does not exist; run `driftline topics create`"
+                )
+            self._tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            self._consumer.assign(self._tps)
+            self._consumer.seek_to_beginning(*self._tps)
+        except BaseException:
+            self._consumer.close()
+            raise
+
+    def catch_up(self, registry: SpecRegistry, timeout_s: float = _READ_TIMEOUT_S) -> int:
+        """Read the topic up to its current end into ``registry``; returns records read."""
+        end = self._consumer.end_offsets(self._tps)
+        deadline = time.monotonic() + timeout_s
+        read = 0
+        while any(self._consumer.position(tp) < end[tp] for tp in self._tps):
+            if time.monotonic() > deadline:
+                raise BrokerError(f"timed out reading {self.topic} to its end")
+            for records in self._consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    read += 1
+                    _apply(registry, self._parse(record))
+        return read
+
+    def start(self) -> None:
+        """Follow the topic in a daemon thread, queueing every new config."""
+        self._thread = threading.Thread(target=self._follow, name="spec-feed", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batches = self._consumer.poll(timeout_ms=500)
+            except Exception:  # keep following: a transient broker error must not stop it
+                log.exception("reading %s failed; retrying", self.topic)
+                self._stop.wait(1.0)
+                continue
+            for records in batches.values():
+                for record in records:
+                    update = self._parse(record)
+                    if update is not None:
+                        self.updates.put(update)
+
+    def _parse(self, record: Any) -> StreamConfig | str | None:
+        if record.value is None:  # a tombstone: the stream was deleted
+            return record.key.decode(errors="replace") if record.key else None
+        try:
+            config = decode(record.value, StreamConfig)
+        except CodecError as exc:
+            log.warning(
+                "ignoring a bad stream config: %s",
+                exc,
+                extra=at(record.topic, record.partition, record.offset),
+            )
+            return None
+        if not isinstance(config, StreamConfig) or config.version is None:
+            log.warning(
+                "ignoring a stream config without a version",
+                extra=at(record.topic, record.partition, record.offset),
+            )
+            return None
+        return config
+
+    def close(self) -> None:
+        """Stop following and close the client."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._consumer.close()
+
+
+def _apply(registry: SpecRegistry, update: StreamConfig | str | None) -> bool:
+    if update is None:
+        return False
+    if isinstance(update, str):
+        removed = registry.remove(update)
+        if removed:
+            log.info("stream %s deleted from the streams topic", update)
+        return removed
+    changed = registry.apply(update)
+    if changed:
+        log.info("stream %s: spec v%s in force", update.stream, update.version)
+    return changed
+
+
+def load_index(
+    settings: DriftlineSettings, topic: str, partition: int, window: int
+) -> tuple[DuplicateIndex, int]:
+    """The duplicate index of one partition, rebuilt from the last ``window`` valid examples.
+
+    Returns the index and how many records were read.
+    """
+    index = DuplicateIndex(window)
+    consumer = make_consumer(
+        settings, group_id=None, client_id="driftline-validator", max_poll_records=5000
+    )
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        first = consumer.beginning_offsets([tp])[tp]
+        end = consumer.end_offsets([tp])[tp]
+        start = max(first, end - window)
+        if start >= end:
+            return index, 0
+        consumer.seek(tp, start)
+        deadline = time.monotonic() + _READ_TIMEOUT_S
+        read = 0
+        while consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"timed out rebuilding the duplicate index from {topic}")
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    if record.offset >= end:
+                        break
+                    read += 1
+                    _index_record(index, record.value)
+        return index, read
+    finally:
+        consumer.close()
+
+
+def _index_record(index: DuplicateIndex, value: bytes | None) -> None:
+    """Record one valid example (written by a validator) in the index."""
+    try:
+        doc = json.loads(value or b"")
+        index.record(
+            doc["stream"],
+            doc["example_id"],
+            uuid.UUID(doc["raw_event_id"]),
+            int(doc["spec_version"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("skipping an unreadable valid example while rebuilding the index: %s", exc)
+
+
+class Validator:
+    """The per-batch work of the agent: judge, send, await every acknowledgement."""
+
+    def __init__(
+        self,
+        settings: DriftlineSettings,
+        vsettings: ValidatorSettings,
+        registry: SpecRegistry,
+        feed: SpecFeed | None,
+        metrics: ValidatorMetrics,
+    ) -> None:
+        topics = Topics(settings.topic_prefix)
+        self.settings = settings
+        self.vsettings = vsettings
+        self.registry = registry
+        self.feed = feed
+        self.metrics = metrics
+        self.valid_topic = topics.name("examples.valid")
+        self.dead_topic = topics.name("examples.dead")
+        self.stats = QualityStats()
+        self.indexes: dict[int, DuplicateIndex] = {}
+        self.stale: set[int] = set()
+        self._reject_log_window = 0.0
+        self._reject_logged = 0
+        self._reject_suppressed: Counter[str] = Counter()
+
+    def apply_spec_updates(self) -> None:
+        """Put every config the feed has read into force (runs on the event loop)."""
+        if self.feed is None:
+            return
+        changed = False
+        while True:
+            try:
+                update = self.feed.updates.get_nowait()
+            except queue.Empty:
+                break
+            changed = _apply(self.registry, update) or changed
+        if changed:
+            self.metrics.set_spec_versions(self.registry.versions())
+
+    def revoked(self, partitions: set[int]) -> None:
+        """Partitions handed to another validator: their indexes are rebuilt if they return."""
+        self.stale |= partitions
+
+    async def ensure_indexes(self, partitions: set[int]) -> None:
+        """Rebuild the index of every partition this process has not seen yet."""
+        for partition in self.stale:
+            self.indexes.pop(partition, None)
+        self.stale.clear()
+        missing = sorted(p for p in partitions if p not in self.indexes)
+        if not missing:
+            return
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        built = await asyncio.gather(
+            *(
+                loop.run_in_executor(
+                    None,
+                    load_index,
+                    self.settings,
+                    self.valid_topic,
+                    p,
+                    self.vsettings.dedupe_window,
+                )
+                for p in missing
+            )
+        )
+        for partition, (index, read) in zip(missing, built, strict=True):
+            self.indexes[partition] = index
+            log.info(
+                "duplicate index of partition %d rebuilt from %d valid examples in %.2fs",
+                partition,
+                read,
+                time.perf_counter() - started,
+            )
+
+    async def handle(self, events: Sequence[Any], send: Callable[..., Any]) -> None:
+        """Judge a batch, send every outcome and wait until the broker acknowledged all."""
+        started = time.perf_counter()
+        self.apply_spec_updates()
+        await self.ensure_indexes({event.message.partition for event in events})
+        now = utcnow()
+        pending = []
+        for event in events:
+            pending.append(await self._emit(event.message, now, send))
+        await asyncio.gather(*pending)
+        self.metrics.observe(self.stats)
+        self.metrics.dedupe_ids.set(sum(len(i) for i in self.indexes.values()))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    async def _emit(self, message: Any, now: Any, send: Callable[..., Any]) -> Any:
+        value = message.value if isinstance(message.value, bytes) else b""
+        position = Position(message.topic, message.partition, message.offset, message.key)
+        try:
+            outcome = judge(
+                value,
+                position,
+                self.registry,
+                self.indexes[message.partition],
+                now,
+                max_bytes=self.vsettings.max_message_bytes,
+                stats=self.stats,
+            )
+            if isinstance(outcome, LabelledExample):
+                source = f"{message.topic}/{message.partition}/{message.offset}".encode()
+                return await send(
+                    self.valid_topic,
+                    outcome.stream.encode(),
+                    encode(outcome),
+                    message.partition,
+                    None,
+                    [(SOURCE_HEADER, source)],
+                )
+            letter = outcome
+        except Exception as exc:  # the per-message path never raises: dead-letter it
+            log.exception(
+                "failed on a message", extra=at(position.topic, position.partition, position.offset)
+            )
+            letter = dead_letter(
+                reason=ReasonCode.HANDLER_ERROR,
+                detail=f"the validator failed on this message ({type(exc).__name__}: {exc})",
+                service=SERVICE,
+                topic=position.topic,
+                partition=position.partition,
+                offset=position.offset,
+                key=position.key,
+                value=value,
+            )
+        self._log_reject(letter.reason.value, letter.detail, position)
+        return await send(self.dead_topic, event_key(letter), encode(letter), None, None, None)
+
+    def _log_reject(self, reason: str, detail: str, position: Position) -> None:
+        """Log rejections with their position, at most a few per second."""
+        now = time.monotonic()
+        if now - self._reject_log_window >= 1.0:
+            if self._reject_suppressed:
+                log.info(
+                    "%d more rejections not logged: %s",
+                    sum(self._reject_suppressed.values()),
+                    dict(self._reject_suppressed),
+                )
+            self._reject_log_window, self._reject_logged = now, 0
+            self._reject_suppressed.clear()
+        if self._reject_logged < _REJECT_LOGS_PER_S:
+            self._reject_logged += 1
+            log.info(
+                "rejected: %s",
+                detail,
+                extra=at(position.topic, position.partition, position.offset, reason=reason),
+            )
+        else:
+            self._reject_suppressed[reason] += 1
+
+
+def build_app(
+    settings: DriftlineSettings, vsettings: ValidatorSettings, validator: Validator
+) -> Any:
+    """The faust app: one agent on ``examples.raw`` and a timer applying new specs."""
+    session = vsettings.session_timeout_s
+    app = make_app(
+        settings,
+        vsettings.group(settings.topic_prefix),
+        broker_commit_interval=vsettings.commit_interval_s,
+        broker_session_timeout=session,
+        broker_heartbeat_interval=min(3.0, session / 3),
+        broker_max_poll_records=max(500, vsettings.batch_size),
+        producer_linger_ms=5,
+        producer_max_batch_size=256 * 1024,
+        producer_max_request_size=2 * 1024 * 1024,
+    )
+    source = raw_topic(app, Topics(settings.topic_prefix), "examples.raw")
+
+    @app.agent(source, name="validate")
+    async def validate(stream: Any) -> None:
+        send = app.producer.send
+        async for events in stream.noack_take(
+            vsettings.batch_size, within=vsettings.batch_timeout_s
+        ):
+            try:
+                await validator.handle(events, send)
+            except Exception:
+                # An output was not acknowledged. Crash without acking or committing
+                # anything more: a restart redelivers from the last commit, exactly as
+                # after a kill -9 (faust would otherwise wait forever for these acks).
+                log.critical("an output was not acknowledged by the broker; exiting", exc_info=True)
+                logging.shutdown()
+                os._exit(EXIT_DELIVERY_FAILED)
+            for event in events:  # only now: every output of the batch is acknowledged
+                await stream.ack(event)
+
+    @app.timer(0.5)
+    async def apply_specs() -> None:
+        validator.apply_spec_updates()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        validator.revoked({tp.partition for tp in revoked if tp.topic == source.get_topic_name()})
+
+    return app
+
+
+def check_topics(settings: DriftlineSettings) -> None:
+    """Fail fast, naming the fix, when the topics the validator needs are missing or skewed."""
+    topics = Topics(settings.topic_prefix)
+    consumer = make_consumer(settings, group_id=None, client_id="driftline-validator")
+    try:
+        counts = {}
+        for suffix in ("examples.raw", "examples.valid", "examples.dead", "streams"):
+            parts = consumer.partitions_for_topic(topics.name(suffix))
+            if not parts:
+                raise ConfigError(
+                    "topics",
+                    f"topic {topics.name(suffix)!r} does not exist on {settings.bootstrap}; "
+                    "run `driftline topics create`",
+                )
+            counts[suffix] = len(parts)
+    finally:
+        consumer.close()
+    if counts["examples.raw"] != counts["examples.valid"]:
+        raise ConfigError(
+            "topics",
+            f"{topics.name('examples.raw')} has {counts['examples.raw']} partitions but "
+            f"{topics.name('examples.valid')} has {counts['examples.valid']}; valid examples "
+            "keep their raw partition, so both need the same count",
+        )
+
+
+def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
+    """Run the validator until SIGTERM/SIGINT; returns the exit code."""
+    topics = Topics(settings.topic_prefix)
+    if settings.log_level != "DEBUG":
+        # faust and mode narrate every service start and stop at INFO; ours says what matters.
+        for chatty in ("faust", "mode"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+    check_topics(settings)
+    metrics = ValidatorMetrics()
+    registry = SpecRegistry()
+    feed = SpecFeed(settings, topics.name("streams"))
+    try:
+        read = feed.catch_up(registry)
+        metrics.set_spec_versions(registry.versions())
+        log.info(
+            "read %d stream configs: %s",
+            read,
+            ", ".join(f"{s} v{v}" for s, v in registry.versions().items()) or "none yet",
+        )
+        if vsettings.metrics_port:
+            port = metrics.metrics.serve(vsettings.metrics_port, vsettings.metrics_host)
+            log.info("metrics on http://%s:%d/metrics", vsettings.metrics_host, port)
+        feed.start()
+        validator = Validator(settings, vsettings, registry, feed, metrics)
+        app = build_app(settings, vsettings, validator)
+        (settings.data_path / "faust").mkdir(parents=True, exist_ok=True)
+        worker = faust.Worker(
+            app,
+            quiet=True,
+            loglevel=settings.log_level,
+            override_logging=False,
+            redirect_stdouts=False,
+        )
+        worker.spinner = None  # no terminal spinner: stdout/stderr are logs
+        log.info(
+            "validating %s -> %s | %s (group %s)",
+            topics.name("examples.raw"),
+            validator.valid_topic,
+            validator.dead_topic,
+            vsettings.group(settings.topic_prefix),
+        )
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 1
+        return 0
+    finally:
+        feed.close()
+        metrics.metrics.close()

@@ -1,0 +1,63 @@
+"""The validator's own settings, read from ``DRIFTLINE_VALIDATOR_*`` variables.
+
+>>> s = ValidatorSettings.load(env={"DRIFTLINE_VALIDATOR_METRICS_PORT": "0"})
+>>> s.metrics_port, s.max_message_bytes, s.group("driftline.")
+(0, 65536, 'driftline.validator')
+>>> ValidatorSettings.load(env={"DRIFTLINE_VALIDATOR_BATCH_SIZE": "0"})
+Traceback (most recent call last):
+...
+services.common.errors.ConfigError: DRIFTLINE_VALIDATOR_BATCH_SIZE: ...
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import SettingsBase
+
+
+class ValidatorSettings(SettingsBase):
+    """Settings of ``driftline run validator``; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_VALIDATOR_", frozen=True, extra="ignore")
+
+    max_message_bytes: int = Field(
+        default=64 * 1024,
+        ge=256,
+        le=16 * 1024 * 1024,
+        description="a raw message larger than this is dead-lettered as oversize",
+    )
+    metrics_port: int = Field(
+        default=9101, ge=0, le=65535, description="port of /metrics (0: no endpoint)"
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="address /metrics binds to")
+    batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="messages judged and acknowledged together"
+    )
+    batch_timeout_s: float = Field(
+        default=0.1, gt=0, le=10, description="how long a batch waits to fill before it runs"
+    )
+    dedupe_window: int = Field(
+        default=100_000,
+        ge=1,
+        description="accepted ids remembered per partition for duplicate detection (at "
+        "least this many, at most twice)",
+    )
+    commit_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="how often acknowledged offsets are committed"
+    )
+    session_timeout_s: float = Field(
+        default=10.0,
+        ge=1,
+        le=300,
+        description="consumer-group session timeout: how soon a dead validator's partitions "
+        "move to another",
+    )
+    group_id: str | None = Field(
+        default=None, description="consumer group (and faust app id); default <prefix>validator"
+    )
+
+    def group(self, topic_prefix: str) -> str:
+        """The consumer group of the validator under ``topic_prefix``."""
+        return self.group_id or f"{topic_prefix}validator"
