@@ -15,13 +15,13 @@ from services.common.errors import DriftlineError
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every command group registered."""
-    from services.cli import broker, demo, models, run, schemas_cmd, topics
+    from services.cli import broker, demo, dlq, models, produce, run, schemas_cmd, spec, topics
 
     parser = argparse.ArgumentParser(
         prog="driftline", description="Event-driven retraining on Apache Kafka."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (broker, topics, schemas_cmd, run, demo, models):
+    for module in (broker, topics, schemas_cmd, run, demo, models, produce, spec, dlq):
         module.register(sub)
     return parser
 

@@ -22,7 +22,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from rich.console import Console
@@ -242,24 +241,20 @@ def _model_or_none(registry: Registry, name: str) -> ModelInfo | None:
 
 def _publish(settings: DriftlineSettings, registry: Registry) -> None:
     """Relay the outbox now; when Kafka cannot take it, say that the event is queued."""
-    relayer = Registry(
-        engine=registry.engine,
-        store=registry.store,
-        keyring=registry.keyring,
-        topics=registry.topics,
-        producer_factory=partial(make_producer, settings),
-    )
+    producer: Any = None
     problem: str | None = None
     kafka_log = logging.getLogger("kafka")
     level = kafka_log.level
     kafka_log.setLevel(logging.CRITICAL + 1)  # its retries are summed up below, once
     try:
-        relayer.relay()
+        producer = make_producer(settings)
+        registry.publish_outbox(producer)
     except Exception as exc:  # noqa: BLE001 - any failure leaves the rows queued
         problem = str(exc) or type(exc).__name__
     finally:
         try:
-            relayer.close()
+            if producer is not None:
+                producer.close()
         finally:
             kafka_log.setLevel(level)
     pending = registry.outbox_backlog()

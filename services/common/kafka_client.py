@@ -232,7 +232,9 @@ def ensure_topics(
         if wanted:
             admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted)])
             notes += [f"{k}={v}" for k, v in sorted(wanted.items())]
-        action = "warning" if warn else "altered" if notes else "unchanged"
+        action: Literal["altered", "unchanged", "warning"] = (
+            "warning" if warn else "altered" if notes else "unchanged"
+        )
         changes.append(TopicChange(name, action, ", ".join(notes)))
     return changes
 

@@ -16,8 +16,11 @@ The ``model`` and ``policy`` sections are the defaults (a regressor for a number
 
 >>> rows = [({"x": 1.0, "c": "a", "b": True}, "yes"), ({"x": 3.0, "c": "b", "b": None}, "no")]
 >>> result = infer_config("demo", rows)
->>> [(f.name, f.type, f.min, f.max, f.categories, f.nullable) for f in result.config.spec.features]
-[('x', 'number', 0.8, 3.2, None, False), ('c', 'category', None, None, ('a', 'b'), False), ('b', 'bool', None, None, None, True)]
+>>> for f in result.config.spec.features:
+...     print(f.name, f.type, f.min, f.max, f.categories, f.nullable)
+x number 0.8 3.2 None False
+c category None None ('a', 'b') False
+b bool None None None True
 >>> result.config.spec.label.classes
 ('no', 'yes')
 """

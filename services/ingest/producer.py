@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 PRODUCE_OVERRIDES: dict[str, Any] = {
     "linger_ms": 20,
     "batch_size": 512 * 1024,
-    "buffer_memory": 64 * 1024 * 1024,
     "client_id": "driftline-produce",
 }
 

@@ -15,8 +15,9 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,6 +36,7 @@ log = logging.getLogger("services.registry")
 
 GRACE_S = 10.0  # SIGTERM to exit, at most
 HTTP_GRACE_S = 5.0  # of which open HTTP requests get this long to finish
+RELAY_GRACE_S = 2.0  # and a relay attempt in flight this long
 
 
 class OutboxRelay:
@@ -45,8 +47,17 @@ class OutboxRelay:
     recovery is logged too.
     """
 
-    def __init__(self, registry: Registry, *, interval_s: float, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        producer_factory: Callable[[], Any],
+        interval_s: float,
+        metrics: Metrics,
+    ) -> None:
         self.registry = registry
+        self._producer_factory = producer_factory
+        self._producer: Any = None
         self.interval_s = interval_s
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -72,13 +83,18 @@ class OutboxRelay:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
-        return not self._thread.is_alive()
+        done = not self._thread.is_alive()
+        if done and self._producer is not None:
+            self._producer.close()  # flushes
+        return done
 
     def _run(self) -> None:
         failing = False
         while not self._stop.is_set():
             try:
-                sent = self.registry.relay()
+                if self._producer is None:
+                    self._producer = self._producer_factory()
+                sent = self.registry.publish_outbox(self._producer)
             except Exception as exc:  # noqa: BLE001 - rows stay queued; retried next round
                 self._failures.inc()
                 if not failing:
@@ -143,15 +159,13 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
     metrics = Metrics("registry")
     with GracefulShutdown() as stop:
         registry = Registry.open(settings, relay=False)  # migrates; the relay thread relays
-        # The relay's own client shares the engine: HTTP requests never wait on Kafka.
-        relayer = Registry(
-            engine=registry.engine,
-            store=registry.store,
-            keyring=registry.keyring,
-            topics=registry.topics,
+        # HTTP requests never wait on Kafka: only the relay thread talks to it.
+        relay = OutboxRelay(
+            registry,
             producer_factory=partial(make_producer, settings),
+            interval_s=service.relay_interval_s,
+            metrics=metrics,
         )
-        relay = OutboxRelay(relayer, interval_s=service.relay_interval_s, metrics=metrics)
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
         app = create_app(registry, admin_token=token, metrics=metrics, on_change=relay.kick)
         try:
@@ -198,10 +212,10 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
                 deadline = time.monotonic() + GRACE_S - 1.0
             server.should_exit = True
             http.join(max(0.1, deadline - time.monotonic() - 1.0))
-            relay_done = relay.stop(max(0.1, deadline - time.monotonic()))
-            if relay_done:
-                relayer.close()  # flushes the relay's producer
-            else:
+            # An attempt stuck on an unreachable broker is not worth waiting for: its rows
+            # stay queued for the next start.
+            relay_done = relay.stop(min(RELAY_GRACE_S, max(0.1, deadline - time.monotonic())))
+            if not relay_done:
                 log.warning("the outbox relay is still waiting on Kafka: its events stay queued")
             registry.close()
             sock.close()

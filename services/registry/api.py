@@ -51,12 +51,10 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import Session
 
 from schemas import AliasReason
 from services.common.metrics import Metrics
 from services.common.signing import sha256_hex
-from services.registry import repository as repo
 from services.registry.client import Registry
 from services.registry.domain import AliasMove, ModelInfo, ModelVersion, TrainingRun
 from services.registry.errors import (
@@ -252,7 +250,7 @@ def create_app(
             refuse(request, "unauthorized")
             raise HTTPException(
                 401,
-                "missing or wrong bearer token" if given else "missing bearer token",
+                "wrong bearer token" if given else "missing bearer token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
@@ -343,7 +341,7 @@ def create_app(
         sha = sha256.lower()
         if not _SHA256.match(sha):
             raise NotFound(f"not a sha256: {sha256[:80]!r}")
-        versions = _versions_with_artifact(registry, sha)
+        versions = registry.versions_by_sha256(sha256=sha)
         if not versions:
             raise NotFound(f"no model version has the artifact {sha}")
         newest = max(versions, key=lambda v: v.created_at)
@@ -484,13 +482,6 @@ def _log_move(move: AliasMove) -> dict[str, Any]:
         "actor": move.actor,
         "event_id": move.event_id,
     }
-
-
-def _versions_with_artifact(registry: Registry, sha256: str) -> list[ModelVersion]:
-    # The client has no lookup by artifact; the API is part of the registry package, so
-    # it reads through the repository, in a transaction of its own.
-    with Session(registry.engine) as session, session.begin():
-        return repo.versions_by_sha256(session, sha256=sha256)
 
 
 def _route(scope: Scope) -> str:

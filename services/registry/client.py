@@ -112,7 +112,7 @@ class Registry:
             producer_factory=(lambda: make_producer(settings)) if relay else None,
         )
         if relay:
-            registry.relay()
+            registry._after_commit()  # what a crashed writer left; failures stay queued
         return registry
 
     def close(self) -> None:
@@ -131,29 +131,37 @@ class Registry:
     # -- the outbox relay -----------------------------------------------------------
 
     def relay(self, *, limit: int = 500) -> int:
-        """Publish pending outbox rows to Kafka, oldest first; returns how many."""
+        """Publish pending outbox rows with this registry's own producer; returns how many."""
         if self._producer_factory is None:
             return 0
-        total = 0
         with self._relay_lock:
-            while True:
-                with self._tx() as session:
-                    rows = repo.pending_outbox(session, limit=limit)
-                    if not rows:
-                        return total
-                    if self._producer is None:
-                        self._producer = self._producer_factory()
-                    futures = [
-                        self._producer.send(
-                            self.topics.name(r.topic), key=r.key.encode() or None, value=r.payload
-                        )
-                        for r in rows
-                    ]
-                    self._producer.flush()
-                    for future in futures:
-                        future.get(timeout=30)  # raises if the broker refused it
-                    repo.mark_published(session, ids=[r.id for r in rows])
-                    total += len(rows)
+            if self._producer is None:
+                self._producer = self._producer_factory()
+            return self.publish_outbox(self._producer, limit=limit)
+
+    def publish_outbox(self, producer: Any, *, limit: int = 500) -> int:
+        """Publish pending outbox rows through ``producer``, oldest first; returns how many.
+
+        A row is marked published only after the broker acknowledged it; on any failure
+        the rows stay pending and the error propagates.
+        """
+        total = 0
+        while True:
+            with self._tx() as session:
+                rows = repo.pending_outbox(session, limit=limit)
+                if not rows:
+                    return total
+                futures = [
+                    producer.send(
+                        self.topics.name(r.topic), key=r.key.encode() or None, value=r.payload
+                    )
+                    for r in rows
+                ]
+                producer.flush()
+                for future in futures:
+                    future.get(timeout=30)  # raises if the broker refused it
+                repo.mark_published(session, ids=[r.id for r in rows])
+                total += len(rows)
 
     def _after_commit(self) -> None:
         try:
@@ -251,6 +259,11 @@ class Registry:
         """Every model."""
         with self._tx() as session:
             return repo.list_models(session)
+
+    def versions_by_sha256(self, *, sha256: str) -> list[ModelVersion]:
+        """Versions whose artifact has this sha256."""
+        with self._tx() as session:
+            return repo.versions_by_sha256(session, sha256=sha256)
 
     def artifact_bytes(self, *, sha256: str) -> bytes:
         """The stored bytes of an artifact, unverified (for the HTTP download)."""

@@ -404,13 +404,15 @@ def build_app(
             for event in events:  # only now: every output of the batch is acknowledged
                 await stream.ack(event)
 
-    @app.timer(0.5)
     async def apply_specs() -> None:
         validator.apply_spec_updates()
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: set[Any] = args[0] if args else set()
         validator.revoked({tp.partition for tp in revoked if tp.topic == source.get_topic_name()})
+
+    app.timer(0.5)(apply_specs)
+    app.on_partitions_revoked.connect(on_revoked)
 
     return app
 
@@ -466,7 +468,6 @@ def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
         feed.start()
         validator = Validator(settings, vsettings, registry, feed, metrics)
         app = build_app(settings, vsettings, validator)
-        (settings.data_path / "faust").mkdir(parents=True, exist_ok=True)
         worker = faust.Worker(
             app,
             quiet=True,

@@ -131,9 +131,7 @@ def judge(
 ) -> LabelledExample | DeadLetter:
     """:func:`validate`, with any unexpected exception turned into a ``handler_error``."""
     try:
-        return validate(
-            value, position, specs, duplicates, now, max_bytes=max_bytes, stats=stats
-        )
+        return validate(value, position, specs, duplicates, now, max_bytes=max_bytes, stats=stats)
     except Exception as exc:  # every failure must become a dead letter, never escape
         if stats is not None:
             stats.outcomes[(NO_STREAM, "rejected")] += 1

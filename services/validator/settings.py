@@ -20,7 +20,9 @@ from services.common.settings import SettingsBase
 class ValidatorSettings(SettingsBase):
     """Settings of ``driftline run validator``; see the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_VALIDATOR_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTLINE_VALIDATOR_", frozen=True, extra="ignore"
+    )
 
     max_message_bytes: int = Field(
         default=64 * 1024,
