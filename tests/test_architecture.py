@@ -17,7 +17,15 @@ VENDOR_HOMES = {
     "faust": {"services/common/faust_app.py"},
 }
 # Pure cores: no Kafka, no faust, no database.
-PURE = {"services/ingest/sources.py"}
+PURE = {
+    "services/ingest/sources.py",
+    "services/learner/pipeline.py",
+    "services/learner/prequential.py",
+    "services/learner/drift.py",
+    "services/learner/core.py",
+    "services/learner/quality.py",
+    "services/learner/errors.py",
+}
 IO_PACKAGES = {"kafka", "faust", "aiokafka", "sqlalchemy", "psycopg"}
 
 

@@ -206,8 +206,19 @@ class Registry:
         parent_version: int | None = None,
         run_id: str | None = None,
         training_duration_s: float | None = None,
+        idempotency_key: str | None = None,
     ) -> ModelVersion:
-        """Sign and store the predictor's artifact, register a version, announce it."""
+        """Sign and store the predictor's artifact, register a version, announce it.
+
+        With an ``idempotency_key`` (say ``learner:sea:2000``), registering again under
+        the same key returns the version registered first: a retry after a crash never
+        makes a second version.
+        """
+        if idempotency_key is not None:
+            with self._tx() as session:
+                found = repo.version_by_key(session, idempotency_key=idempotency_key)
+            if found is not None:
+                return found
         data = artifacts.pack(predictor)
         signature = self.keyring.sign(data)
         uri = self.store.put(data, signature.sha256)
@@ -219,6 +230,10 @@ class Registry:
             size=len(data),
         )
         with self._tx() as session:
+            if idempotency_key is not None:
+                found = repo.version_by_key(session, idempotency_key=idempotency_key)
+                if found is not None:  # a racing retry won
+                    return found
             version = repo.next_version(session, model=model)
             created = repo.insert_version(
                 session,
@@ -236,6 +251,7 @@ class Registry:
                 parent_version=parent_version,
                 run_id=run_id,
                 training_duration_s=training_duration_s,
+                idempotency_key=idempotency_key,
             )
         self._after_commit()
         return created

@@ -181,6 +181,7 @@ def insert_version(
     parent_version: int | None,
     run_id: str | None,
     training_duration_s: float | None,
+    idempotency_key: str | None = None,
 ) -> ModelVersion:
     """Insert a version row and queue its ModelVersionPublished event."""
     row = ModelVersionRow(
@@ -201,6 +202,7 @@ def insert_version(
         lineage=lineage.model_dump(mode="json"),
         parent_version=parent_version,
         run_id=run_id,
+        idempotency_key=idempotency_key,
         training_duration_s=training_duration_s,
         status="registered",
         created_at=utcnow(),
@@ -229,6 +231,14 @@ def version_event(v: ModelVersion) -> ModelVersionPublished:
         parent_version=v.parent_version,
         status="archived" if v.status == "archived" else "registered",
     )
+
+
+def version_by_key(session: Session, *, idempotency_key: str) -> ModelVersion | None:
+    """The version registered under an idempotency key, if any."""
+    row = session.scalars(
+        select(ModelVersionRow).where(ModelVersionRow.idempotency_key == idempotency_key)
+    ).first()
+    return _version(row) if row else None
 
 
 def get_version(session: Session, *, model: str, version: int) -> ModelVersion | None:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -85,9 +86,13 @@ class ModelVersionRow(Base):
     lineage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     parent_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     run_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
     training_duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="registered")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_model_versions_idempotency_key"),
+    )
 
 
 class AliasRow(Base):

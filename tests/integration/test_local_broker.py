@@ -38,6 +38,7 @@ def create_topic(bootstrap: str) -> str:
     name = f"t-{uuid.uuid4().hex}"
     with admin_client(bootstrap) as admin:
         admin.create_topics([NewTopic(name, 1, 1)])
+        admin.wait_for_topics([name])  # metadata propagates after the create returns
     return name
 
 

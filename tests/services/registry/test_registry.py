@@ -217,3 +217,14 @@ def test_gc_keeps_aliased_and_newest(registry: Registry) -> None:
     with pytest.raises(NotFound):
         registry.load_predictor(model="sea", version=2)
     assert made[4].version == 5
+
+
+def test_idempotency_key_returns_the_first_version(registry: Registry) -> None:
+    first = registry.register_version(
+        model="sea", kind="online", predictor=predictor(), idempotency_key="learner:sea:2000"
+    )
+    again = registry.register_version(
+        model="sea", kind="online", predictor=predictor(7), idempotency_key="learner:sea:2000"
+    )
+    assert again == first
+    assert [v.version for v in registry.list_versions(model="sea")] == [1]

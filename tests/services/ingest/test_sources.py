@@ -1,0 +1,226 @@
+"""Source readers, synthetic streams, the producer's pacing and encoding."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas import LabelledExample
+from services.ingest.producer import encode_raw, send_all
+from services.ingest.sources import (
+    SYNTHETIC,
+    Columns,
+    Record,
+    Skipped,
+    dataset_records,
+    dataset_rows,
+    parse_cell,
+    parse_time,
+    read_file,
+    to_events,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("", None), ("  ", None), ("0", 0), ("-12", -12), ("+3", 3), ("1.5", 1.5), (".5", 0.5),
+     ("1e3", 1000.0), ("True", True), ("false", False), ("inf", math.inf), ("-Infinity", -math.inf),
+     ("007", "007"), ("12ab", "12ab"), ("paris", "paris"), ("1,5", "1,5")],
+)  # fmt: skip
+def test_parse_cell(text: str, value: Any) -> None:
+    assert parse_cell(text) == value and type(parse_cell(text)) is type(value)
+
+
+def test_parse_cell_nan() -> None:
+    assert math.isnan(parse_cell("NaN"))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("2026-01-01T00:00:00Z", T0), ("2026-01-01T01:00:00+01:00", T0), ("2026-01-01 00:00:00", T0),
+     (1767225600, T0), ("1767225600", T0), (1767225600000, T0)],
+)  # fmt: skip
+def test_parse_time(value: Any, expected: datetime) -> None:
+    assert parse_time(value) == expected
+
+
+@pytest.mark.parametrize("value", ["yesterday", True, math.nan, None])
+def test_parse_time_refuses(value: Any) -> None:
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_time(value)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_csv_with_columns(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.csv", "id,x,c,y,ts\n7,1.5,red,yes,2026-01-01T00:00:00Z\n8,,blue,no,\n")
+    rows = list(read_file(path, Columns(id="id", time="ts", label="y")))
+    assert rows == [
+        Record(2, "7", {"x": 1.5, "c": "red"}, "yes", T0),
+        Record(3, "8", {"x": None, "c": "blue"}, "no", None),
+    ]
+
+
+def test_csv_defaults_and_skipped_rows(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.csv", "x,label\n1,a\n2\n3,\n4,b\n")
+    rows = list(read_file(path))
+    assert [type(r).__name__ for r in rows] == ["Record", "Skipped", "Skipped", "Record"]
+    assert [r.example_id for r in rows if isinstance(r, Record)] == ["0", "3"]
+    assert "1 fields where the header has 2" in rows[1].reason  # type: ignore[union-attr]
+    assert "no label" in rows[2].reason  # type: ignore[union-attr]
+
+
+def test_csv_default_id_and_time_columns(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.csv", "example_id,event_time,x,label\nabc,1767225600,1,a\n")
+    (row,) = read_file(path)
+    assert isinstance(row, Record) and row.example_id == "abc" and row.event_time == T0
+    assert row.features == {"x": 1}
+
+
+@pytest.mark.parametrize(
+    ("header", "columns", "error"),
+    [("x,y\n", Columns(), "no label column 'label'"), ("x,label\n", Columns(id="id"), "--id-column"),
+     ("x,x,label\n", Columns(), "header repeats x"), ("", Columns(), "empty file")],
+)  # fmt: skip
+def test_csv_bad_header(tmp_path: Path, header: str, columns: Columns, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        list(read_file(write(tmp_path, "d.csv", header), columns))
+
+
+def test_jsonl_flat_and_example_shaped(tmp_path: Path) -> None:
+    lines = [
+        '{"example_id": "a", "x": NaN, "label": 1}',
+        "",
+        '{"features": {"x": 2}, "label": 0, "example_id": 5, "event_time": "2026-01-01T00:00:00Z"}',
+        "[1, 2]",
+        "{oops",
+    ]
+    rows = list(read_file(write(tmp_path, "d.jsonl", "\n".join(lines))))
+    first, second, third, fourth = rows
+    assert isinstance(first, Record) and math.isnan(first.features["x"]) and first.example_id == "a"
+    assert second == Record(3, "5", {"x": 2}, 0, T0)
+    assert isinstance(third, Skipped) and "JSON object" in third.reason
+    assert isinstance(fourth, Skipped) and "not JSON" in fourth.reason
+
+
+def test_unknown_file_type(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown file type"):
+        read_file(write(tmp_path, "d.txt", ""))
+
+
+def test_to_events_limits_and_skips() -> None:
+    records = [
+        Record(1, "1", {"x": 1}, "a", T0),
+        Skipped(2, "bad row"),
+        Record(3, "2", {"x": [1]}, "a", None),
+        Record(4, "3", {"x": 3}, "b", None),
+        Record(5, "4", {"x": 4}, "b", None),
+    ]
+    out = list(to_events("s", records, limit=2, clock=lambda: T0))
+    kinds = [type(o).__name__ for o in out]
+    assert kinds == ["LabelledExample", "Skipped", "Skipped", "LabelledExample"]
+    assert "features.x" in out[2].reason  # type: ignore[union-attr]
+    assert out[3].event_time == T0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", sorted(SYNTHETIC))
+def test_synthetic_streams_are_seeded(name: str) -> None:
+    def take(seed: int) -> list[Any]:
+        rows, size = dataset_rows(name, seed=seed)
+        assert size is None
+        return list(itertools.islice(rows, 50))
+
+    assert take(1) == take(1)
+    assert take(1) != take(2)
+    features, label = take(3)[0]
+    assert all(isinstance(k, str) for k in features)
+    events = list(to_events("s", dataset_records(take(3)), clock=lambda: T0))
+    assert all(isinstance(e, LabelledExample) for e in events)
+
+
+def test_sea_drifts_at_documented_positions() -> None:
+    rows, _ = dataset_rows("synth:sea-drift", seed=42)
+    sample = list(itertools.islice(rows, 15_002))
+    assert set(sample[0][0]) == {"x1", "x2", "x3"}
+    # SEA concepts differ by their threshold on x1 + x2 (8, 9, 7, 9.5): the label rate shifts
+    rate = [sum(y for _, y in sample[i * 5000 : (i + 1) * 5000]) / 5000 for i in range(3)]
+    assert rate[0] != rate[1] != rate[2]
+
+
+def test_unknown_datasets() -> None:
+    with pytest.raises(ValueError, match="unknown synthetic"):
+        dataset_rows("synth:nope")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        dataset_rows("river:Nope")
+    rows, size = dataset_rows("river:Bananas")
+    assert size == 5300
+
+
+def test_encode_raw_keeps_non_finite_literals() -> None:
+    ex = LabelledExample(stream="s", example_id="1", features={"x": math.inf, "y": 1.0},
+                         label=math.nan, event_time=T0)  # fmt: skip
+    doc = json.loads(encode_raw(ex))
+    assert doc["features"]["x"] == math.inf and math.isnan(doc["label"])
+    plain = LabelledExample(stream="s", example_id="1", features={"y": 1.0}, label=1, event_time=T0)
+    assert json.loads(encode_raw(plain))["features"] == {"y": 1.0}
+
+
+class FakeFuture:
+    def __init__(self) -> None:
+        self.callbacks: list[Any] = []
+
+    def add_callback(self, fn: Any) -> None:
+        fn(None)
+
+    def add_errback(self, fn: Any) -> None:
+        pass
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
+        self.flushes = 0
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> FakeFuture:
+        self.sent.append((topic, key, value))
+        return FakeFuture()
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def examples(n: int) -> list[LabelledExample]:
+    return [LabelledExample(stream="s", example_id=str(i), features={"x": 1.0}, label=1,
+                            event_time=T0) for i in range(n)]  # fmt: skip
+
+
+def test_send_all_paces_to_the_rate() -> None:
+    producer = FakeProducer()
+    report = send_all(producer, "t", examples(21), rate=100.0)
+    assert report.sent == 21 and report.elapsed_s >= 0.19
+    assert all(key == b"s" for _, key, _ in producer.sent)
+
+
+def test_send_all_flushes_and_reports_on_ctrl_c() -> None:
+    producer = FakeProducer()
+
+    def interrupted() -> Any:
+        yield from examples(5)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        send_all(producer, "t", interrupted())
+    assert info.value.report.sent == 5  # type: ignore[attr-defined]
+    assert producer.flushes == 1

@@ -1,0 +1,54 @@
+"""StreamLearner: one stream's state; pickled mid-stream it continues identically."""
+
+from __future__ import annotations
+
+import pickle
+
+from services.common.predictor import Predictor
+from services.learner.core import StreamLearner
+from services.learner.quality import agrawal, agrawal_config
+
+
+def test_a_restored_learner_continues_exactly_like_an_uninterrupted_one() -> None:
+    config = agrawal_config(drift={"cooldown": 500, "data_window": 200})
+    data = list(agrawal(7, n=4000, switch_at=2000))
+    whole = StreamLearner(config, metrics_every=250)
+    expected = [whole.process(x, y) for x, y in data]
+
+    first = StreamLearner(config, metrics_every=250)
+    got = [first.process(x, y) for x, y in data[:1700]]
+    restored: StreamLearner = pickle.loads(pickle.dumps(first))  # noqa: S301 - our own bytes
+    got += [restored.process(x, y) for x, y in data[1700:]]
+
+    assert got == expected
+    assert restored.examples_seen == 4000
+    assert any(o.alarms for o in expected)
+    assert [o.example_count for o in expected if o.snapshot][:2] == [250, 500]
+
+
+def test_predictor_is_a_frozen_copy() -> None:
+    config = agrawal_config()
+    learner = StreamLearner(config)
+    data = list(agrawal(1, n=600))
+    for x, y in data[:300]:
+        learner.process(x, y)
+    predictor = learner.predictor()
+    assert isinstance(predictor, Predictor) and predictor.spec_sha256 == config.spec_sha256()
+    before = predictor.predict_many([x for x, _ in data[300:]])
+    for x, y in data[300:]:
+        learner.process(x, y)
+    assert predictor.predict_many([x for x, _ in data[300:]]) == before
+    assert [learner.predict(x) for x, _ in data[:5]] == learner.predictor().predict_many(
+        [x for x, _ in data[:5]]
+    )
+
+
+def test_inputs_are_left_untouched_and_versions_fall_due() -> None:
+    config = agrawal_config(online_version_every=100)
+    learner = StreamLearner(config)
+    due = []
+    for x, y in agrawal(2, n=300):
+        copy = dict(x)
+        due.append(learner.process(x, y).version_due)
+        assert x == copy
+    assert sum(due) == 3

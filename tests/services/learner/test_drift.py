@@ -1,0 +1,162 @@
+"""Drift detectors: direction, params, data drift per feature, debouncing, pickling."""
+
+from __future__ import annotations
+
+import pickle
+import random
+from typing import Any
+
+import pytest
+
+from schemas.streams import DriftPolicy, FeatureSpec
+from services.learner.drift import ConceptDetector, DataDriftDetector, DriftMonitor
+from services.learner.errors import DriftPolicyError
+
+FEATURES = (
+    FeatureSpec(name="a", type="number"),
+    FeatureSpec(name="b", type="number"),
+    FeatureSpec(name="c", type="category", categories=("x", "y", "z")),
+    FeatureSpec(name="f", type="bool"),
+)
+
+
+def errors(seed: int, rates: list[tuple[int, float]]) -> list[float]:
+    rng = random.Random(seed)
+    return [float(rng.random() < p) for n, p in rates for _ in range(n)]
+
+
+def example(rng: random.Random, shift: float = 0.0, cat_p: float = 0.2) -> dict[str, Any]:
+    return {
+        "a": rng.gauss(shift, 1.0),
+        "b": rng.random(),
+        "c": "x" if rng.random() < cat_p else rng.choice(["y", "z"]),
+        "f": rng.random() < 0.5,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("ADWIN", {}),
+        ("PageHinkley", {"threshold": 20}),
+        ("KSWIN", {"alpha": 0.0001, "window_size": 300, "stat_size": 100}),
+    ],
+)
+def test_each_detector_fires_on_a_rise_and_not_on_a_fall(name: str, params: dict[str, Any]) -> None:
+    for seed in range(3):
+        rise = ConceptDetector(name, params, seed=seed)
+        fired = [
+            i for i, e in enumerate(errors(seed, [(2000, 0.1), (1000, 0.5)])) if rise.update(e)
+        ]
+        assert fired and 2000 <= fired[0] < 2400, (name, seed, fired)
+        fall = ConceptDetector(name, params, seed=seed)
+        fired = [
+            i for i, e in enumerate(errors(seed, [(2000, 0.5), (2000, 0.1)])) if fall.update(e)
+        ]
+        assert not [i for i in fired if i >= 2000], (name, seed, fired)
+
+
+def test_a_rise_carries_the_error_before_and_after() -> None:
+    det = ConceptDetector()
+    found = [s for e in errors(0, [(2000, 0.1), (500, 0.6)]) if (s := det.update(e))]
+    assert found[0]["error_after"] > found[0]["error_before"]
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "named"),
+    [
+        ("ADWIN", {"delta": 0.01, "dleta": 1}, "no param 'dleta'"),
+        ("KSWIN", {"window": [1, 2]}, "no param 'window'"),
+        ("PageHinkley", {"mode": "both"}, "mode must be 'up'"),
+        ("ADWIN", {"delta": "small"}, "'delta' must be a number"),
+        ("DDM", {}, "'DDM' is not one of"),
+    ],
+)
+def test_bad_detector_params_are_refused_by_name(
+    name: str, params: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(DriftPolicyError, match=named):
+        ConceptDetector(name, params)
+
+
+def test_data_drift_names_the_shifted_feature_and_refreshes_its_reference() -> None:
+    rng = random.Random(1)
+    det = DataDriftDetector(FEATURES, window=500, alpha=1e-4)
+    found = []
+    for i in range(6000):
+        hit = det.update(example(rng, shift=1.0 if i >= 3000 else 0.0))
+        if hit:
+            found.append((i, *hit))
+    assert len(found) == 1, found
+    index, feature, statistics = found[0]
+    assert feature == "a" and 3000 <= index < 4000
+    assert statistics["p_value"] < statistics["threshold"] == 1e-4 / 4
+
+
+def test_data_drift_on_category_frequencies() -> None:
+    rng = random.Random(2)
+    det = DataDriftDetector(FEATURES, window=500, alpha=1e-4)
+    found = [
+        (i, h[0])
+        for i in range(4000)
+        if (h := det.update(example(rng, cat_p=0.6 if i >= 2000 else 0.2)))
+    ]
+    assert [f for _, f in found] == ["c"] and 2000 <= found[0][0] < 3000
+
+
+def test_missing_values_are_a_category_and_skipped_for_numbers() -> None:
+    rng = random.Random(3)
+    det = DataDriftDetector(FEATURES, window=200, alpha=1e-4)
+    found = []
+    for i in range(2000):
+        x = example(rng)
+        if i >= 1000 and rng.random() < 0.5:
+            x["c"] = None
+            x["a"] = None
+        if h := det.update(x):
+            found.append(h[0])
+    assert found == ["c"]
+
+
+def test_one_change_gives_one_alarm_within_the_cooldown() -> None:
+    rng = random.Random(4)
+    monitor = DriftMonitor(DriftPolicy(cooldown=2000, data_window=200), FEATURES)
+    alarms = []
+    errs = errors(4, [(3000, 0.1), (3000, 0.5)])
+    for i, e in enumerate(errs):
+        # the features shift at the same time as the concept: still one event
+        alarms += monitor.update(example(rng, shift=2.0 if i >= 3000 else 0.0), e)
+    assert len(alarms) == 1, alarms
+    assert alarms[0].example_count > 3000
+    assert monitor.suppressed >= 1
+
+    loose = DriftMonitor(DriftPolicy(cooldown=0, data_window=200), FEATURES)
+    rng = random.Random(4)
+    found = [
+        a
+        for i, e in enumerate(errs)
+        for a in loose.update(example(rng, shift=2.0 if i >= 3000 else 0.0), e)
+    ]
+    assert {a.kind for a in found} == {"concept", "data"}
+
+
+def test_the_monitor_is_picklable_and_deterministic() -> None:
+    def run(monitor: DriftMonitor, start: int, stop: int) -> list[Any]:
+        rng = random.Random(5)
+        xs = [example(rng, shift=1.0 if i >= 2500 else 0.0) for i in range(5000)]
+        errs = errors(5, [(2500, 0.1), (2500, 0.4)])
+        return [a for i in range(start, stop) for a in monitor.update(xs[i], errs[i])]
+
+    policy = DriftPolicy(
+        detector="KSWIN",
+        params={"alpha": 0.0001, "window_size": 300, "stat_size": 100},
+        cooldown=100,
+        data_window=200,
+    )
+    whole = DriftMonitor(policy, FEATURES, seed=3)
+    expected = run(whole, 0, 5000)
+    first = DriftMonitor(policy, FEATURES, seed=3)
+    got = run(first, 0, 2600)
+    resumed = pickle.loads(pickle.dumps(first))  # noqa: S301 - our own bytes
+    got += run(resumed, 2600, 5000)
+    assert got == expected and expected
