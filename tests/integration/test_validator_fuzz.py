@@ -9,6 +9,8 @@ bytes in the same order (valid examples byte for byte).
 from __future__ import annotations
 
 import json
+import math
+import random
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -38,6 +40,7 @@ from tests.integration.validator_support import (
 )
 
 CORPUS_SIZE = 10_000
+SEEDS = 1_000  # made by hypothesis; the rest are mutations of them
 STREAMS = ("fa", "fb", "fc")
 EVENT_IDS = [str(uuid.UUID(int=i + 1)) for i in range(40)]  # a small pool: some collide
 
@@ -96,32 +99,74 @@ def _dumps(doc: Any) -> bytes:
 
 @st.composite
 def message(draw: st.DrawFn) -> bytes:
-    """One raw message: mostly examples, some garbage, a few oversize."""
-    kind = draw(st.integers(0, 199))
-    if kind < 2:
-        return b" " * 70_000 + _dumps(draw(example_doc()))  # oversize
-    if kind < 12:
+    """One raw message: mostly examples, some garbage."""
+    kind = draw(st.sampled_from(["example"] * 8 + ["binary", "json", "truncated"]))
+    if kind == "binary":
         return draw(st.binary(max_size=120))
-    if kind < 22:
+    if kind == "json":
         return _dumps(draw(json_values))
-    if kind < 32:
-        whole = _dumps(draw(example_doc()))
+    whole = _dumps(draw(example_doc()))
+    if kind == "truncated":
         return whole[: draw(st.integers(0, len(whole) - 1))]
-    return _dumps(draw(example_doc()))
+    return whole
+
+
+# Values a mutation puts in place of a feature or a field.
+PALETTE: list[Any] = [None, "abc", "", math.inf, -math.inf, math.nan, -1, 11, 10**30, True,
+                      False, "purple", 5, 2.5, [1], {"a": 1}, "2026-01-01T00:00:00Z", 0]  # fmt: skip
+
+
+def mutate(value: bytes, rng: random.Random) -> bytes:
+    """A variant of a hypothesis-made message: re-sent, re-identified, damaged or bloated."""
+    roll = rng.random()
+    if roll < 0.01:
+        return b" " * 70_000 + value  # oversize, still valid JSON
+    if roll < 0.05 and value:
+        data = bytearray(value)
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        return bytes(data)
+    if roll < 0.08:
+        return value[: rng.randrange(len(value) + 1)]
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return bytes(rng.randrange(256) for _ in range(rng.randint(0, 80)))
+    if not isinstance(doc, dict) or not doc or roll < 0.12:
+        return value  # the same bytes again: a producer's resend
+    doc = dict(doc)
+    if rng.random() < 0.8:
+        doc["example_id"] = str(rng.randint(0, 20_000))
+        doc["event_id"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    change = rng.random()
+    features = doc.get("features")
+    if change < 0.25 and isinstance(features, dict):
+        doc["features"] = {**features, rng.choice(["x", "color", "member"]): rng.choice(PALETTE)}
+    elif change < 0.3 and isinstance(features, dict) and features:
+        doc["features"] = {k: v for k, v in features.items() if k != rng.choice(sorted(features))}
+    elif change < 0.35:
+        doc[rng.choice(sorted(doc))] = rng.choice(PALETTE)
+    elif change < 0.38:
+        doc.pop(rng.choice(sorted(doc)))
+    return json.dumps(doc, allow_nan=True).encode()
 
 
 def generate_corpus() -> list[bytes]:
-    corpus: list[bytes] = []
+    """SEEDS messages from hypothesis, then mutated variants of them up to CORPUS_SIZE."""
+    seeds: list[bytes] = []
 
-    @settings(max_examples=CORPUS_SIZE // 50 + 10, database=None, derandomize=True,
+    @settings(max_examples=SEEDS // 50, database=None, derandomize=True,
               phases=[Phase.generate], deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(message(), min_size=50, max_size=50))
     def collect(chunk: list[bytes]) -> None:
-        corpus.extend(chunk)
+        seeds.extend(chunk)
 
+    collect()
+    rng = random.Random(20261123)
+    corpus = list(seeds)
     while len(corpus) < CORPUS_SIZE:
-        collect()
-    return corpus[:CORPUS_SIZE]
+        corpus.append(mutate(rng.choice(seeds), rng))
+    return corpus
 
 
 def oracle(settings: DriftlineSettings, raw: list[Any], now: datetime) -> dict[tuple[int, int], Any]:

@@ -131,6 +131,6 @@ def test_rolling_values_cover_the_last_window_only() -> None:
 
 def test_an_empty_evaluator_reports_no_values() -> None:
     pq = Prequential(build_pipeline(ModelSpec(), PHISHING), task="class", window=10)
-    assert pq.snapshot().values == {} or all(
-        math.isfinite(v) for v in pq.snapshot().values.values()
-    )
+    snap = pq.snapshot()
+    assert snap.example_count == 0 and snap.window == 10
+    assert all(math.isfinite(v) for v in snap.values.values())
