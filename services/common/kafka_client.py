@@ -304,3 +304,21 @@ def read_between(
                     consumer.pause(tp)
     finally:
         consumer.close()
+
+
+def assign_all(consumer: KafkaConsumer, topic: str, *, from_beginning: bool = True) -> list[Any]:
+    """Assign every partition of ``topic`` to a group-less consumer; returns them."""
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise BrokerError(f"topic {topic!r} does not exist; run `driftline topics create`")
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    if from_beginning:
+        consumer.seek_to_beginning(*tps)
+    return tps
+
+
+def caught_up(consumer: KafkaConsumer, tps: list[Any]) -> bool:
+    """True when the consumer's position is at the end of every partition."""
+    end = consumer.end_offsets(tps)
+    return all(consumer.position(tp) >= end[tp] for tp in tps)

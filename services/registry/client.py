@@ -40,7 +40,7 @@ from services.registry.domain import (
     SpecVersion,
     TrainingRun,
 )
-from services.registry.errors import NotFound
+from services.registry.errors import AliasConflict, FrozenModel, NotFound, RegistryError
 from services.registry.store import ArtifactStore, open_store
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,16 @@ ANY = repo.ANY
 
 __all__ = [
     "ANY",
+    "AliasConflict",
     "AliasMove",
     "Checkpoint",
+    "FrozenModel",
     "GcReport",
     "ModelInfo",
     "ModelVersion",
+    "NotFound",
     "Registry",
+    "RegistryError",
     "SpecVersion",
     "TrainingRun",
 ]

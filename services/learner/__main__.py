@@ -1,0 +1,51 @@
+"""``driftline run learner`` / ``python -m services.learner``: wiring only."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from services.common.errors import ConfigError, DriftlineError
+from services.common.logs import configure_logging
+from services.common.settings import DriftlineSettings
+from services.common.shutdown import GracefulShutdown
+from services.learner.app import Learner
+from services.learner.settings import LearnerSettings
+from services.registry.client import Registry
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the learner until SIGTERM/SIGINT; returns the exit code."""
+    del argv
+    try:
+        settings = DriftlineSettings.load()
+        service = LearnerSettings.load()
+        if settings.signing_key is None:
+            raise ConfigError(
+                "DRIFTLINE_SIGNING_KEY", "is required: the learner signs checkpoints and models"
+            )
+    except ConfigError as exc:
+        sys.stderr.write(f"driftline learner: error: {exc}\n")
+        return 2
+    configure_logging("learner", fmt=settings.log_format, level=settings.log_level)
+    registry = Registry.open(settings)
+    try:
+        with GracefulShutdown() as stop:
+            learner = Learner(settings, service, registry)
+            if service.metrics_port:
+                learner.metrics.serve(service.metrics_port, service.metrics_host)
+            try:
+                learner.run(stop)
+            finally:
+                learner.close()
+                learner.metrics.close()
+    except DriftlineError as exc:
+        sys.stderr.write(f"driftline learner: error: {exc}\n")
+        return 1
+    finally:
+        registry.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

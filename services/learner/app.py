@@ -1,0 +1,315 @@
+"""The learner's edge: valid examples in, drift events, metric snapshots, online versions
+and signed checkpoints out.
+
+It consumes with kafka-python rather than faust: on every assignment it must restore
+each partition's checkpoint and seek to the offset stored *with* it, and commit only
+after a checkpoint; faust manages positions and commits itself (its offsets would fight
+the checkpoint's), so the simple, explicit consumer is the safer tool here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from schemas import AliasReason, LabelledExample, ReasonCode, Topics
+from services.common.codec import dead_letter, decode, encode, event_key
+from services.common.errors import CodecError
+from services.common.kafka_client import make_consumer, make_producer
+from services.common.logs import at
+from services.common.metrics import Metrics
+from services.common.settings import DriftlineSettings
+from services.common.shutdown import GracefulShutdown
+from services.common.stream_configs import StreamConfigs
+from services.learner.runtime import PartitionState
+from services.learner.settings import LearnerSettings
+from services.registry.client import AliasConflict, FrozenModel, Registry
+
+log = logging.getLogger(__name__)
+OWNER = "learner"
+
+
+class Learner:
+    """One learner process: owns the streams of the partitions assigned to it."""
+
+    def __init__(
+        self, settings: DriftlineSettings, service: LearnerSettings, registry: Registry
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.registry = registry
+        self.topics = Topics(settings.topic_prefix)
+        self.valid = self.topics.name("examples.valid")
+        self.states: dict[int, PartitionState] = {}
+        self.dirty: set[int] = set()
+        self.since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
+        self.metrics = Metrics("learner")
+        m = self.metrics
+        self.learned = m.counter("learner_examples_total", "Examples learned.", ["stream"])
+        self.duplicates = m.counter("learner_duplicates_total", "Duplicates skipped.", ["stream"])
+        self.drifts = m.counter("learner_drift_events_total", "Drift events.", ["stream", "kind"])
+        self.gauges = m.gauge("learner_metric", "Prequential metrics.", ["stream", "metric"])
+        self.versions = m.counter("learner_versions_total", "Online versions.", ["stream"])
+        self.checkpoints = m.histogram("learner_checkpoint_seconds", "Checkpoint time.")
+        self.dead = m.counter("learner_dead_letters_total", "Unusable records.", ["reason"])
+        self.configs = StreamConfigs(settings, client_id="driftline-learner")
+        self.producer = make_producer(settings, client_id="driftline-learner")
+        self.consumer = make_consumer(
+            settings,
+            group_id=service.group_id,
+            client_id="driftline-learner",
+            max_poll_records=service.max_poll_records,
+            session_timeout_ms=service.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, service.session_timeout_ms // 10),
+        )
+
+    # -- partitions -----------------------------------------------------------------
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        """Restore each partition's checkpoint and seek to the offset stored with it."""
+        for tp in partitions:
+            cp = self.registry.load_checkpoint(owner=OWNER, key=self._key(tp.partition))
+            if cp is not None and isinstance(cp.state, PartitionState):
+                self.states[tp.partition] = cp.state
+                self.consumer.seek(tp, cp.state.next_offset)
+                log.info(
+                    "restored checkpoint", extra=at(tp.topic, tp.partition, cp.state.next_offset)
+                )
+            else:
+                self.states[tp.partition] = PartitionState(tp.topic, tp.partition)
+                self.consumer.seek_to_beginning(tp)
+                log.info(
+                    "no checkpoint: from the beginning",
+                    extra={"topic": tp.topic, "partition": tp.partition},
+                )
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Checkpoint what is being handed over, then forget it."""
+        self.checkpoint({tp.partition for tp in partitions} & self.dirty)
+        for tp in partitions:
+            self.states.pop(tp.partition, None)
+            self.dirty.discard(tp.partition)
+
+    def _key(self, partition: int) -> str:
+        return f"{self.service.group_id}/{self.valid}/{partition}"
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run(self, stop: GracefulShutdown) -> None:
+        """Consume until ``stop`` is requested; checkpoint and commit on the way out."""
+        self.configs.catch_up()
+        learner = self
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                learner.revoked(list(revoked))
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                learner.assigned(list(assigned))
+
+        self.consumer.subscribe([self.valid], listener=Listener())
+        while not stop.requested:
+            batches = self.consumer.poll(timeout_ms=500)
+            for tp, records in batches.items():
+                state = self.states.get(tp.partition)
+                if state is None:
+                    continue  # revoked while this batch was in flight
+                for record in records:
+                    self._one(state, record)
+                self.dirty.add(tp.partition)
+            self.configs.refresh()
+            due = self.since_checkpoint >= self.service.checkpoint_every or (
+                self.dirty
+                and time.monotonic() - self.last_checkpoint >= self.service.checkpoint_interval_s
+            )
+            if due:
+                self.checkpoint(set(self.dirty))
+        self.checkpoint(set(self.dirty))
+
+    def _one(self, state: PartitionState, record: Any) -> None:
+        try:
+            example = decode(record.value, LabelledExample)
+        except CodecError as exc:
+            self._dead(record, exc.reason, exc.detail)
+            state.next_offset = record.offset + 1
+            return
+        assert isinstance(example, LabelledExample)  # noqa: S101 - decode's target
+        config = self.configs.get(example.stream)
+        if config is None:
+            self.configs.refresh()
+            config = self.configs.get(example.stream)
+        if config is None:
+            self._dead(
+                record,
+                ReasonCode.UNKNOWN_STREAM,
+                f"no config for stream {example.stream!r} on the streams topic",
+            )
+            state.next_offset = record.offset + 1
+            return
+        handled = state.handle(
+            example, offset=record.offset, config=config, metrics_every=self.service.metrics_every
+        )
+        self.since_checkpoint += 1
+        if handled.duplicate:
+            self.duplicates.labels(stream=handled.stream).inc()
+            return
+        self.learned.labels(stream=handled.stream).inc()
+        for event in handled.drift:
+            self._send("drift", event)
+            self.drifts.labels(stream=handled.stream, kind=event.kind).inc()
+            log.info(
+                "drift detected: %s %s",
+                event.kind,
+                event.detector,
+                extra=at(
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    stream=event.stream,
+                    feature=event.feature,
+                ),
+            )
+        if handled.metrics is not None:
+            self._send("metrics", handled.metrics)
+            for name, value in handled.metrics.values.items():
+                self.gauges.labels(stream=handled.stream, metric=name).set(value)
+        if handled.version_due:
+            self._register(state, handled.stream)
+
+    def _send(self, suffix: str, event: Any) -> None:
+        self.producer.send(self.topics.name(suffix), key=event_key(event), value=encode(event))
+
+    def _dead(self, record: Any, reason: ReasonCode, detail: str) -> None:
+        self.dead.labels(reason=reason.value).inc()
+        log.error(
+            "unusable record: %s",
+            detail,
+            extra=at(record.topic, record.partition, record.offset, reason=reason.value),
+        )
+        letter = dead_letter(
+            reason=reason,
+            detail=detail,
+            service="learner",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+        )
+        self.producer.send(
+            self.topics.name("events.dead"), key=record.topic.encode(), value=encode(letter)
+        )
+
+    # -- online versions ------------------------------------------------------------
+
+    def _register(self, state: PartitionState, stream: str) -> None:
+        track = state.streams[stream]
+        snapshot = track.learner.snapshot()
+        version = self.registry.register_version(
+            model=stream,
+            kind="online",
+            predictor=track.learner.predictor(),
+            params={
+                "pipeline": track.learner.config.model.model_dump(mode="json"),
+                "config_version": track.config_version,
+            },
+            metrics=snapshot.values,
+            lineage=track.lineage(state.topic, state.partition),
+            parent_version=track.online_version,
+            idempotency_key=state.version_key(stream),
+        )
+        track.online_version = version.version
+        self.versions.labels(stream=stream).inc()
+        self._move_aliases(stream, version.version)
+
+    def _move_aliases(self, stream: str, version: int) -> None:
+        """``online`` follows every snapshot; ``champion`` starts there (cold start) and
+        follows while it points at an online version. Frozen models are left alone."""
+        for _ in range(3):  # a concurrent move changes the expectation: look again
+            info = self.registry.get_model(name=stream)
+            if info is None or info.frozen:
+                return
+            try:
+                online = info.aliases.get("online")
+                if online != version:
+                    self.registry.move_alias(
+                        model=stream,
+                        alias="online",
+                        to_version=version,
+                        expect=online,
+                        reason=AliasReason.ONLINE_UPDATE,
+                        actor="learner",
+                    )
+                champion = info.aliases.get("champion")
+                if champion is None:
+                    self.registry.move_alias(
+                        model=stream,
+                        alias="champion",
+                        to_version=version,
+                        expect=None,
+                        reason=AliasReason.COLD_START,
+                        actor="learner",
+                        evidence={"rule": "no champion: the first online snapshot"},
+                    )
+                elif champion != version:
+                    current = self.registry.get_version(model=stream, version=champion)
+                    if current is not None and current.kind == "online":
+                        self.registry.move_alias(
+                            model=stream,
+                            alias="champion",
+                            to_version=version,
+                            expect=champion,
+                            reason=AliasReason.ONLINE_UPDATE,
+                            actor="learner",
+                            evidence={"rule": "an online champion keeps learning"},
+                        )
+                return
+            except AliasConflict:
+                continue
+            except FrozenModel:
+                return
+
+    # -- checkpoints ----------------------------------------------------------------
+
+    def checkpoint(self, partitions: set[int]) -> None:
+        """Flush outputs, then save each partition's state with its next offset, then
+        commit those offsets to the group (for monitoring: the checkpoint is the truth)."""
+        started = time.perf_counter()
+        self.producer.flush()
+        commits = {}
+        for p in sorted(partitions):
+            state = self.states.get(p)
+            if state is None:
+                continue
+            self.registry.save_checkpoint(
+                owner=OWNER,
+                key=self._key(p),
+                state=state,
+                offsets={str(p): state.next_offset},
+                meta={
+                    "streams": {s: t.learner.examples_seen for s, t in state.streams.items()},
+                    "duplicates": state.duplicates,
+                },
+            )
+            commits[TopicPartition(self.valid, p)] = OffsetAndMetadata(state.next_offset, "", -1)
+        if commits:
+            try:
+                self.consumer.commit(commits)
+            except Exception as exc:  # noqa: BLE001 - informational; checkpoints hold the truth
+                log.warning("offset commit failed (checkpoint saved): %s", exc)
+        self.dirty -= partitions
+        self.since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
+        self.checkpoints.observe(time.perf_counter() - started)
+
+    def close(self) -> None:
+        """Close every client."""
+        self.consumer.close()
+        self.producer.flush()
+        self.producer.close()
+        self.configs.close()

@@ -1,0 +1,160 @@
+"""What the learner keeps per partition of the valid topic, and what one example does.
+
+Pure: no Kafka, no registry. :class:`PartitionState` is picklable; the edge checkpoints
+it (signed) together with the partition's next offset, so a restored state continues
+exactly where it stopped: no example lost, none learned twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from schemas import DriftDetected, LabelledExample, MetricSnapshot, StreamConfig, derive_id
+from schemas.lineage import Lineage, OffsetRange
+from services.learner.core import Outcome, StreamLearner
+
+
+@dataclass
+class StreamTrack:
+    """One stream's learner and its bookkeeping within a partition."""
+
+    learner: StreamLearner
+    learner_id: str  # config version and first offset: names this learner in version keys
+    config_version: int
+    first_offset: int
+    seen: set[str] = field(default_factory=set)
+    first_event_time: datetime | None = None
+    last_event_time: datetime | None = None
+    last_offset: int = -1
+    online_version: int | None = None
+
+    def lineage(self, topic: str, partition: int) -> Lineage:
+        """The offsets and event times this learner has learned from (half-open range)."""
+        return Lineage(
+            ranges=(
+                OffsetRange(
+                    topic=topic,
+                    partition=partition,
+                    start=self.first_offset,
+                    end=self.last_offset + 1,
+                ),
+            ),
+            event_time_start=self.first_event_time,
+            event_time_end=self.last_event_time,
+            example_count=self.learner.examples_seen,
+        )
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What one record did: events to publish and whether an online version is due."""
+
+    stream: str
+    learned: bool
+    duplicate: bool = False
+    outcome: Outcome | None = None
+    drift: tuple[DriftDetected, ...] = ()
+    metrics: MetricSnapshot | None = None
+    version_due: bool = False
+    rebuilt: bool = False
+
+
+@dataclass
+class PartitionState:
+    """Every stream learner of one partition, its de-duplication ids and its position."""
+
+    topic: str
+    partition: int
+    next_offset: int = 0
+    streams: dict[str, StreamTrack] = field(default_factory=dict)
+    duplicates: int = 0
+
+    def handle(
+        self,
+        example: LabelledExample,
+        *,
+        offset: int,
+        config: StreamConfig,
+        metrics_every: int | None = None,
+    ) -> Handled:
+        """Learn one example at ``offset`` (test-then-train), de-duplicated by example id.
+
+        A config whose spec or model differs from the learner's starts a new learner.
+        """
+        self.next_offset = offset + 1
+        track = self.streams.get(example.stream)
+        rebuilt = False
+        if track is None or _needs_rebuild(track.learner.config, config):
+            track = StreamTrack(
+                learner=StreamLearner(config, metrics_every=metrics_every),
+                learner_id=f"c{config.version}-o{offset}",
+                config_version=config.version or 0,
+                first_offset=offset,
+                online_version=track.online_version if track else None,
+            )
+            self.streams[example.stream] = track
+            rebuilt = True
+        if example.example_id in track.seen:
+            self.duplicates += 1
+            return Handled(stream=example.stream, learned=False, duplicate=True)
+        track.seen.add(example.example_id)
+        outcome = track.learner.process(example.features, example.label)
+        track.last_offset = offset
+        track.first_event_time = track.first_event_time or example.event_time
+        track.last_event_time = example.event_time
+        drift = tuple(
+            DriftDetected(
+                event_id=derive_id(
+                    f"{example.stream}/{track.learner_id}/{a.example_count}/{a.kind}/"
+                    f"{a.detector}/{a.feature}",
+                    "drift",
+                ),
+                stream=example.stream,
+                kind=a.kind,
+                detector=a.detector,
+                feature=a.feature,
+                topic=self.topic,
+                partition=self.partition,
+                offset=offset,
+                event_time=example.event_time,
+                example_count=a.example_count,
+                model_version=track.online_version,
+                statistics=a.statistics,
+            )
+            for a in outcome.alarms
+        )
+        snapshot = None
+        if outcome.snapshot is not None:
+            snapshot = MetricSnapshot(
+                event_id=derive_id(
+                    f"{example.stream}/{track.learner_id}/{outcome.example_count}", "metrics"
+                ),
+                stream=example.stream,
+                model=example.stream,
+                version=track.online_version,
+                source="learner",
+                role="online",
+                values=outcome.snapshot.values,
+                window=outcome.snapshot.window,
+                example_count=outcome.example_count,
+                event_time=example.event_time,
+            )
+        return Handled(
+            stream=example.stream,
+            learned=True,
+            outcome=outcome,
+            drift=drift,
+            metrics=snapshot,
+            version_due=outcome.version_due,
+            rebuilt=rebuilt,
+        )
+
+    def version_key(self, stream: str) -> str:
+        """The idempotency key of the stream's online version at its current count."""
+        track = self.streams[stream]
+        return f"learner/{stream}/{track.learner_id}/{track.learner.examples_seen}"
+
+
+def _needs_rebuild(current: StreamConfig, new: StreamConfig) -> bool:
+    return current.spec != new.spec or current.model != new.model

@@ -1,0 +1,129 @@
+"""Shared pieces of the learner's integration tests: a config, data, a process runner."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from river.datasets import synth
+
+from schemas import LabelledExample, StreamConfig, Topics
+from services.common.codec import encode, event_key
+from services.common.kafka_client import make_producer
+from services.common.settings import DriftlineSettings
+from services.registry.client import Checkpoint, Registry
+
+KEY = "learner-test-signing-key"
+FEATURES = ("salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan")
+
+
+def config(stream: str, *, online_every: int = 1000) -> StreamConfig:
+    """A published (version 1) config for an Agrawal stream."""
+    return StreamConfig.model_validate(
+        {
+            "stream": stream,
+            "version": 1,
+            "spec": {
+                "features": [{"name": f, "type": "number"} for f in FEATURES],
+                "label": {"kind": "class", "classes": [0, 1]},
+            },
+            "model": {"pipeline": "preprocessing.StandardScaler | linear_model.LogisticRegression"},
+            "policy": {
+                "online_version_every": online_every,
+                "rolling_window": 500,
+                "drift": {"data_drift": False},
+            },
+        }
+    )
+
+
+def examples(stream: str, n: int, seed: int) -> list[LabelledExample]:
+    """``n`` validated examples of an Agrawal stream, as the validator would emit them."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    return [
+        LabelledExample(
+            stream=stream,
+            example_id=str(i),
+            features=dict(x),
+            label=int(y),
+            event_time=t0 + timedelta(seconds=i),
+            spec_version=1,
+        )
+        for i, (x, y) in enumerate(itertools.islice(synth.Agrawal(seed=seed), n))
+    ]
+
+
+def publish(settings: DriftlineSettings, suffix: str, events: list[Any]) -> None:
+    producer = make_producer(settings)
+    topic = Topics(settings.topic_prefix).name(suffix)
+    for event in events:
+        producer.send(topic, key=event_key(event), value=encode(event))
+    producer.flush()
+    producer.close()
+
+
+def learner_env(settings: DriftlineSettings, group: str, **extra: str) -> dict[str, str]:
+    return os.environ | {
+        "DRIFTLINE_KAFKA_BOOTSTRAP": settings.bootstrap,
+        "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
+        "DRIFTLINE_DATA_DIR": str(settings.data_path),
+        "DRIFTLINE_REGISTRY_URL": settings.registry_dsn,
+        "DRIFTLINE_SIGNING_KEY": KEY,
+        "DRIFTLINE_SIGNING_KEY_ID": "k1",
+        "DRIFTLINE_LEARNER_GROUP_ID": group,
+        "DRIFTLINE_LEARNER_METRICS_PORT": "0",
+        "DRIFTLINE_LEARNER_SESSION_TIMEOUT_MS": "6000",
+        "PYTHONPATH": str(Path.cwd()),
+        **extra,
+    }
+
+
+def start_learner(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.learner"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+
+
+def checkpoints(registry: Registry, group: str, topic: str, partitions: int) -> list[Checkpoint]:
+    found = [
+        registry.load_checkpoint(owner="learner", key=f"{group}/{topic}/{p}")
+        for p in range(partitions)
+    ]
+    return [c for c in found if c is not None]
+
+
+def learned(registry: Registry, group: str, topic: str, partitions: int) -> dict[str, int]:
+    """Examples learned per stream, as the latest checkpoints say."""
+    out: dict[str, int] = {}
+    for cp in checkpoints(registry, group, topic, partitions):
+        out.update(cp.meta.get("streams", {}))
+    return out
+
+
+def wait_for(
+    predicate: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-3000:] if log else ""
+            raise AssertionError(f"learner exited ({proc.returncode}) waiting for {what}\n{tail}")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
