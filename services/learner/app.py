@@ -10,6 +10,8 @@ the checkpoint's), so the simple, explicit consumer is the safer tool here.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from typing import Any
 
@@ -46,6 +48,7 @@ class Learner:
         self.valid = self.topics.name("examples.valid")
         self.states: dict[int, PartitionState] = {}
         self.dirty: set[int] = set()
+        self.member = f"{socket.gethostname()}:{os.getpid()}"
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         self.metrics = Metrics("learner")

@@ -97,3 +97,72 @@ def test_kill_9_then_resume_exactly_once(
         assert info is not None and info.aliases == {"champion": 5, "online": 5}
     finally:
         registry.close()
+
+
+STREAMS = ("stream-0", "stream-1", "stream-2", "stream-3")  # one per partition (murmur2)
+
+
+def test_two_processes_split_streams_and_survive_a_kill(
+    settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
+) -> None:
+    settings = settings_factory(signing_key=KEY, signing_key_id="k1")
+    valid = Topics(settings.topic_prefix).name("examples.valid")
+    n = 2500
+    data = {s: examples(s, n, seed=i) for i, s in enumerate(STREAMS)}
+    publish(settings, "streams", [config(s, online_every=10_000) for s in STREAMS])
+    publish(
+        settings, "examples.valid", [ex for i in range(n) for s in STREAMS for ex in (data[s][i],)]
+    )
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    env = learner_env(
+        settings,
+        group,
+        DRIFTLINE_LEARNER_CHECKPOINT_EVERY="200",
+        DRIFTLINE_LEARNER_MAX_POLL_RECORDS="100",
+    )
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    registry = Registry.open(settings, relay=False)
+    procs = []
+    try:
+        procs = [start_learner(env, log) for log in logs]
+        # both members hold partitions and have checkpointed some of each stream
+        wait_for(
+            lambda: len(learned(registry, group, valid, 4)) == 4,
+            180,
+            "every stream checkpointed",
+            procs[0],
+            logs[0],
+        )
+        victim = procs[0]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        survivor = procs[1]
+        wait_for(
+            lambda: learned(registry, group, valid, 4) == {s: n for s in STREAMS},
+            240,
+            "all streams learned by the survivor",
+            survivor,
+            logs[1],
+        )
+        survivor.send_signal(signal.SIGTERM)
+        assert survivor.wait(timeout=20) == 0, logs[1].read_text()[-3000:]
+        probe = examples("probe", 200, seed=123)
+        for cp in checkpoints(registry, group, valid, 4):
+            state = cp.state
+            assert isinstance(state, PartitionState) and state.duplicates == 0
+            for stream, track in state.streams.items():
+                assert track.learner.examples_seen == n == len(track.seen)
+                reference = StreamLearner(config(stream, online_every=10_000))
+                for ex in data[stream]:
+                    reference.process(ex.features, ex.label)
+                got = track.learner.predictor()
+                want = reference.predictor()
+                assert [got.predict_proba_one(p.features) for p in probe] == [
+                    want.predict_proba_one(p.features) for p in probe
+                ], stream
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        registry.close()
