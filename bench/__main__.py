@@ -9,7 +9,7 @@ import sys
 from bench.harness import emit
 from services.common.logs import configure_logging
 
-BENCHES = ("roundtrip", "validator")
+BENCHES = ("roundtrip", "validator", "learner")
 
 
 def main(argv: list[str] | None = None) -> int:
