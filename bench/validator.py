@@ -22,11 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kafka import TopicPartition
+
 from bench.harness import Result, Stopwatch, broker_settings, peak_rss_mb
 from bench.roundtrip import make_events
 from schemas import StreamConfig, Topics
 from services.common.codec import encode, event_key
-from services.common.kafka_client import end_offsets, ensure_topics, make_admin, make_producer
+from services.common.kafka_client import ensure_topics, make_admin, make_consumer, make_producer
 from services.common.settings import DriftlineSettings
 from services.validator.dedupe import DuplicateIndex
 from services.validator.rules import Position, QualityStats, judge
@@ -66,8 +68,9 @@ def in_process(messages: list[tuple[bytes | None, bytes]]) -> float:
     now = datetime.now(UTC)
     with Stopwatch() as watch:
         for offset, (key, value) in enumerate(messages):
-            out = judge(value, Position("raw", 0, offset, key), registry, indexes[key], now,
-                        stats=stats)  # fmt: skip
+            out = judge(
+                value, Position("raw", 0, offset, key), registry, indexes[key], now, stats=stats
+            )
             encode(out)
     if stats.outcomes.total() != len(messages) or any(o != "valid" for _, o in stats.outcomes):
         raise RuntimeError(f"the baseline rejected examples: {dict(stats.rejected)}")
@@ -104,37 +107,61 @@ def _profiler(pid: int, path: str) -> subprocess.Popen[bytes] | None:
     if not Path(spy).exists():
         print(f"py-spy not found: no profile written to {path}", file=sys.stderr)
         return None
-    cmd = [spy, "record", "--pid", str(pid), "--format", "speedscope", "--output", path,
-           "--rate", "200", *os.environ.get("DRIFTLINE_BENCH_PROFILE_ARGS", "").split()]  # fmt: skip
+    cmd = [
+        spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--format",
+        "speedscope",
+        "--output",
+        path,
+        "--rate",
+        "200",
+        *os.environ.get("DRIFTLINE_BENCH_PROFILE_ARGS", "").split(),
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def through_broker(settings: DriftlineSettings, n: int) -> dict[str, Any]:
     """Run the validator on the prepared topic; measure its throughput, CPU and peak RSS."""
     valid = Topics(settings.topic_prefix).name("examples.valid")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")} | {
+    # DRIFTLINE_VALIDATOR_* from the environment pass through (to try batch sizes, say)
+    keep = ("DRIFTLINE_VALIDATOR_", "DRIFTLINE_CACHE_DIR")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_") or k.startswith(keep)
+    } | {
         "DRIFTLINE_KAFKA_BOOTSTRAP": settings.bootstrap,
         "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
         "DRIFTLINE_DATA_DIR": str(settings.data_path),
         "DRIFTLINE_LOG_LEVEL": "WARNING",
         "DRIFTLINE_VALIDATOR_METRICS_PORT": "0",
     }
+    watcher = make_consumer(settings, group_id=None, client_id="driftline-bench")
+    partitions = [TopicPartition(valid, p) for p in sorted(watcher.partitions_for_topic(valid))]
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "services.validator"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.validator"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         profile = os.environ.get("DRIFTLINE_BENCH_PROFILE")
         spy = _profiler(proc.pid, profile) if profile else None
         try:
             first_at = first_count = None
+            cpu_at_first = 0.0
             done = 0
             deadline = time.monotonic() + 900
             while done < n:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
-                    raise RuntimeError(f"validator stopped or stalled at {done}/{n}:\n"
-                                       f"{log.read().decode(errors='replace')[-3000:]}")  # fmt: skip
-                done = sum(end_offsets(settings, valid).values())
+                    raise RuntimeError(
+                        f"validator stopped or stalled at {done}/{n}:\n"
+                        f"{log.read().decode(errors='replace')[-3000:]}"
+                    )
+                done = sum(watcher.end_offsets(partitions).values())
                 if done and first_at is None:
                     first_at, first_count = time.perf_counter(), done
                     cpu_at_first = cpu_seconds(proc.pid)
@@ -143,6 +170,7 @@ def through_broker(settings: DriftlineSettings, n: int) -> dict[str, Any]:
             cpu = cpu_seconds(proc.pid) - cpu_at_first
             rss = peak_rss_mb(proc.pid)
         finally:
+            watcher.close()
             proc.send_signal(signal.SIGTERM)
             try:
                 code = proc.wait(timeout=30)

@@ -250,9 +250,13 @@ def replay_cmd(args: argparse.Namespace) -> int:
         console.print(f"{foreign} letter(s) from topics outside {settings.topic_prefix!r} skipped")
     if not chosen:
         console.print(
-            "nothing to replay" + ("" if args.again else " (earlier replays are remembered; "
-                                   "--again replays those letters too)")
-        )  # fmt: skip
+            "nothing to replay"
+            + (
+                ""
+                if args.again
+                else " (earlier replays are remembered; --again replays those letters too)"
+            )
+        )
     return 0
 
 

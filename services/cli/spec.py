@@ -34,6 +34,7 @@ from services.ingest.infer import (
     infer_config,
 )
 from services.ingest.sources import Record
+from services.registry.client import Registry
 
 # Fields of a StreamConfig that a YAML file holds (the envelope is added on publish).
 BODY_FIELDS = ("stream", "spec", "model", "policy")
@@ -139,8 +140,10 @@ def infer_cmd(args: argparse.Namespace) -> int:
         if path.exists() and not args.force:
             raise ConfigError("--output", f"{path} exists; use --force to overwrite it")
         path.write_text(text, encoding="utf-8")
-        print(f"wrote {path}: {len(result.config.spec.features)} features, label "
-              f"{result.config.spec.label.kind}, from {result.rows} rows")  # fmt: skip
+        print(
+            f"wrote {path}: {len(result.config.spec.features)} features, label "
+            f"{result.config.spec.label.kind}, from {result.rows} rows"
+        )
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -171,8 +174,9 @@ def load_config_file(path: Path) -> StreamConfig:
     if not isinstance(data, dict):
         raise ConfigError(str(path), "expected a mapping with stream, spec, model and policy")
     if data.pop("version", None) is not None:
-        print(f"note: {path}: version is assigned on publish; the file's is ignored",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"note: {path}: version is assigned on publish; the file's is ignored", file=sys.stderr
+        )
     unknown = sorted(set(data) - set(BODY_FIELDS))
     if unknown:
         raise ConfigError(
@@ -232,13 +236,16 @@ def publish_cmd(args: argparse.Namespace) -> int:
 
 
 def record_published_spec(settings: DriftlineSettings, config: StreamConfig) -> None:
-    """Registry hook: record a config once it is on the ``streams`` topic.
+    """Record a config in the registry once it is on the ``streams`` topic.
 
-    Called by ``driftline spec publish`` after the broker acknowledged the config. The
-    registry (a later issue) will record ``(stream, version, spec sha256)`` here
-    through ``services.registry.client``; until then it does nothing.
+    Called by ``driftline spec publish`` after the broker acknowledged the config, so the
+    registry holds every version seen: ``(stream, version, sha256)`` and the config.
     """
-    del settings, config
+    registry = Registry.open(settings, relay=False)  # recording a spec publishes nothing
+    try:
+        registry.record_spec(config=config)
+    finally:
+        registry.close()
 
 
 def _print_published(args: argparse.Namespace, config: StreamConfig, status: str) -> None:
@@ -265,8 +272,9 @@ def show_cmd(args: argparse.Namespace) -> int:
     config = configs.get(args.stream)
     if config is None:
         known = ", ".join(sorted(configs)) or "none"
-        print(f"no spec is published for stream {args.stream!r} (published: {known})",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"no spec is published for stream {args.stream!r} (published: {known})", file=sys.stderr
+        )
         return 1
     if args.json:
         print(json.dumps(config.model_dump(mode="json")))

@@ -96,9 +96,13 @@ def infer_config(
         for name, s in sorted(seen.items(), key=lambda item: item[1].first)
     ]
     label_spec = _label(labels, max_classes, warnings)
-    model = ModelSpec() if label_spec.kind == "class" else ModelSpec.model_validate(
-        {"pipeline": "preprocessing.StandardScaler | linear_model.LinearRegression"}
-    )  # fmt: skip
+    model = (
+        ModelSpec()
+        if label_spec.kind == "class"
+        else ModelSpec.model_validate(
+            {"pipeline": "preprocessing.StandardScaler | linear_model.LinearRegression"}
+        )
+    )
     config = StreamConfig(
         stream=stream,
         spec=Spec(features=tuple(specs), label=label_spec),

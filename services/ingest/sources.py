@@ -43,8 +43,15 @@ DEFAULT_TIME_COLUMN = "event_time"
 
 _INT = re.compile(r"^[+-]?(?:0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^[+-]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
-_SPECIAL = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf,
-            "infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf}  # fmt: skip
+_SPECIAL = {
+    "nan": math.nan,
+    "inf": math.inf,
+    "+inf": math.inf,
+    "-inf": -math.inf,
+    "infinity": math.inf,
+    "+infinity": math.inf,
+    "-infinity": -math.inf,
+}
 
 
 def river_rows(name: str) -> Iterable[Row]:
@@ -389,17 +396,21 @@ def _record(
             event_time = parse_time(time)
         except ValueError as exc:
             return Skipped(line, str(exc))
-    return Record(line, example_id if example_id is not None else str(number), features, label,
-                  event_time)  # fmt: skip
+    return Record(
+        line, example_id if example_id is not None else str(number), features, label, event_time
+    )
 
 
 def dataset_records(rows: Iterable[Row]) -> Iterator[Record]:
     """Records of dataset rows: ids are the row numbers, no event time."""
     for i, (features, label) in enumerate(rows):
         yield Record(
-            i + 1, str(i), {str(k): _json_value(v) for k, v in features.items()},
-            _json_value(label), None,
-        )  # fmt: skip
+            i + 1,
+            str(i),
+            {str(k): _json_value(v) for k, v in features.items()},
+            _json_value(label),
+            None,
+        )
 
 
 def to_events(

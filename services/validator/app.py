@@ -39,7 +39,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import faust
 from kafka import TopicPartition
@@ -63,8 +63,10 @@ log = logging.getLogger(__name__)
 SOURCE_HEADER: Final = "driftline-source"
 _READ_TIMEOUT_S: Final = 120.0
 _REJECT_LOGS_PER_S: Final = 10
-# Exit status when the broker did not acknowledge an output (EX_SOFTWARE).
-EXIT_DELIVERY_FAILED: Final = 70
+# Exit status when an output was not acknowledged or a batch could not be judged.
+EXIT_CRASHED: Final = 70
+# Batches judged and sent but not yet acknowledged by the broker, at most.
+IN_FLIGHT_BATCHES: Final = 3
 
 
 class SpecFeed:
@@ -290,19 +292,15 @@ class Validator:
                 time.perf_counter() - started,
             )
 
-    async def handle(self, events: Sequence[Any], send: Callable[..., Any]) -> None:
-        """Judge a batch, send every outcome and wait until the broker acknowledged all."""
-        started = time.perf_counter()
+    async def handle(self, events: Sequence[Any], send: Callable[..., Any]) -> list[Any]:
+        """Judge a batch and send every outcome; returns the delivery futures to await."""
         self.apply_spec_updates()
         await self.ensure_indexes({event.message.partition for event in events})
         now = utcnow()
-        pending = []
-        for event in events:
-            pending.append(await self._emit(event.message, now, send))
-        await asyncio.gather(*pending)
+        deliveries = [await self._emit(event.message, now, send) for event in events]
         self.metrics.observe(self.stats)
         self.metrics.dedupe_ids.set(sum(len(i) for i in self.indexes.values()))
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return deliveries
 
     async def _emit(self, message: Any, now: Any, send: Callable[..., Any]) -> Any:
         value = message.value if isinstance(message.value, bytes) else b""
@@ -379,7 +377,7 @@ def build_app(
         broker_commit_interval=vsettings.commit_interval_s,
         broker_session_timeout=session,
         broker_heartbeat_interval=min(3.0, session / 3),
-        broker_max_poll_records=max(500, vsettings.batch_size),
+        broker_max_poll_records=max(5000, vsettings.batch_size),
         producer_linger_ms=5,
         producer_max_batch_size=256 * 1024,
         producer_max_request_size=2 * 1024 * 1024,
@@ -388,21 +386,26 @@ def build_app(
 
     @app.agent(source, name="validate")
     async def validate(stream: Any) -> None:
+        # Batches are judged and sent here; a second task waits for their deliveries and
+        # acks their events in order, so judging batch k+1 overlaps batch k's broker round
+        # trip. An event is acked only once every output of its batch is acknowledged.
         send = app.producer.send
-        async for events in stream.noack_take(
-            vsettings.batch_size, within=vsettings.batch_timeout_s
-        ):
-            try:
-                await validator.handle(events, send)
-            except Exception:
-                # An output was not acknowledged. Crash without acking or committing
-                # anything more: a restart redelivers from the last commit, exactly as
-                # after a kill -9 (faust would otherwise wait forever for these acks).
-                log.critical("an output was not acknowledged by the broker; exiting", exc_info=True)
-                logging.shutdown()
-                os._exit(EXIT_DELIVERY_FAILED)
-            for event in events:  # only now: every output of the batch is acknowledged
-                await stream.ack(event)
+        in_flight: asyncio.Queue[tuple[Sequence[Any], list[Any], float]] = asyncio.Queue(
+            maxsize=IN_FLIGHT_BATCHES
+        )
+        acker = asyncio.ensure_future(_ack_in_order(stream, in_flight, validator))
+        try:
+            async for events in stream.noack_take(
+                vsettings.batch_size, within=vsettings.batch_timeout_s
+            ):
+                started = time.perf_counter()
+                try:
+                    deliveries = await validator.handle(events, send)
+                except Exception:
+                    _crash("judging a batch failed")
+                await in_flight.put((events, deliveries, started))
+        finally:
+            acker.cancel()
 
     async def apply_specs() -> None:
         validator.apply_spec_updates()
@@ -415,6 +418,34 @@ def build_app(
     app.on_partitions_revoked.connect(on_revoked)
 
     return app
+
+
+async def _ack_in_order(
+    stream: Any,
+    in_flight: asyncio.Queue[tuple[Sequence[Any], list[Any], float]],
+    validator: Validator,
+) -> None:
+    """Await each batch's deliveries, then ack its events (faust commits acked offsets)."""
+    while True:
+        events, deliveries, started = await in_flight.get()
+        try:
+            await asyncio.gather(*deliveries)
+            for event in events:  # only now: every output of the batch is acknowledged
+                await stream.ack(event)
+        except Exception:
+            _crash("an output of a batch was not acknowledged by the broker")
+        validator.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+
+def _crash(what: str) -> NoReturn:
+    """Exit at once without acking or committing anything more.
+
+    A restart redelivers everything since the last commit, exactly as after a kill -9
+    (faust would otherwise wait forever for acks that cannot come).
+    """
+    log.critical("%s; exiting so that a restart redelivers it", what, exc_info=True)
+    logging.shutdown()
+    os._exit(EXIT_CRASHED)
 
 
 def check_topics(settings: DriftlineSettings) -> None:

@@ -8,7 +8,7 @@ are recorded here, and the index can be rebuilt from the valid topic after a res
 Memory is bounded: the index remembers at least the last ``window`` accepted ids and
 at most ``2 * window`` (two generations of plain dicts; the older one is dropped when
 the newer one fills). Keys are 64-bit hashes of ``(stream, example_id)``, values pack
-the raw event id (128 bits) with the spec version: about 120 bytes per id. A hash
+the raw event id (128 bits) with the spec version: about 140 bytes per id. A hash
 collision would reject a new example as a duplicate; with n ids remembered its
 probability is about n^2 / 2^65 (3e-8 for a million).
 

@@ -248,7 +248,7 @@ def validate(
     if ahead > spec.max_future:
         return reject(
             ReasonCode.EVENT_TIME_FUTURE,
-            f"event_time {event_time.isoformat()} is {ahead.total_seconds():,.0f} s ahead of "
+            f"event_time {event_time.isoformat()} is {_duration(ahead.total_seconds())} ahead of "
             f"the validator's clock ({now.isoformat(timespec='seconds')}); the spec allows "
             f"{spec.max_future.total_seconds():g} s (spec.max_future_s) {where}; check the "
             "producer's clock and time zone",
@@ -256,7 +256,7 @@ def validate(
     if spec.max_age is not None and -ahead > spec.max_age:
         return reject(
             ReasonCode.EVENT_TIME_TOO_OLD,
-            f"event_time {event_time.isoformat()} is {-ahead.total_seconds():,.0f} s old; the "
+            f"event_time {event_time.isoformat()} is {_duration(-ahead.total_seconds())} old; the "
             f"spec allows {spec.max_age.total_seconds():g} s (spec.max_age_s) {where}",
         )
 
@@ -510,6 +510,11 @@ def _describe(reason: ReasonCode, problems: dict[ReasonCode, list[str]], where: 
     if others:
         text += f"; also: {', '.join(others)}"
     return text
+
+
+def _duration(seconds: float) -> str:
+    """``90 s``, or ``3.5 days`` beyond two days."""
+    return f"{seconds:,.0f} s" if seconds < 2 * 86_400 else f"{seconds / 86_400:,.1f} days"
 
 
 def _kind(value: Any) -> str:

@@ -18,6 +18,7 @@ from schemas import LabelledExample, StreamConfig
 from services.cli.main import main
 from services.common.codec import decode
 from services.common.settings import DriftlineSettings
+from services.registry.client import Registry
 from tests.integration.validator_support import read_all, topic_total, wait_until
 
 
@@ -47,8 +48,9 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> Any:
     return out.out + out.err
 
 
-def test_spec_infer_publish_show_list(cli_env: DriftlineSettings, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_spec_infer_publish_show_list(
+    cli_env: DriftlineSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = cli(capsys, "spec", "infer", "river:Phishing")
     assert "wrote phishing.yaml" in out
     text = (tmp_path / "phishing.yaml").read_text()
@@ -72,6 +74,15 @@ def test_spec_infer_publish_show_list(cli_env: DriftlineSettings, tmp_path: Path
     listed = cli(capsys, "spec", "list", "--json")
     assert [(r["stream"], r["version"]) for r in listed] == [("phishing", 2)]
 
+    # every published version is recorded in the registry too
+    registry = Registry.open(cli_env, relay=False)
+    try:
+        recorded = [registry.get_spec(stream="phishing", version=v) for v in (1, 2)]
+    finally:
+        registry.close()
+    assert [r.version for r in recorded if r] == [1, 2]
+    assert recorded[1] is not None and recorded[1].spec_sha256 == first["spec_sha256"]
+
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**body, "spec": {**body["spec"], "label": {"kind": "class"}}}))
     assert "at least two classes" in cli(capsys, "spec", "publish", str(bad), code=2)
@@ -80,8 +91,18 @@ def test_spec_infer_publish_show_list(cli_env: DriftlineSettings, tmp_path: Path
 def test_produce_a_synthetic_stream_with_limit_and_rate(
     cli_env: DriftlineSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report = cli(capsys, "produce", "synth:agrawal-drift", "--limit", "300", "--rate", "1000",
-                 "--seed", "7", "--json")[0]  # fmt: skip
+    report = cli(
+        capsys,
+        "produce",
+        "synth:agrawal-drift",
+        "--limit",
+        "300",
+        "--rate",
+        "1000",
+        "--seed",
+        "7",
+        "--json",
+    )[0]
     assert (report["stream"], report["sent"], report["failed"]) == ("agrawal-drift", 300, 0)
     assert report["elapsed_s"] >= 0.25  # paced
     records = read_all(cli_env, "examples.raw")
@@ -105,13 +126,27 @@ def test_produce_refuses_a_missing_topic_and_a_bad_source(
 
 
 @pytest.mark.slow
-def test_ctrl_c_flushes_and_reports_what_was_sent(cli_env: DriftlineSettings,
-                                                  tmp_path: Path) -> None:  # fmt: skip
+def test_ctrl_c_flushes_and_reports_what_was_sent(
+    cli_env: DriftlineSettings, tmp_path: Path
+) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.main", "produce", "synth:sea-drift", "--limit",
-         "100000", "--rate", "500", "--json"],
-        env=dict(os.environ), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "services.cli.main",
+            "produce",
+            "synth:sea-drift",
+            "--limit",
+            "100000",
+            "--rate",
+            "500",
+            "--json",
+        ],
+        env=dict(os.environ),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_until(lambda: topic_total(cli_env, "examples.raw") > 200, 60, "the first events")
         proc.send_signal(signal.SIGINT)

@@ -48,8 +48,11 @@ def produce_corpus(settings: DriftlineSettings, n: int) -> dict[str, str]:
             example = LabelledExample(
                 stream=STREAMS[i % 8],
                 example_id=f"e{i}",
-                features={"x": 50.0 if i % 10 == 0 else float(i % 10), "color": "red",
-                          "member": i % 3 == 0},  # fmt: skip
+                features={
+                    "x": 50.0 if i % 10 == 0 else float(i % 10),
+                    "color": "red",
+                    "member": i % 3 == 0,
+                },
                 label=i % 2 == 0,
                 event_time=t0 + timedelta(milliseconds=i),
             )
@@ -68,9 +71,13 @@ def produce_duplicates(settings: DriftlineSettings, numbers: list[int]) -> set[s
     sent = set()
     try:
         for i in numbers:
-            example = LabelledExample(stream=STREAMS[i % 8], example_id=f"e{i}",
-                                      features={"x": 1.0, "color": "red", "member": None},
-                                      label=True, event_time=datetime.now(UTC))  # fmt: skip
+            example = LabelledExample(
+                stream=STREAMS[i % 8],
+                example_id=f"e{i}",
+                features={"x": 1.0, "color": "red", "member": None},
+                label=True,
+                event_time=datetime.now(UTC),
+            )
             sent.add(str(example.event_id))
             producer.send(topic, key=event_key(example), value=encode(example))
         producer.flush()
@@ -98,8 +105,12 @@ def test_kill_9_mid_stream_then_restart_accounts_for_every_example(
     env = {"DRIFTLINE_VALIDATOR_BATCH_SIZE": "250"}
     first = ValidatorProcess(settings, tmp_path, **env)
     try:
-        wait_until(lambda: topic_total(settings, "examples.valid") >= n // 4, 120,
-                   "a quarter of the examples to be validated", first)  # fmt: skip
+        wait_until(
+            lambda: topic_total(settings, "examples.valid") >= n // 4,
+            120,
+            "a quarter of the examples to be validated",
+            first,
+        )
     finally:
         first.kill()  # kill -9, mid-stream
     at_kill = topic_total(settings, "examples.valid") + topic_total(settings, "examples.dead")
@@ -107,8 +118,7 @@ def test_kill_9_mid_stream_then_restart_accounts_for_every_example(
 
     second = ValidatorProcess(settings, tmp_path, **env)
     try:
-        wait_until(lambda: caught_up(settings), 180, "the restarted validator to catch up",
-                   second)  # fmt: skip
+        wait_until(lambda: caught_up(settings), 180, "the restarted validator to catch up", second)
         # True duplicates of examples the killed process accepted: only the duplicate index
         # rebuilt from the valid topic at restart can tell.
         duplicates = produce_duplicates(settings, [i for i in range(1, 400) if i % 10 and i % 97])
@@ -117,8 +127,11 @@ def test_kill_9_mid_stream_then_restart_accounts_for_every_example(
     finally:
         assert second.terminate() == 0, second.log_tail()
     valid, dead = outputs(settings)
-    reasons = Counter(json.loads(r.value)["reason"] for r in dead
-                      if json.loads(r.value)["source_event_id"] in duplicates)  # fmt: skip
+    reasons = Counter(
+        json.loads(r.value)["reason"]
+        for r in dead
+        if json.loads(r.value)["source_event_id"] in duplicates
+    )
     assert reasons == {"duplicate_example_id": len(duplicates)}
     total = n + len(duplicates)
 
@@ -134,8 +147,9 @@ def test_kill_9_mid_stream_then_restart_accounts_for_every_example(
     dead_raw = {json.loads(r.value)["source_event_id"] for r in dead} - {None}
     dead_docs = [json.loads(r.value) for r in dead]
     # by example id too (the deliberate duplicates aside)
-    dead_ids = {(d["stream"], d["example_id"]) for d in dead_docs
-                if d["source_event_id"] not in duplicates}  # fmt: skip
+    dead_ids = {
+        (d["stream"], d["example_id"]) for d in dead_docs if d["source_event_id"] not in duplicates
+    }
 
     # every produced example is in valid or dead, never both, and where it belongs
     assert set(valid_raw) | dead_raw == set(expected)
@@ -165,8 +179,12 @@ def test_sigterm_finishes_the_batch_commits_and_exits_0(
     produce_corpus(settings, n)
     env = {"DRIFTLINE_VALIDATOR_BATCH_SIZE": "500"}
     proc = ValidatorProcess(settings, tmp_path, **env)
-    wait_until(lambda: topic_total(settings, "examples.valid") >= n // 5, 120,
-               "a fifth of the examples to be validated", proc)  # fmt: skip
+    wait_until(
+        lambda: topic_total(settings, "examples.valid") >= n // 5,
+        120,
+        "a fifth of the examples to be validated",
+        proc,
+    )
     started = time.monotonic()
     code = proc.terminate(timeout_s=30)
     stopped_in = time.monotonic() - started

@@ -31,21 +31,28 @@ from tests.integration.validator_support import (
     wait_until,
 )
 
-GOOD = [f"{i},{i % 10},{['red', 'green', 'blue'][i % 3]},{str(i % 2 == 0).lower()},{i % 2 == 0},"
-        f"2026-01-01T00:00:{i:02d}Z" for i in range(1, 21)]  # fmt: skip
+GOOD = [
+    f"{i},{i % 10},{['red', 'green', 'blue'][i % 3]},{str(i % 2 == 0).lower()},{i % 2 == 0},"
+    f"2026-01-01T00:00:{i:02d}Z"
+    for i in range(1, 21)
+]
 BAD = {
-    "out_of_range": ["101,15,red,true,true,2026-01-01T00:01:00Z",
-                     "102,12.5,blue,,false,2026-01-01T00:01:01Z"],
-    "unknown_category": ["103,3,purple,true,true,2026-01-01T00:01:02Z",
-                         "104,4,purple,false,false,2026-01-01T00:01:03Z",
-                         "105,5,mauve,false,false,2026-01-01T00:01:04Z"],
+    "out_of_range": [
+        "101,15,red,true,true,2026-01-01T00:01:00Z",
+        "102,12.5,blue,,false,2026-01-01T00:01:01Z",
+    ],
+    "unknown_category": [
+        "103,3,purple,true,true,2026-01-01T00:01:02Z",
+        "104,4,purple,false,false,2026-01-01T00:01:03Z",
+        "105,5,mauve,false,false,2026-01-01T00:01:04Z",
+    ],
     "wrong_type": ["106,abc,red,true,true,2026-01-01T00:01:05Z"],
     "non_finite": ["107,nan,red,true,true,2026-01-01T00:01:06Z"],
     "bad_label": ["108,1,red,true,maybe,2026-01-01T00:01:07Z"],
     "missing_feature": ["109,1,,true,true,2026-01-01T00:01:08Z"],
     "event_time_future": ["110,1,red,true,true,2099-01-01T00:00:00Z"],
     "duplicate_example_id": ["1,9,red,true,true,2026-01-01T00:02:00Z"],
-}  # fmt: skip
+}
 FIXED = {"101", "102", "103", "104"}  # what spec v2 accepts: x up to 20, purple
 
 
@@ -96,8 +103,16 @@ def test_csv_to_valid_and_dead_letters_then_fix_and_replay(
     assert published[0]["version"] == 1
     (port,) = free_ports(1)
     with running_validator(settings, tmp_path, metrics_port=port) as validator:
-        report = run_cli(capsys, "produce", str(csv_path), "--id-column", "id",
-                         "--timestamp-column", "ts", "--json")  # fmt: skip
+        report = run_cli(
+            capsys,
+            "produce",
+            str(csv_path),
+            "--id-column",
+            "id",
+            "--timestamp-column",
+            "ts",
+            "--json",
+        )
         assert report[0]["stream"] == "shapes"
         assert (report[0]["sent"], report[0]["failed"], report[0]["skipped"]) == (len(rows), 0, 0)
         wait_until(lambda: caught_up(settings), 90, "the validator to catch up", validator)
@@ -113,25 +128,44 @@ def test_csv_to_valid_and_dead_letters_then_fix_and_replay(
         assert '"x":NaN' in shown[0]["original"] and "'x' is NaN" in shown[0]["detail"]
         assert shown[0]["source"].startswith(f"{settings.topic_prefix}examples.raw/")
 
-        assert validator.metric('driftline_validator_examples_total{outcome="valid",'
-                                'stream="shapes"}') == 20  # fmt: skip
-        assert validator.metric('driftline_validator_rejected_total{reason="unknown_category",'
-                                'stream="shapes"}') == 3  # fmt: skip
-        assert validator.metric('driftline_validator_feature_missing_total{feature="member",'
-                                'stream="shapes"}') == 1  # fmt: skip
-        assert validator.metric('driftline_validator_feature_out_of_range_total{feature="x",'
-                                'stream="shapes"}') == 2  # fmt: skip
+        assert (
+            validator.metric('driftline_validator_examples_total{outcome="valid",stream="shapes"}')
+            == 20
+        )
+        assert (
+            validator.metric(
+                'driftline_validator_rejected_total{reason="unknown_category",stream="shapes"}'
+            )
+            == 3
+        )
+        assert (
+            validator.metric(
+                'driftline_validator_feature_missing_total{feature="member",stream="shapes"}'
+            )
+            == 1
+        )
+        assert (
+            validator.metric(
+                'driftline_validator_feature_out_of_range_total{feature="x",stream="shapes"}'
+            )
+            == 2
+        )
 
         # The fix, published live: the running validator picks it up without a restart.
-        fixed = write_spec(tmp_path / "v2.yaml", x={"max": 20},
-                           color={"categories": ["red", "green", "blue", "purple"]})  # fmt: skip
+        fixed = write_spec(
+            tmp_path / "v2.yaml",
+            x={"max": 20},
+            color={"categories": ["red", "green", "blue", "purple"]},
+        )
         assert run_cli(capsys, "spec", "publish", str(fixed), "--json")[0]["version"] == 2
         again = run_cli(capsys, "spec", "publish", str(fixed), "--json")
         assert again[0]["version"] == 2 and again[0]["status"].startswith("unchanged")
         wait_until(
             lambda: validator.metric('driftline_validator_spec_version{stream="shapes"}') == 2,
-            30, "spec v2 in force", validator,
-        )  # fmt: skip
+            30,
+            "spec v2 in force",
+            validator,
+        )
         dry = run_cli(capsys, "dlq", "replay", "--reason", "out_of_range", "--dry-run", "--json")
         assert dry == [{"stream": "shapes", "reason": "out_of_range", "replayed": 2}]
         for reason, count in (("out_of_range", 2), ("unknown_category", 3)):

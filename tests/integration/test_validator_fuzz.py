@@ -44,20 +44,23 @@ SEEDS = 1_000  # made by hypothesis; the rest are mutations of them
 STREAMS = ("fa", "fb", "fc")
 EVENT_IDS = [str(uuid.UUID(int=i + 1)) for i in range(40)]  # a small pool: some collide
 
-json_scalars = st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.floats() | st.text(
-    max_size=8
+json_scalars = (
+    st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.floats() | st.text(max_size=8)
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
-                                                                max_size=3),  # fmt: skip
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 # Event times far in the past or far in the future: no verdict depends on the exact clock.
-past = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2025, 12, 31),
-                    timezones=st.just(UTC)).map(lambda t: t.isoformat())  # fmt: skip
-future = st.datetimes(min_value=datetime(2099, 1, 1), max_value=datetime(2099, 12, 31),
-                      timezones=st.just(UTC)).map(lambda t: t.isoformat())  # fmt: skip
+past = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2025, 12, 31), timezones=st.just(UTC)
+).map(lambda t: t.isoformat())
+future = st.datetimes(
+    min_value=datetime(2099, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)
+).map(lambda t: t.isoformat())
 
 
 @st.composite
@@ -69,7 +72,9 @@ def example_doc(draw: st.DrawFn) -> dict[str, Any]:
 
     features: dict[str, Any] = {
         "x": sometimes(st.integers(0, 10) | st.floats(0, 10), st.floats() | json_scalars),
-        "color": sometimes(st.sampled_from(["red", "green", "blue"]), json_scalars | st.just("purple")),
+        "color": sometimes(
+            st.sampled_from(["red", "green", "blue"]), json_scalars | st.just("purple")
+        ),
         "member": sometimes(st.booleans() | st.none(), json_scalars),
     }
     if draw(st.integers(0, 24)) == 0:
@@ -112,8 +117,26 @@ def message(draw: st.DrawFn) -> bytes:
 
 
 # Values a mutation puts in place of a feature or a field.
-PALETTE: list[Any] = [None, "abc", "", math.inf, -math.inf, math.nan, -1, 11, 10**30, True,
-                      False, "purple", 5, 2.5, [1], {"a": 1}, "2026-01-01T00:00:00Z", 0]  # fmt: skip
+PALETTE: list[Any] = [
+    None,
+    "abc",
+    "",
+    math.inf,
+    -math.inf,
+    math.nan,
+    -1,
+    11,
+    10**30,
+    True,
+    False,
+    "purple",
+    5,
+    2.5,
+    [1],
+    {"a": 1},
+    "2026-01-01T00:00:00Z",
+    0,
+]
 
 
 def mutate(value: bytes, rng: random.Random) -> bytes:
@@ -155,8 +178,14 @@ def generate_corpus() -> list[bytes]:
     """SEEDS messages from hypothesis, then mutated variants of them up to CORPUS_SIZE."""
     seeds: list[bytes] = []
 
-    @settings(max_examples=SEEDS // 50, database=None, derandomize=True,
-              phases=[Phase.generate], deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=SEEDS // 50,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(st.lists(message(), min_size=50, max_size=50))
     def collect(chunk: list[bytes]) -> None:
         seeds.extend(chunk)
@@ -169,7 +198,9 @@ def generate_corpus() -> list[bytes]:
     return corpus
 
 
-def oracle(settings: DriftlineSettings, raw: list[Any], now: datetime) -> dict[tuple[int, int], Any]:
+def oracle(
+    settings: DriftlineSettings, raw: list[Any], now: datetime
+) -> dict[tuple[int, int], Any]:
     """What the pure core says of every raw record, judged partition by partition in order."""
     registry = SpecRegistry()
     for stream in STREAMS:
@@ -208,8 +239,7 @@ def test_fuzz_corpus_lands_once_each_with_the_core_verdict(
         producer.close()
 
     with running_validator(settings, tmp_path) as validator:
-        wait_until(lambda: caught_up(settings), 240, "the validator to judge the corpus",
-                   validator)  # fmt: skip
+        wait_until(lambda: caught_up(settings), 240, "the validator to judge the corpus", validator)
         assert validator.popen.poll() is None, validator.log_tail()
     now = datetime.now(UTC)
     raw = read_all(settings, "examples.raw")

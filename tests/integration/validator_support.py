@@ -35,8 +35,9 @@ SPEC: dict[str, Any] = {
 
 def stream_config(stream: str, version: int, **spec: Any) -> StreamConfig:
     """A published-looking config of ``stream`` (the test spec, with overrides)."""
-    return StreamConfig.model_validate({"stream": stream, "version": version,
-                                        "spec": {**SPEC, **spec}})  # fmt: skip
+    return StreamConfig.model_validate(
+        {"stream": stream, "version": version, "spec": {**SPEC, **spec}}
+    )
 
 
 def publish(settings: DriftlineSettings, *configs: StreamConfig) -> None:
@@ -61,8 +62,10 @@ def wait_until(
         if result:
             return result
         if proc is not None and proc.popen.poll() is not None:
-            raise AssertionError(f"validator exited ({proc.popen.returncode}) while waiting for "
-                                 f"{what}:\n{proc.log_tail()}")  # fmt: skip
+            raise AssertionError(
+                f"validator exited ({proc.popen.returncode}) while waiting for "
+                f"{what}:\n{proc.log_tail()}"
+            )
         if time.monotonic() > deadline:
             tail = f"\n{proc.log_tail()}" if proc is not None else ""
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}{tail}")
@@ -72,14 +75,13 @@ def wait_until(
 class ValidatorProcess:
     """``python -m services.validator`` on the test's settings."""
 
-    def __init__(self, settings: DriftlineSettings, workdir: Path, metrics_port: int = 0,
-                 **env: str) -> None:  # fmt: skip
+    def __init__(
+        self, settings: DriftlineSettings, workdir: Path, metrics_port: int = 0, **env: str
+    ) -> None:
         self.settings = settings
         self.metrics_port = metrics_port
         self.log_path = workdir / f"validator-{time.monotonic_ns()}.log"
-        environment = {
-            k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")
-        } | {
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")} | {
             "DRIFTLINE_KAFKA_BOOTSTRAP": settings.bootstrap,
             "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
             "DRIFTLINE_DATA_DIR": str(settings.data_path),
@@ -140,8 +142,9 @@ class ValidatorProcess:
 
 
 @contextmanager
-def running_validator(settings: DriftlineSettings, workdir: Path, **kwargs: Any
-                      ) -> Iterator[ValidatorProcess]:  # fmt: skip
+def running_validator(
+    settings: DriftlineSettings, workdir: Path, **kwargs: Any
+) -> Iterator[ValidatorProcess]:
     """A validator for the duration of the block, stopped with SIGTERM (its code checked)."""
     proc = ValidatorProcess(settings, workdir, **kwargs)
     try:
@@ -175,8 +178,11 @@ def committed(settings: DriftlineSettings, group: str, topic: str) -> dict[int, 
         return {}
     finally:
         admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items()
-            if isinstance(tp, TopicPartition) and tp.topic == topic}  # fmt: skip
+    return {
+        tp.partition: meta.offset
+        for tp, meta in offsets.items()
+        if isinstance(tp, TopicPartition) and tp.topic == topic
+    }
 
 
 def caught_up(settings: DriftlineSettings) -> bool:

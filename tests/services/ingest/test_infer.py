@@ -61,17 +61,22 @@ def test_non_finite_values_are_ignored_for_ranges() -> None:
 
 @pytest.mark.parametrize(
     ("labels", "kind", "classes"),
-    [([True, False], "class", (False, True)), (["b", "a", "b"], "class", ("a", "b")),
-     ([0, 1, 2, 1], "class", (0, 1, 2)), ([0.5, 1.5, 2.25], "number", None),
-     (list(range(50)), "number", None)],
-)  # fmt: skip
+    [
+        ([True, False], "class", (False, True)),
+        (["b", "a", "b"], "class", ("a", "b")),
+        ([0, 1, 2, 1], "class", (0, 1, 2)),
+        ([0.5, 1.5, 2.25], "number", None),
+        (list(range(50)), "number", None),
+    ],
+)
 def test_label_kind(labels: list[Any], kind: str, classes: Any) -> None:
     result = infer_config("s", [({"x": 1.0}, y) for y in labels])
     assert result.config.spec.label.kind == kind
     assert result.config.spec.label.classes == classes
     estimator = result.config.model.pipeline[-1].estimator
-    assert estimator == ("linear_model.LogisticRegression" if kind == "class"
-                         else "linear_model.LinearRegression")  # fmt: skip
+    assert estimator == (
+        "linear_model.LogisticRegression" if kind == "class" else "linear_model.LinearRegression"
+    )
 
 
 @pytest.mark.parametrize(

@@ -31,10 +31,25 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("", None), ("  ", None), ("0", 0), ("-12", -12), ("+3", 3), ("1.5", 1.5), (".5", 0.5),
-     ("1e3", 1000.0), ("True", True), ("false", False), ("inf", math.inf), ("-Infinity", -math.inf),
-     ("007", "007"), ("12ab", "12ab"), ("paris", "paris"), ("1,5", "1,5")],
-)  # fmt: skip
+    [
+        ("", None),
+        ("  ", None),
+        ("0", 0),
+        ("-12", -12),
+        ("+3", 3),
+        ("1.5", 1.5),
+        (".5", 0.5),
+        ("1e3", 1000.0),
+        ("True", True),
+        ("false", False),
+        ("inf", math.inf),
+        ("-Infinity", -math.inf),
+        ("007", "007"),
+        ("12ab", "12ab"),
+        ("paris", "paris"),
+        ("1,5", "1,5"),
+    ],
+)
 def test_parse_cell(text: str, value: Any) -> None:
     assert parse_cell(text) == value and type(parse_cell(text)) is type(value)
 
@@ -45,9 +60,15 @@ def test_parse_cell_nan() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("2026-01-01T00:00:00Z", T0), ("2026-01-01T01:00:00+01:00", T0), ("2026-01-01 00:00:00", T0),
-     (1767225600, T0), ("1767225600", T0), (1767225600000, T0)],
-)  # fmt: skip
+    [
+        ("2026-01-01T00:00:00Z", T0),
+        ("2026-01-01T01:00:00+01:00", T0),
+        ("2026-01-01 00:00:00", T0),
+        (1767225600, T0),
+        ("1767225600", T0),
+        (1767225600000, T0),
+    ],
+)
 def test_parse_time(value: Any, expected: datetime) -> None:
     assert parse_time(value) == expected
 
@@ -65,7 +86,9 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def test_csv_with_columns(tmp_path: Path) -> None:
-    path = write(tmp_path, "d.csv", "id,x,c,y,ts\n7,1.5,red,yes,2026-01-01T00:00:00Z\n8,,blue,no,\n")
+    path = write(
+        tmp_path, "d.csv", "id,x,c,y,ts\n7,1.5,red,yes,2026-01-01T00:00:00Z\n8,,blue,no,\n"
+    )
     rows = list(read_file(path, Columns(id="id", time="ts", label="y")))
     assert rows == [
         Record(2, "7", {"x": 1.5, "c": "red"}, "yes", T0),
@@ -91,9 +114,13 @@ def test_csv_default_id_and_time_columns(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("header", "columns", "error"),
-    [("x,y\n", Columns(), "no label column 'label'"), ("x,label\n", Columns(id="id"), "--id-column"),
-     ("x,x,label\n", Columns(), "header repeats x"), ("", Columns(), "empty file")],
-)  # fmt: skip
+    [
+        ("x,y\n", Columns(), "no label column 'label'"),
+        ("x,label\n", Columns(id="id"), "--id-column"),
+        ("x,x,label\n", Columns(), "header repeats x"),
+        ("", Columns(), "empty file"),
+    ],
+)
 def test_csv_bad_header(tmp_path: Path, header: str, columns: Columns, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         list(read_file(write(tmp_path, "d.csv", header), columns))
@@ -169,8 +196,13 @@ def test_unknown_datasets() -> None:
 
 
 def test_encode_raw_keeps_non_finite_literals() -> None:
-    ex = LabelledExample(stream="s", example_id="1", features={"x": math.inf, "y": 1.0},
-                         label=math.nan, event_time=T0)  # fmt: skip
+    ex = LabelledExample(
+        stream="s",
+        example_id="1",
+        features={"x": math.inf, "y": 1.0},
+        label=math.nan,
+        event_time=T0,
+    )
     doc = json.loads(encode_raw(ex))
     assert doc["features"]["x"] == math.inf and math.isnan(doc["label"])
     plain = LabelledExample(stream="s", example_id="1", features={"y": 1.0}, label=1, event_time=T0)
@@ -202,8 +234,10 @@ class FakeProducer:
 
 
 def examples(n: int) -> list[LabelledExample]:
-    return [LabelledExample(stream="s", example_id=str(i), features={"x": 1.0}, label=1,
-                            event_time=T0) for i in range(n)]  # fmt: skip
+    return [
+        LabelledExample(stream="s", example_id=str(i), features={"x": 1.0}, label=1, event_time=T0)
+        for i in range(n)
+    ]
 
 
 def test_send_all_paces_to_the_rate() -> None:

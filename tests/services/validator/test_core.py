@@ -30,11 +30,16 @@ IO_PACKAGES = {"kafka", "aiokafka", "faust", "mode", "sqlalchemy", "psycopg", "s
 
 
 def cfg(stream: str = "s", version: int | None = 1, max_x: float = 10) -> StreamConfig:
-    return StreamConfig.model_validate({
-        "stream": stream, "version": version,
-        "spec": {"features": [{"name": "x", "type": "number", "max": max_x}],
-                 "label": {"kind": "class", "classes": ["a", "b"]}},
-    })  # fmt: skip
+    return StreamConfig.model_validate(
+        {
+            "stream": stream,
+            "version": version,
+            "spec": {
+                "features": [{"name": "x", "type": "number", "max": max_x}],
+                "label": {"kind": "class", "classes": ["a", "b"]},
+            },
+        }
+    )
 
 
 @pytest.mark.parametrize("path", PURE)
@@ -97,11 +102,16 @@ def test_a_config_without_version_is_refused() -> None:
 
 
 def test_compiled_classes_tell_types_apart() -> None:
-    config = StreamConfig.model_validate({
-        "stream": "s", "version": 1,
-        "spec": {"features": [{"name": "x", "type": "bool"}],
-                 "label": {"kind": "class", "classes": [1, "1"]}},
-    })  # fmt: skip
+    config = StreamConfig.model_validate(
+        {
+            "stream": "s",
+            "version": 1,
+            "spec": {
+                "features": [{"name": "x", "type": "bool"}],
+                "label": {"kind": "class", "classes": [1, "1"]},
+            },
+        }
+    )
     reg = SpecRegistry()
     reg.apply(config)
     classes = reg.latest("s").classes  # type: ignore[union-attr]
@@ -175,8 +185,9 @@ def test_settings_from_environment() -> None:
         ValidatorSettings.load(env={"DRIFTLINE_VALIDATOR_METRICS_PORT": "99999"})
 
 
-def test_main_fails_on_a_bad_setting(monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_main_fails_on_a_bad_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from services.validator.__main__ import main
 
     monkeypatch.setenv("DRIFTLINE_VALIDATOR_BATCH_SIZE", "0")
@@ -189,6 +200,21 @@ def test_python_m_and_entry_point() -> None:
     from importlib.metadata import entry_points
 
     assert "validator" in {ep.name for ep in entry_points(group="driftline.services")}
-    out = subprocess.run([sys.executable, "-m", "services.validator", "--help"],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "services.validator", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "DRIFTLINE_VALIDATOR_" in out.stdout
+
+
+def test_kafka_python_and_aiokafka_partition_keys_alike() -> None:
+    """Valid examples keep their raw partition explicitly; were they re-keyed instead, the
+    two clients' default partitioners (Java's murmur2) would still agree."""
+    from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+    from kafka.partitioner.default import murmur2 as kafka_murmur2
+
+    keys = [f"stream-{i}".encode() for i in range(500)] + [b"", b"\xff\x00"]
+    for key in keys:
+        assert (kafka_murmur2(key) & 0x7FFFFFFF) % 4 == (aiokafka_murmur2(key) & 0x7FFFFFFF) % 4

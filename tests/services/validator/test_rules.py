@@ -78,8 +78,9 @@ def features(**changes: Any) -> dict[str, Any]:
     return {**doc()["features"], **changes}
 
 
-def run(value: bytes, reg: SpecRegistry | None = None, index: DuplicateIndex | None = None,
-        **kw: Any) -> LabelledExample | DeadLetter:  # fmt: skip
+def run(
+    value: bytes, reg: SpecRegistry | None = None, index: DuplicateIndex | None = None, **kw: Any
+) -> LabelledExample | DeadLetter:
     reg = registry() if reg is None else reg
     index = DuplicateIndex() if index is None else index
     return validate(value, POS, reg, index, NOW, **kw)
@@ -157,8 +158,13 @@ def test_missing_event_id_and_occurred_at_are_derived_deterministically() -> Non
 
 def test_oversize() -> None:
     value = raw(example_id="x" * 200)
-    letter = rejected(value, ReasonCode.OVERSIZE, "over the limit of 300",
-                      "DRIFTLINE_VALIDATOR_MAX_MESSAGE_BYTES", max_bytes=300)  # fmt: skip
+    letter = rejected(
+        value,
+        ReasonCode.OVERSIZE,
+        "over the limit of 300",
+        "DRIFTLINE_VALIDATOR_MAX_MESSAGE_BYTES",
+        max_bytes=300,
+    )
     assert letter.stream == "sea"
 
 
@@ -204,8 +210,13 @@ def test_unsupported_schema_version() -> None:
 
 
 def test_unknown_stream() -> None:
-    letter = rejected(raw(stream="other"), ReasonCode.UNKNOWN_STREAM, "'other'",
-                      "driftline spec publish", "known streams: 'sea'")  # fmt: skip
+    letter = rejected(
+        raw(stream="other"),
+        ReasonCode.UNKNOWN_STREAM,
+        "'other'",
+        "driftline spec publish",
+        "known streams: 'sea'",
+    )
     assert letter.stream == "other"
 
 
@@ -226,8 +237,12 @@ def test_nullable_feature_may_be_missing_or_null() -> None:
 
 
 def test_unexpected_feature() -> None:
-    rejected(raw(features=features(size=1)), ReasonCode.UNEXPECTED_FEATURE, "'size'",
-             "'x', 'color', 'member', 'note'")  # fmt: skip
+    rejected(
+        raw(features=features(size=1)),
+        ReasonCode.UNEXPECTED_FEATURE,
+        "'size'",
+        "'x', 'color', 'member', 'note'",
+    )
 
 
 @pytest.mark.parametrize(
@@ -276,8 +291,12 @@ def test_range_bounds_are_inclusive() -> None:
 
 
 def test_unknown_category() -> None:
-    rejected(raw(features=features(color="blue")), ReasonCode.UNKNOWN_CATEGORY, "'blue'",
-             "'red', 'green'")  # fmt: skip
+    rejected(
+        raw(features=features(color="blue")),
+        ReasonCode.UNKNOWN_CATEGORY,
+        "'blue'",
+        "'red', 'green'",
+    )
 
 
 def test_category_without_a_closed_set_takes_any_string() -> None:
@@ -307,20 +326,30 @@ def test_duplicate_example_id() -> None:
     index = DuplicateIndex()
     assert isinstance(run(raw(), index=index), LabelledExample)
     other = "2b1f1e4a-0000-4000-8000-000000000002"
-    letter = rejected(raw(event_id=other), ReasonCode.DUPLICATE_EXAMPLE_ID, EVENT_ID, other,
-                      index=index)  # fmt: skip
+    letter = rejected(
+        raw(event_id=other), ReasonCode.DUPLICATE_EXAMPLE_ID, EVENT_ID, other, index=index
+    )
     assert letter.example_id == "42" and letter.source_event_id == other
 
 
 def test_event_time_future() -> None:
-    rejected(raw(event_time="2026-06-01T12:05:00Z"), ReasonCode.EVENT_TIME_FUTURE,
-             "300 s ahead", "allows 60 s", "spec.max_future_s")  # fmt: skip
+    rejected(
+        raw(event_time="2026-06-01T12:05:00Z"),
+        ReasonCode.EVENT_TIME_FUTURE,
+        "300 s ahead",
+        "allows 60 s",
+        "spec.max_future_s",
+    )
     assert isinstance(run(raw(event_time="2026-06-01T12:00:59Z")), LabelledExample)
 
 
 def test_event_time_too_old() -> None:
-    rejected(raw(event_time="2026-05-30T12:00:00Z"), ReasonCode.EVENT_TIME_TOO_OLD,
-             "172,800 s old", "spec.max_age_s")  # fmt: skip
+    rejected(
+        raw(event_time="2026-05-30T12:00:00Z"),
+        ReasonCode.EVENT_TIME_TOO_OLD,
+        "2.0 days old",
+        "spec.max_age_s",
+    )
     no_limit = registry(config(max_age_s=None))
     assert isinstance(run(raw(event_time="2000-01-01T00:00:00Z"), no_limit), LabelledExample)
 
@@ -354,10 +383,11 @@ def test_first_problem_names_the_reason_and_the_detail_lists_the_rest() -> None:
 
 
 def test_every_offending_feature_is_named() -> None:
-    reg = registry(config(features=[{"name": f"f{i}", "type": "number", "max": 1} for i in range(5)]))
+    reg = registry(
+        config(features=[{"name": f"f{i}", "type": "number", "max": 1} for i in range(5)])
+    )
     value = raw(features={f"f{i}": 5 for i in range(5)})
-    letter = rejected(value, ReasonCode.OUT_OF_RANGE, "'f0'", "'f1'", "'f2'", "and 2 more",
-                      reg=reg)  # fmt: skip
+    letter = rejected(value, ReasonCode.OUT_OF_RANGE, "'f0'", "'f1'", "'f2'", "and 2 more", reg=reg)
     assert "'f3'" not in letter.detail
 
 
@@ -389,9 +419,16 @@ def test_only_accepted_ids_count() -> None:
 
 def test_new_spec_version_judges_new_examples() -> None:
     reg = registry()
-    reg.apply(config(version=2, features=[{"name": "x", "type": "number", "max": 100},
-                                          {"name": "color", "type": "category"},
-                                          {"name": "member", "type": "bool"}]))  # fmt: skip
+    reg.apply(
+        config(
+            version=2,
+            features=[
+                {"name": "x", "type": "number", "max": 100},
+                {"name": "color", "type": "category"},
+                {"name": "member", "type": "bool"},
+            ],
+        )
+    )
     out = run(raw(features={"x": 50, "color": "blue", "member": False}), reg)
     assert isinstance(out, LabelledExample) and out.spec_version == 2
 
@@ -402,7 +439,11 @@ def test_quality_stats() -> None:
     run(raw(example_id="2", features=features(x=50)), stats=stats)
     run(raw(example_id="3", features={"x": 1, "color": "red"}), stats=stats)
     run(b"junk", stats=stats)
-    assert stats.outcomes == {("sea", "valid"): 1, ("sea", "rejected"): 2, (NO_STREAM, "rejected"): 1}
+    assert stats.outcomes == {
+        ("sea", "valid"): 1,
+        ("sea", "rejected"): 2,
+        (NO_STREAM, "rejected"): 1,
+    }
     assert stats.rejected[("sea", "out_of_range")] == 1
     assert stats.rejected[(NO_STREAM, "unparseable")] == 1
     assert stats.values[("sea", "x")] == 3
@@ -413,8 +454,9 @@ def test_quality_stats() -> None:
 
 
 def test_aware_timezones_are_normalized() -> None:
-    out = run(raw(event_time=datetime(2026, 6, 1, 7, 0, tzinfo=timezone(-timedelta(hours=5)))
-                  .isoformat()))  # fmt: skip
+    out = run(
+        raw(event_time=datetime(2026, 6, 1, 7, 0, tzinfo=timezone(-timedelta(hours=5))).isoformat())
+    )
     assert isinstance(out, LabelledExample)
     assert out.event_time == datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -423,8 +465,9 @@ def test_aware_timezones_are_normalized() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                max_size=3),  # fmt: skip
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -456,7 +499,8 @@ def test_any_bytes_get_a_verdict(value: bytes) -> None:
     feature=st.sampled_from(["x", "color", "member", "note", "extra"]),
     feature_value=json_values,
 )
-def test_mutated_examples_get_a_verdict(field: str, replacement: Any, feature: str,
-                                        feature_value: Any) -> None:  # fmt: skip
+def test_mutated_examples_get_a_verdict(
+    field: str, replacement: Any, feature: str, feature_value: Any
+) -> None:
     _check(json.dumps(doc(**{field: replacement}), allow_nan=True).encode())
     _check(json.dumps(doc(features=features(**{feature: feature_value})), allow_nan=True).encode())
