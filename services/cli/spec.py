@@ -20,13 +20,13 @@ import yaml
 from pydantic import ValidationError
 
 from schemas import StreamConfig, Topics
-from services.cli.dlq import topic_records
 from services.cli.output import print_table
 from services.cli.produce import add_source_options, open_source, stream_name
-from services.common.codec import decode, encode, summarize
-from services.common.errors import CodecError, ConfigError, DriftlineError
+from services.common.codec import encode, summarize
+from services.common.errors import ConfigError, DriftlineError
 from services.common.kafka_client import make_producer
 from services.common.settings import DriftlineSettings
+from services.common.stream_configs import StreamConfigs
 from services.ingest.infer import (
     DEFAULT_MARGIN,
     DEFAULT_MAX_CATEGORIES,
@@ -190,24 +190,12 @@ def load_config_file(path: Path) -> StreamConfig:
 
 def read_configs(settings: DriftlineSettings) -> dict[str, StreamConfig]:
     """The latest config of every stream on the ``streams`` topic (tombstones honoured)."""
-    topic = Topics(settings.topic_prefix).name("streams")
-    latest: dict[str, StreamConfig] = {}
-    with topic_records(settings, topic) as (records, _consumer):
-        for record in records:
-            if record.value is None:
-                if record.key is not None:
-                    latest.pop(record.key.decode(errors="replace"), None)
-                continue
-            try:
-                config = decode(record.value, StreamConfig)
-            except CodecError:
-                continue
-            if not isinstance(config, StreamConfig) or config.version is None:
-                continue
-            current = latest.get(config.stream)
-            if current is None or (current.version or 0) <= config.version:
-                latest[config.stream] = config
-    return latest
+    configs = StreamConfigs(settings, client_id="driftline-spec")
+    try:
+        configs.catch_up()
+        return configs.all()
+    finally:
+        configs.close()
 
 
 def publish_cmd(args: argparse.Namespace) -> int:
