@@ -121,6 +121,12 @@ def peak_rss_mb(pid: int | None = None) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_count() -> int:
     """Cores available to this process."""
     return len(os.sched_getaffinity(0))

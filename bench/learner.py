@@ -19,7 +19,7 @@ from typing import Any
 from river import evaluate, metrics
 from river.datasets import synth
 
-from bench.harness import Result, Stopwatch, broker_settings, peak_rss_mb
+from bench.harness import Result, Stopwatch, broker_settings, cpu_seconds, peak_rss_mb
 from schemas import LabelledExample, MetricSnapshot, StreamConfig, Topics
 from services.common.codec import decode, encode, event_key
 from services.common.kafka_client import (
@@ -125,6 +125,7 @@ def run(quick: bool) -> Result:
         )
         # A metric snapshot every 1,000 examples: its arrival marks the learner's progress.
         marks: dict[int, float] = {}
+        cpu: dict[int, float] = {}
         final: dict[str, float] = {}
         rss = 0.0
         try:
@@ -137,7 +138,9 @@ def run(quick: bool) -> Result:
                     for record in records:
                         snap = decode(record.value, MetricSnapshot)
                         assert isinstance(snap, MetricSnapshot)  # noqa: S101
-                        marks.setdefault(snap.example_count, now)
+                        if snap.example_count not in marks:
+                            marks[snap.example_count] = now
+                            cpu[snap.example_count] = cpu_seconds(proc.pid)
                         if snap.example_count == n:
                             final = snap.values
                 rss = max(rss, peak_rss_mb(proc.pid))
@@ -150,12 +153,14 @@ def run(quick: bool) -> Result:
             watcher.close()
     first = min(marks)
     value = (n - first) / (marks[n] - marks[first])
+    per_cpu = (n - first) / max(cpu[n] - cpu[first], 1e-9)
     served_acc = final["accuracy"]
     rows = [
         ("in-process River loop (baseline)", n, baseline),
         (f"through the broker, checkpoints every {checkpoint_every}", n - first, value),
         ("prequential accuracy: learner", n, served_acc),
         ("prequential accuracy: progressive_val_score", n, river_acc),
+        ("through the broker, per learner CPU-second", n - first, per_cpu),
         ("learner peak RSS (MB)", "", rss),
     ]
     return Result(

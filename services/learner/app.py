@@ -48,6 +48,7 @@ class Learner:
         self.valid = self.topics.name("examples.valid")
         self.states: dict[int, PartitionState] = {}
         self.dirty: set[int] = set()
+        self._learned: dict[str, Any] = {}  # per-stream counter children, looked up once
         self.member = f"{socket.gethostname()}:{os.getpid()}"
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
@@ -161,7 +162,10 @@ class Learner:
         if handled.duplicate:
             self.duplicates.labels(stream=handled.stream).inc()
             return
-        self.learned.labels(stream=handled.stream).inc()
+        counter = self._learned.get(handled.stream)
+        if counter is None:
+            counter = self._learned[handled.stream] = self.learned.labels(stream=handled.stream)
+        counter.inc()
         for event in handled.drift:
             self._send("drift", event)
             self.drifts.labels(stream=handled.stream, kind=event.kind).inc()

@@ -28,6 +28,7 @@ class StreamTrack:
     last_event_time: datetime | None = None
     last_offset: int = -1
     online_version: int | None = None
+    checked_config_version: int | None = None  # the newest config compared with the learner
 
     def lineage(self, topic: str, partition: int) -> Lineage:
         """The offsets and event times this learner has learned from (half-open range)."""
@@ -85,7 +86,10 @@ class PartitionState:
         self.next_offset = offset + 1
         track = self.streams.get(example.stream)
         rebuilt = False
-        if track is None or _needs_rebuild(track.learner.config, config):
+        if track is None or (
+            track.checked_config_version != config.version
+            and _needs_rebuild(track.learner.config, config)
+        ):
             track = StreamTrack(
                 learner=StreamLearner(config, metrics_every=metrics_every),
                 learner_id=f"c{config.version}-o{offset}",
@@ -95,6 +99,7 @@ class PartitionState:
             )
             self.streams[example.stream] = track
             rebuilt = True
+        track.checked_config_version = config.version
         if example.example_id in track.seen:
             self.duplicates += 1
             return Handled(stream=example.stream, learned=False, duplicate=True)
