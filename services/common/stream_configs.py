@@ -16,6 +16,9 @@ from services.common.settings import DriftlineSettings
 
 log = logging.getLogger(__name__)
 
+# A change on the topic: a new config version, or the name of a deleted stream.
+Change = StreamConfig | str
+
 
 class StreamConfigs:
     """Stream name -> its newest published config (tombstones remove a stream)."""
@@ -30,17 +33,23 @@ class StreamConfigs:
             self._consumer.close()
             raise
 
-    def catch_up(self, timeout_s: float = 120.0) -> None:
-        """Read the topic up to its current end."""
+    def catch_up(self, timeout_s: float = 120.0) -> list[Change]:
+        """Read the topic up to its current end; returns the changes, in order."""
         deadline = time.monotonic() + timeout_s
+        changes: list[Change] = []
         while not caught_up(self._consumer, self._tps):
             if time.monotonic() > deadline:
                 raise BrokerError(f"timed out reading {self.topic} to its end")
-            self._apply(self._consumer.poll(timeout_ms=500))
+            changes += self._apply(self._consumer.poll(timeout_ms=500))
+        return changes
 
-    def refresh(self) -> list[StreamConfig]:
-        """Apply whatever arrived since the last call (no wait); returns changed configs."""
-        return self._apply(self._consumer.poll(timeout_ms=0))
+    def refresh(self, timeout_ms: int = 0) -> list[Change]:
+        """Apply what arrived since the last call (waiting at most ``timeout_ms``).
+
+        Returns the changes in order: each new config version, and the name of each
+        stream deleted by a tombstone.
+        """
+        return self._apply(self._consumer.poll(timeout_ms=timeout_ms))
 
     def get(self, stream: str) -> StreamConfig | None:
         """The stream's current config, if it has one."""
@@ -54,13 +63,15 @@ class StreamConfigs:
         """Close the client."""
         self._consumer.close()
 
-    def _apply(self, batches: dict[Any, list[Any]]) -> list[StreamConfig]:
-        changed: list[StreamConfig] = []
+    def _apply(self, batches: dict[Any, list[Any]]) -> list[Change]:
+        changed: list[Change] = []
         for records in batches.values():
             for record in records:
-                if record.value is None:
+                if record.value is None:  # a tombstone: the stream was deleted
                     if record.key is not None:
-                        self._configs.pop(record.key.decode(errors="replace"), None)
+                        name = record.key.decode(errors="replace")
+                        self._configs.pop(name, None)
+                        changed.append(name)
                     continue
                 try:
                     config = decode(record.value, StreamConfig)

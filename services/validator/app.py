@@ -45,12 +45,13 @@ import faust
 from kafka import TopicPartition
 
 from schemas import LabelledExample, ReasonCode, StreamConfig, Topics, utcnow
-from services.common.codec import dead_letter, decode, encode, event_key
-from services.common.errors import BrokerError, CodecError, ConfigError
+from services.common.codec import dead_letter, encode, event_key
+from services.common.errors import BrokerError, ConfigError
 from services.common.faust_app import make_app, raw_topic
 from services.common.kafka_client import make_consumer
 from services.common.logs import at
 from services.common.settings import DriftlineSettings
+from services.common.stream_configs import StreamConfigs
 from services.validator.dedupe import DuplicateIndex
 from services.validator.metrics import ValidatorMetrics
 from services.validator.rules import SERVICE, Position, QualityStats, judge
@@ -70,40 +71,22 @@ IN_FLIGHT_BATCHES: Final = 3
 
 
 class SpecFeed:
-    """Follows the compacted ``streams`` topic from its beginning (kafka-python, no group)."""
+    """Follows the compacted ``streams`` topic in a daemon thread, queueing every change
+    for the event loop (the reading itself is :class:`StreamConfigs`')."""
 
-    def __init__(self, settings: DriftlineSettings, topic: str) -> None:
-        self.topic = topic
+    def __init__(self, settings: DriftlineSettings) -> None:
         self.updates: queue.SimpleQueue[StreamConfig | str] = queue.SimpleQueue()
-        self._consumer = make_consumer(settings, group_id=None, client_id="driftline-validator")
+        self._configs = StreamConfigs(settings, client_id="driftline-validator")
+        self.topic = self._configs.topic
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        try:
-            partitions = self._consumer.partitions_for_topic(topic)
-            if not partitions:
-                raise ConfigError(
-                    "topics", f"topic {topic!r} does not exist; run `driftline topics create`"
-                )
-            self._tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-            self._consumer.assign(self._tps)
-            self._consumer.seek_to_beginning(*self._tps)
-        except BaseException:
-            self._consumer.close()
-            raise
 
     def catch_up(self, registry: SpecRegistry, timeout_s: float = _READ_TIMEOUT_S) -> int:
-        """Read the topic up to its current end into ``registry``; returns records read."""
-        end = self._consumer.end_offsets(self._tps)
-        deadline = time.monotonic() + timeout_s
-        read = 0
-        while any(self._consumer.position(tp) < end[tp] for tp in self._tps):
-            if time.monotonic() > deadline:
-                raise BrokerError(f"timed out reading {self.topic} to its end")
-            for records in self._consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    read += 1
-                    _apply(registry, self._parse(record))
-        return read
+        """Read the topic up to its current end into ``registry``; returns changes applied."""
+        changes = self._configs.catch_up(timeout_s)
+        for change in changes:
+            _apply(registry, change)
+        return len(changes)
 
     def start(self) -> None:
         """Follow the topic in a daemon thread, queueing every new config."""
@@ -113,43 +96,20 @@ class SpecFeed:
     def _follow(self) -> None:
         while not self._stop.is_set():
             try:
-                batches = self._consumer.poll(timeout_ms=500)
+                changes = self._configs.refresh(timeout_ms=500)
             except Exception:  # keep following: a transient broker error must not stop it
                 log.exception("reading %s failed; retrying", self.topic)
                 self._stop.wait(1.0)
                 continue
-            for records in batches.values():
-                for record in records:
-                    update = self._parse(record)
-                    if update is not None:
-                        self.updates.put(update)
-
-    def _parse(self, record: Any) -> StreamConfig | str | None:
-        if record.value is None:  # a tombstone: the stream was deleted
-            return record.key.decode(errors="replace") if record.key else None
-        try:
-            config = decode(record.value, StreamConfig)
-        except CodecError as exc:
-            log.warning(
-                "ignoring a bad stream config: %s",
-                exc,
-                extra=at(record.topic, record.partition, record.offset),
-            )
-            return None
-        if not isinstance(config, StreamConfig) or config.version is None:
-            log.warning(
-                "ignoring a stream config without a version",
-                extra=at(record.topic, record.partition, record.offset),
-            )
-            return None
-        return config
+            for change in changes:
+                self.updates.put(change)
 
     def close(self) -> None:
         """Stop following and close the client."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self._consumer.close()
+        self._configs.close()
 
 
 def _apply(registry: SpecRegistry, update: StreamConfig | str | None) -> bool:
@@ -484,7 +444,7 @@ def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
     check_topics(settings)
     metrics = ValidatorMetrics()
     registry = SpecRegistry()
-    feed = SpecFeed(settings, topics.name("streams"))
+    feed = SpecFeed(settings)
     try:
         read = feed.catch_up(registry)
         metrics.set_spec_versions(registry.versions())
