@@ -495,20 +495,18 @@ def promote_cmd(args: argparse.Namespace) -> int:
 
 def rollback_cmd(args: argparse.Namespace) -> int:
     """Move an alias back to the version before its last move (compare-and-set)."""
-    from services.registry.api import manual_rollback  # the same rule as the HTTP API
-
     with _registry() as (settings, registry):
         evidence: dict[str, Any] = {"operation": "rollback"}
         if args.reason:
             evidence["note"] = args.reason
         try:
-            move = manual_rollback(
-                registry,
+            move = registry.rollback(
                 model=args.name,
                 alias=args.alias,
                 expect=args.expect,
                 actor=_actor(),
                 evidence=evidence,
+                reason=AliasReason.MANUAL,
             )
         except AliasConflict as exc:
             return _conflict(exc)

@@ -405,13 +405,13 @@ def create_app(
     @app.post("/models/{name}/rollback", tags=["admin"], dependencies=admin, responses=_MOVE)
     def rollback(name: str, body: RollbackRequest) -> AliasMove:
         """Move ``alias`` back to the version it pointed at before its last move."""
-        move = manual_rollback(
-            registry,
+        move = registry.rollback(
             model=name,
             alias=body.alias,
             expect=body.expect,
             actor=ACTOR,
             evidence=_evidence("rollback", body.reason),
+            reason=AliasReason.MANUAL,
         )
         log.info("alias rolled back", extra=_log_move(move))
         changed()
@@ -434,36 +434,6 @@ def create_app(
         return info
 
     return app
-
-
-def manual_rollback(
-    registry: Registry,
-    *,
-    model: str,
-    alias: str,
-    expect: Any,
-    actor: str,
-    evidence: dict[str, Any],
-) -> AliasMove:
-    """A person's rollback: ``alias`` back to the version before its last move.
-
-    Unlike :meth:`Registry.rollback` (the evaluator's automatic rollback), the move is
-    ``manual``, so it is accepted on a frozen model: freezing stops automation, not people.
-    """
-    if registry.get_model(name=model) is None:
-        raise NotFound(f"no model {model!r}")
-    history = registry.alias_history(model=model, alias=alias, limit=1)
-    if not history or history[0].from_version is None:
-        raise NotFound(f"{model}@{alias} has no earlier version to roll back to")
-    return registry.move_alias(
-        model=model,
-        alias=alias,
-        to_version=history[0].from_version,
-        expect=expect,
-        reason=AliasReason.MANUAL,
-        actor=actor,
-        evidence={**evidence, "rolled_back_from": history[0].to_version},
-    )
 
 
 def _evidence(operation: str, reason: str | None) -> dict[str, Any]:

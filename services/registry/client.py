@@ -344,8 +344,15 @@ class Registry:
         expect: Any,
         actor: str,
         evidence: dict[str, Any] | None = None,
+        reason: AliasReason = AliasReason.ROLLED_BACK,
     ) -> AliasMove:
-        """Move ``alias`` back to the version it pointed at before its last move."""
+        """Move ``alias`` back to the version it pointed at before its last move.
+
+        The evaluator's automatic rollback is ``rolled_back`` (refused on a frozen model);
+        a person's is ``manual`` (accepted: freezing stops automation, not people).
+        """
+        if self.get_model(name=model) is None:
+            raise NotFound(f"no model {model!r}")
         history = self.alias_history(model=model, alias=alias, limit=1)
         if not history or history[0].from_version is None:
             raise NotFound(f"{model}@{alias} has no earlier version to roll back to")
@@ -354,9 +361,9 @@ class Registry:
             alias=alias,
             to_version=history[0].from_version,
             expect=expect,
-            reason=AliasReason.ROLLED_BACK,
+            reason=reason,
             actor=actor,
-            evidence=evidence,
+            evidence={**(evidence or {}), "rolled_back_from": history[0].to_version},
         )
 
     def alias_history(
