@@ -175,5 +175,6 @@ def run(quick: bool) -> Result:
             "river_accuracy": river_acc,
             "accuracy_identical": served_acc == river_acc,
             "peak_rss_mb": round(rss, 1),
+            "per_cpu_second": round(per_cpu, 1),
         },
     )
