@@ -23,6 +23,7 @@ from tests.integration.validator_support import (
     committed,
     publish,
     read_all,
+    send_examples,
     source_of,
     stream_config,
     topic_total,
@@ -66,24 +67,8 @@ def produce_corpus(settings: DriftlineSettings, n: int) -> dict[str, str]:
 
 def produce_duplicates(settings: DriftlineSettings, numbers: list[int]) -> set[str]:
     """Examples re-using accepted example ids under new event ids; returns those ids."""
-    topic = Topics(settings.topic_prefix).name("examples.raw")
-    producer = make_producer(settings)
-    sent = set()
-    try:
-        for i in numbers:
-            example = LabelledExample(
-                stream=STREAMS[i % 8],
-                example_id=f"e{i}",
-                features={"x": 1.0, "color": "red", "member": None},
-                label=True,
-                event_time=datetime.now(UTC),
-            )
-            sent.add(str(example.event_id))
-            producer.send(topic, key=event_key(example), value=encode(example))
-        producer.flush()
-    finally:
-        producer.close()
-    return sent
+    features = {"x": 1.0, "color": "red", "member": None}
+    return send_examples(settings, STREAMS, numbers, features=features, label=True)
 
 
 def outputs(settings: DriftlineSettings) -> tuple[list[Any], list[Any]]:

@@ -6,20 +6,18 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from schemas import LabelledExample, Topics
-from services.common.codec import encode, event_key
-from services.common.kafka_client import make_admin, make_producer
+from services.common.kafka_client import make_admin
 from services.common.settings import DriftlineSettings
 from tests.integration.validator_support import (
     ValidatorProcess,
     caught_up,
     publish,
     read_all,
+    send_examples,
     stream_config,
     wait_until,
 )
@@ -28,24 +26,8 @@ STREAMS = [f"r{i}" for i in range(8)]
 
 
 def produce(settings: DriftlineSettings, numbers: range) -> set[str]:
-    topic = Topics(settings.topic_prefix).name("examples.raw")
-    producer = make_producer(settings)
-    sent = set()
-    try:
-        for i in numbers:
-            example = LabelledExample(
-                stream=STREAMS[i % 8],
-                example_id=f"e{i}",
-                features={"x": 1.0, "color": "blue", "member": True},
-                label=False,
-                event_time=datetime.now(UTC),
-            )
-            sent.add(str(example.event_id))
-            producer.send(topic, key=event_key(example), value=encode(example))
-        producer.flush()
-    finally:
-        producer.close()
-    return sent
+    features = {"x": 1.0, "color": "blue", "member": True}
+    return send_examples(settings, STREAMS, numbers, features=features, label=False)
 
 
 def members_with_partitions(settings: DriftlineSettings) -> int:

@@ -9,16 +9,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from schemas import StreamConfig, Topics
-from services.common.codec import encode
+from schemas import LabelledExample, StreamConfig, Topics
+from services.common.codec import encode, event_key
 from services.common.kafka_client import end_offsets, make_admin, make_producer, read_between
 from services.common.settings import DriftlineSettings
 
@@ -203,3 +204,33 @@ def source_of(record: Any) -> tuple[int, int]:
         return int(partition), int(offset)
     doc = json.loads(record.value)
     return int(doc["source_partition"]), int(doc["source_offset"])
+
+
+def send_examples(
+    settings: DriftlineSettings,
+    streams: Sequence[str],
+    numbers: Iterable[int],
+    *,
+    features: dict[str, Any],
+    label: Any,
+) -> set[str]:
+    """Raw examples ``e<i>`` on ``streams[i % len(streams)]`` with the same features and
+    label, each under a new event id; returns those event ids."""
+    topic = Topics(settings.topic_prefix).name("examples.raw")
+    producer = make_producer(settings)
+    sent = set()
+    try:
+        for i in numbers:
+            example = LabelledExample(
+                stream=streams[i % len(streams)],
+                example_id=f"e{i}",
+                features=features,
+                label=label,
+                event_time=datetime.now(UTC),
+            )
+            sent.add(str(example.event_id))
+            producer.send(topic, key=event_key(example), value=encode(example))
+        producer.flush()
+    finally:
+        producer.close()
+    return sent
