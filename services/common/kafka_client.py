@@ -231,12 +231,29 @@ def ensure_topics(
         wanted = {k: v for k, v in spec.all_configs().items() if have.get(k) != v}
         if wanted:
             admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted)])
+            _wait_for_configs(admin, name, wanted)
             notes += [f"{k}={v}" for k, v in sorted(wanted.items())]
         action: Literal["altered", "unchanged", "warning"] = (
             "warning" if warn else "altered" if notes else "unchanged"
         )
         changes.append(TopicChange(name, action, ", ".join(notes)))
     return changes
+
+
+def _wait_for_configs(
+    admin: KafkaAdminClient, topic: str, wanted: Mapping[str, str], timeout_s: float = 30.0
+) -> None:
+    """Poll until the broker reports ``wanted`` for ``topic``: an accepted alter reaches the
+    broker's metadata a moment later, and callers rely on the new configs at once."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        have = {k: v.get("value") for k, v in found.get("topic", {}).get(topic, {}).items()}
+        if all(have.get(k) == v for k, v in wanted.items()):
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"{topic}: configs {dict(wanted)} not in effect after {timeout_s}s")
+        time.sleep(0.1)
 
 
 def _describe(spec: TopicSpec) -> str:
