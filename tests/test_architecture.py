@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted([*ROOT.glob("schemas/**/*.py"), *ROOT.glob("services/**/*.py")])
 # Composition roots and dev tools may wire services together.
-ROOTS = {"cli", "localbroker"}
+ROOTS = {"cli", "demo", "localbroker"}
 # The one module per vendor client.
 VENDOR_HOMES = {
     "kafka": {"services/common/kafka_client.py"},

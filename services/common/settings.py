@@ -96,6 +96,11 @@ class DriftlineSettings(SettingsBase):
     )
     registry_url: str | None = Field(default=None, description="SQLAlchemy URL of the registry")
     artifacts_url: str | None = Field(default=None, description="where artifacts are stored")
+    registry_http_url: str | None = Field(
+        default=None,
+        description="base URL of the registry's HTTP API (e.g. http://registry:8300); "
+        "artifacts not readable locally are fetched from its /artifacts/{sha256}",
+    )
     signing_key: SecretStr | None = None
     signing_key_id: str | None = None
     verify_keys: SecretStr | None = Field(
