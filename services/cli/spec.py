@@ -201,11 +201,22 @@ def read_configs(settings: DriftlineSettings) -> dict[str, StreamConfig]:
 def publish_cmd(args: argparse.Namespace) -> int:
     """Publish a config file as the next version of its stream."""
     settings = DriftlineSettings.load()
-    config = load_config_file(args.file)
+    config, status = publish_config(settings, load_config_file(args.file), force=args.force)
+    _print_published(args, config, status)
+    return 0
+
+
+def publish_config(
+    settings: DriftlineSettings, config: StreamConfig, *, force: bool = False
+) -> tuple[StreamConfig, str]:
+    """Publish ``config`` as the next version of its stream and record it in the registry.
+
+    An unchanged config is not published again unless ``force``; returns the config in
+    force and what happened.
+    """
     current = read_configs(settings).get(config.stream)
-    if current is not None and current.config_sha256() == config.config_sha256() and not args.force:
-        _print_published(args, current, "unchanged (use --force to publish it again)")
-        return 0
+    if current is not None and current.config_sha256() == config.config_sha256() and not force:
+        return current, "unchanged (use --force to publish it again)"
     version = (current.version or 0) + 1 if current is not None else 1
     published = config.model_copy(update={"version": version})
     topic = Topics(settings.topic_prefix).name("streams")
@@ -219,8 +230,7 @@ def publish_cmd(args: argparse.Namespace) -> int:
     finally:
         producer.close()
     record_published_spec(settings, published)
-    _print_published(args, published, f"published to {topic} at offset {metadata.offset}")
-    return 0
+    return published, f"published to {topic} at offset {metadata.offset}"
 
 
 def record_published_spec(settings: DriftlineSettings, config: StreamConfig) -> None:

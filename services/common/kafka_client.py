@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -323,12 +323,16 @@ def read_between(
         consumer.close()
 
 
-def assign_all(consumer: KafkaConsumer, topic: str, *, from_beginning: bool = True) -> list[Any]:
-    """Assign every partition of ``topic`` to a group-less consumer; returns them."""
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        raise BrokerError(f"topic {topic!r} does not exist; run `driftline topics create`")
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+def assign_all(
+    consumer: KafkaConsumer, topic: str | Sequence[str], *, from_beginning: bool = True
+) -> list[Any]:
+    """Assign every partition of ``topic`` (or of several topics) to a group-less consumer."""
+    tps: list[Any] = []
+    for name in [topic] if isinstance(topic, str) else topic:
+        partitions = consumer.partitions_for_topic(name)
+        if not partitions:
+            raise BrokerError(f"topic {name!r} does not exist; run `driftline topics create`")
+        tps.extend(TopicPartition(name, p) for p in sorted(partitions))
     consumer.assign(tps)
     if from_beginning:
         consumer.seek_to_beginning(*tps)

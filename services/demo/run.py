@@ -1,0 +1,445 @@
+"""``driftline demo``: the whole loop on one machine, watched live, ending with a report.
+
+Starts the local broker (unless ``DRIFTLINE_KAFKA_BOOTSTRAP`` is set), runs the six services
+as supervised subprocesses on topics and a registry of their own (a fresh run directory
+under the data dir), publishes the stream config, replays a drifting stream as labelled
+examples plus prediction requests, then checks that nothing was lost and that the loop
+closed: drift detected, a model trained, promoted and swapped in by serving. The HTML
+report compares the served model with in-process baselines on the same stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+
+from schemas import LabelledExample, Topics
+from schemas.predictions import PredictionRequest
+from schemas.streams import StreamConfig
+from services.cli.output import print_table
+from services.cli.spec import publish_config
+from services.common.codec import encode
+from services.common.errors import DriftlineError
+from services.common.kafka_client import ensure_topics, make_admin, make_producer
+from services.common.settings import DriftlineSettings
+from services.demo import live
+from services.demo.observer import Observer
+from services.demo.state import DemoState
+from services.demo.supervisor import Supervisor
+from services.ingest.producer import encode_raw
+from services.localbroker.ports import free_ports
+from services.localbroker.process import LocalBroker
+from services.registry.client import Registry
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("registry", "validator", "learner", "trainer", "serving", "evaluator")
+# service -> (env var of its metrics/HTTP port, counters shown as its events/s, unit)
+PORTS = {
+    "registry": "DRIFTLINE_REGISTRY_PORT",
+    "validator": "DRIFTLINE_VALIDATOR_METRICS_PORT",
+    "learner": "DRIFTLINE_LEARNER_METRICS_PORT",
+    "trainer": "DRIFTLINE_TRAINER_METRICS_PORT",
+    "serving": "DRIFTLINE_SERVING_PORT",
+    "evaluator": "DRIFTLINE_EVALUATOR_METRICS_PORT",
+}
+COUNTERS = {
+    "registry": (("driftline_registry_http_requests_total",), "requests"),
+    "validator": (("driftline_validator_examples_total",), "examples"),
+    "learner": (("driftline_learner_examples_total",), "examples"),
+    "trainer": (("driftline_trainer_runs_total",), "runs"),
+    "serving": (("driftline_serving_requests_total",), "predictions"),
+    "evaluator": (("driftline_evaluator_examples_total",), "examples"),
+}
+BAD_EVERY = 250  # one malformed example in this many, to show the dead-letter path
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``driftline demo`` was asked to do."""
+
+    quick: bool = False
+    dataset: Path | None = None
+    config: Path | None = None
+    rate: float | None = None
+    keep_broker: bool = False
+    live: bool = True
+    seed: int = 7
+
+
+@dataclass
+class Check:
+    """One end-of-run assertion and its evidence."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def signing_env(settings: DriftlineSettings, console: Console) -> dict[str, str]:
+    """The signing key for the services: the configured one, or one kept in the data dir."""
+    if settings.signing_key is not None:
+        return {}
+    path = settings.data_path / "demo-signing.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32), encoding="utf-8")
+        path.chmod(0o600)
+        console.print(f"[bold]signing[/]: generated a signing key into {path} (key id 'demo')")
+    else:
+        console.print(f"[bold]signing[/]: using the demo signing key in {path}")
+    return {
+        "DRIFTLINE_SIGNING_KEY": path.read_text(encoding="utf-8").strip(),
+        "DRIFTLINE_SIGNING_KEY_ID": "demo",
+    }
+
+
+def run_demo(settings: DriftlineSettings, options: DemoOptions, console: Console) -> int:
+    """Run the demo; returns 0 when every check passed."""
+    broker: LocalBroker | None = None
+    bootstrap = settings.bootstrap
+    if settings.uses_local_broker:
+        broker = LocalBroker.from_data_dir(settings.data_path, settings.cache_path)
+        was_running = broker.status().running
+        console.print(f"[bold]broker[/]: local Kafka broker in {broker.data_dir}")
+        bootstrap = broker.start()
+        if was_running or options.keep_broker:
+            broker = None  # not ours to stop
+    else:
+        console.print(f"[bold]broker[/]: using DRIFTLINE_KAFKA_BOOTSTRAP={bootstrap}")
+    try:
+        return _run(settings, bootstrap, options, console)
+    finally:
+        if broker is not None:
+            console.print("[bold]broker[/]: stopping the local broker")
+            broker.stop()
+
+
+def _run(
+    settings: DriftlineSettings, bootstrap: str, options: DemoOptions, console: Console
+) -> int:
+    from services.demo import stream as demo_stream
+
+    run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    run_dir = settings.data_path / "demo" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prefix = f"{settings.topic_prefix}demo-{run_id}."
+    ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
+    env = {
+        "DRIFTLINE_KAFKA_BOOTSTRAP": bootstrap,
+        "DRIFTLINE_TOPIC_PREFIX": prefix,
+        "DRIFTLINE_DATA_DIR": str(run_dir),
+        "DRIFTLINE_REGISTRY_HTTP_URL": f"http://127.0.0.1:{ports['registry']}",
+        "DRIFTLINE_LOG_FORMAT": "json",
+        **signing_env(settings, console),
+        **{PORTS[name]: str(port) for name, port in ports.items()},
+    }
+    if settings.registry_url is None:
+        env["DRIFTLINE_REGISTRY_URL"] = f"sqlite:///{run_dir / 'registry.db'}"
+    local = DriftlineSettings.load(env={**os.environ, **env})
+    console.print(f"[bold]run[/]: {run_id}: topics {prefix}*, registry and artifacts in {run_dir}")
+    admin = make_admin(local)
+    try:
+        ensure_topics(admin, Topics(prefix).all())
+    finally:
+        admin.close()
+
+    source = demo_stream.load(
+        options.dataset, options.config, quick=options.quick, seed=options.seed
+    )
+    config = StreamConfig.model_validate(source.config)
+    state = DemoState(stream=config.stream)
+    observer = Observer(local, state).start()
+    with Supervisor(run_dir / "logs", env={**os.environ, **env}) as sup:
+        views = []
+        for name in SERVICES:
+            child = sup.start(name, [sys.executable, "-m", f"services.{name}"])
+            counters, unit = COUNTERS[name]
+            views.append(
+                live.ServiceView(
+                    name,
+                    f"http://127.0.0.1:{ports[name]}/metrics",
+                    counters,
+                    unit,
+                    pid=child.process.pid,
+                )
+            )
+        baselines = sup.start(
+            "baselines",
+            [
+                sys.executable,
+                "-m",
+                "services.demo.baselines_job",
+                "--out",
+                str(run_dir / "baselines.json"),
+                *source.job_args(),
+            ],
+            oneshot=True,
+        )
+        _wait_ready(sup, ports, console)
+        published, status = publish_config(local, config)
+        console.print(f"[bold]spec[/]: {published.stream} v{published.version} {status}")
+        _wait_metric(
+            sup,
+            f"http://127.0.0.1:{ports['validator']}/metrics",
+            ("driftline_validator_spec_version",),
+            1.0,
+            60.0,
+            "the validator to load the stream config",
+        )
+        started = time.monotonic()
+        display = Live(console=console, refresh_per_second=4) if options.live else None
+        view = _View(sup, observer, views, display, source.total, started)
+        if display is not None:
+            display.start()
+        try:
+            produced = _produce(local, source, view, options)
+            learned = _settle(local, view, ports, timeout_s=180.0 if options.quick else 300.0)
+            view.tick(force=True)
+        finally:
+            if display is not None:
+                display.stop()
+        console.print(
+            f"[bold]produce[/]: {produced:,} examples in {time.monotonic() - started:,.0f}s"
+        )
+        if baselines.process.wait(timeout=900) != 0:
+            raise DriftlineError(f"the baselines failed:\n{baselines.tail()}")
+        with observer.locked() as snapshot:
+            checks = _checks(local, snapshot, learned)
+            report = _report(snapshot, source, run_dir, time.monotonic() - started)
+        statuses = sup.stop_all()
+    observer.stop()
+    _print_summary(console, checks, statuses, report)
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def _wait_ready(sup: Supervisor, ports: dict[str, int], console: Console) -> None:
+    deadline = time.monotonic() + 120
+    pending = dict(ports)
+    while pending:
+        sup.check()
+        for name, port in list(pending.items()):
+            if live.scrape(f"http://127.0.0.1:{port}/metrics", ()) is not None:
+                del pending[name]
+        if time.monotonic() > deadline:
+            raise DriftlineError(f"services not ready after 120 s: {', '.join(pending)}")
+        time.sleep(0.2)
+    console.print(f"[bold]services[/]: {', '.join(ports)} are up")
+
+
+def _wait_metric(
+    sup: Supervisor, url: str, names: tuple[str, ...], at_least: float, timeout_s: float, what: str
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (live.scrape(url, names) or 0.0) < at_least:
+        sup.check()
+        if time.monotonic() > deadline:
+            raise DriftlineError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+class _View:
+    """Refreshes the live view (and checks the children) at most every ``every_s``."""
+
+    def __init__(
+        self,
+        sup: Supervisor,
+        observer: Observer,
+        views: list[live.ServiceView],
+        display: Live | None,
+        total: int,
+        started: float,
+        every_s: float = 0.5,
+    ) -> None:
+        self.sup, self.observer, self.views, self.display = sup, observer, views, display
+        self.total, self.started, self.every_s = total, started, every_s
+        self._last = 0.0
+        self.produced = 0
+        self.phase = "producing"
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self.every_s:
+            return
+        self._last = now
+        self.sup.check()
+        if self.observer.error is not None:
+            raise DriftlineError(f"the demo's topic observer failed: {self.observer.error}")
+        if self.display is None:
+            return
+        for view, child in zip(self.views, self.sup.children, strict=False):
+            view.alive = child.alive
+        live.refresh(self.views)
+        with self.observer.locked() as state:
+            self.display.update(
+                live.render(
+                    state,
+                    self.views,
+                    produced=self.produced,
+                    total=self.total,
+                    elapsed_s=now - self.started,
+                    phase=self.phase,
+                )
+            )
+
+
+def _malformed(example: LabelledExample, index: int) -> bytes:
+    """A broken copy of ``example`` that the validator must dead-letter (not lose)."""
+    doc = example.model_dump(mode="json")
+    features = doc["features"]
+    kind = index // BAD_EVERY % 3
+    if kind == 0 and features:
+        features.pop(sorted(features)[0])  # missing_feature
+    elif kind == 1:
+        features["not_in_the_spec"] = 1.0  # unexpected_feature
+    else:
+        doc["label"] = "not-a-label"  # bad_label
+    return json.dumps(doc).encode()
+
+
+def _produce(
+    settings: DriftlineSettings,
+    source: Any,
+    view: _View,
+    options: DemoOptions,
+) -> int:
+    topics = Topics(settings.topic_prefix)
+    raw, requests = topics.name("examples.raw"), topics.name("predictions.requests")
+    producer = make_producer(settings, client_id="driftline-demo", linger_ms=5)
+    rate = options.rate or source.rate
+    stream = source.stream
+    key = stream.encode()
+    sent = 0
+    try:
+        for index, (example_id, features, label) in enumerate(source.rows()):
+            delay = view.started + index / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # pacing the replay, not waiting for a result
+            now = datetime.now(UTC)
+            example = LabelledExample(
+                stream=stream,
+                example_id=example_id,
+                features=features,
+                label=label,
+                event_time=now,
+            )
+            with view.observer.locked() as state:
+                state.expect(example_id, index)
+                serving = bool(state.loads)
+            if index % BAD_EVERY == BAD_EVERY - 1:
+                producer.send(raw, key=key, value=_malformed(example, index))
+            else:
+                if serving:  # the request comes first; its label follows
+                    request = PredictionRequest(
+                        stream=stream, example_id=example_id, features=features
+                    )
+                    producer.send(requests, key=key, value=encode(request))
+                producer.send(raw, key=key, value=encode_raw(example))
+            if index % (BAD_EVERY * 8) == BAD_EVERY * 4:
+                producer.send(raw, key=key, value=b"\xff\xfe not an event")
+                with view.observer.locked() as state:
+                    state.garbage_sent += 1
+            sent = index + 1
+            view.produced = sent
+            view.tick()
+        producer.flush()
+    finally:
+        producer.close()
+    return sent
+
+
+def _settle(
+    settings: DriftlineSettings,
+    view: _View,
+    ports: dict[str, int],
+    timeout_s: float,
+) -> float | None:
+    """Wait until every example is accounted for, learned, and no training run is open."""
+    view.phase = "settling"
+    learner_url = f"http://127.0.0.1:{ports['learner']}/metrics"
+    registry = Registry.open(settings, relay=False)
+    deadline = time.monotonic() + timeout_s
+    learned: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            view.tick(force=True)
+            learned = live.scrape(learner_url, ("driftline_learner_examples_total",))
+            with view.observer.locked() as state:
+                accounted = not state.unaccounted() and (
+                    state.rejected_unreadable >= state.garbage_sent
+                )
+                valid = len(state.valid_ids)
+                stream = state.stream
+            running = [r for r in registry.list_runs(model=stream) if r.status == "running"]
+            if accounted and learned is not None and learned >= valid and not running:
+                return learned
+            time.sleep(0.5)
+    finally:
+        registry.close()
+    return learned
+
+
+def _checks(settings: DriftlineSettings, state: DemoState, learned: float | None) -> list[Check]:
+    registry = Registry.open(settings, relay=False)
+    try:
+        runs = registry.list_runs(model=state.stream)
+    finally:
+        registry.close()
+    lost = state.unaccounted()
+    both = state.valid_ids & state.rejected_ids
+    valid = len(state.valid_ids)
+    return [
+        Check("drift detected", bool(state.drifts), f"{len(state.drifts)} drift events"),
+        Check(
+            "training run",
+            bool(runs),
+            f"{len(runs)} runs: "
+            + ", ".join(
+                f"{r.status}{'' if r.winner_version is None else f' -> v{r.winner_version}'}"
+                for r in runs[:5]
+            ),
+        ),
+        Check(
+            "promotion",
+            bool(state.promotions()),
+            ", ".join(
+                f"v{m.from_version}->v{m.to_version} by {m.actor}" for m in state.promotions()
+            )
+            or "none",
+        ),
+        Check(
+            "swap seen by serving",
+            bool(state.swaps()),
+            ", ".join(f"v{s.version} ({s.load_ms:.0f} ms)" for s in state.swaps()) or "none",
+        ),
+        Check(
+            "no example lost",
+            not lost
+            and not both
+            and state.produced == valid + len(state.rejected_ids)
+            and state.rejected_unreadable >= state.garbage_sent,
+            f"produced {state.produced:,} = valid {valid:,} + rejected "
+            f"{len(state.rejected_ids):,}; malformed bytes {state.garbage_sent} sent, "
+            f"{state.rejected_unreadable} dead-lettered"
+            + (f"; missing {len(lost)}" if lost else "")
+            + (f"; both {len(both)}" if both else ""),
+        ),
+        Check(
+            "learned = valid",
+            learned is not None and int(learned) == valid,
+            f"learned {learned if learned is None else int(learned):,}, valid {valid:,}",
+        ),
+    ]

@@ -1,0 +1,163 @@
+"""Run services as supervised subprocesses, and stop every one of them on the way out.
+
+Each child runs ``python -m services.NAME`` in its own session, so a Ctrl-C in the
+terminal reaches only the supervisor, which then stops the children in reverse order:
+SIGTERM, a grace period, then SIGKILL. On Linux each child also asks the kernel for a
+SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), so even a killed supervisor leaves
+no orphan behind.
+
+>>> import sys
+>>> with Supervisor(log_dir=None) as sup:
+...     child = sup.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
+...     child.alive
+True
+>>> child.alive, child.returncode is not None
+(False, True)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from services.common.errors import DriftlineError
+
+log = logging.getLogger(__name__)
+
+GRACE_S = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+class ServiceDied(DriftlineError):
+    """A supervised service exited while it was meant to run."""
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Ask Linux to SIGTERM this process when its parent dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    """One supervised process and where its output goes."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path | None
+    oneshot: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+    _log: IO[bytes] | None = None
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once it has exited."""
+        return self.process.poll()
+
+    def tail(self, lines: int = 20) -> str:
+        """The last lines of the child's log (empty without a log file)."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Supervisor:
+    """Starts children, checks they stay up, and stops them all (reverse start order)."""
+
+    def __init__(self, log_dir: Path | None, env: Mapping[str, str] | None = None) -> None:
+        self.log_dir = log_dir
+        self.env = dict(os.environ if env is None else env)
+        self.children: list[Child] = []
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_all()
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        oneshot: bool = False,
+    ) -> Child:
+        """Start ``argv`` as ``name`` with the supervisor's environment plus ``env``.
+
+        A ``oneshot`` child is a job: exiting with status 0 is its success, not a death.
+        """
+        log_path = None if self.log_dir is None else self.log_dir / f"{name}.log"
+        out: IO[bytes] | int = subprocess.DEVNULL
+        handle: IO[bytes] | None = None
+        if log_path is not None:
+            handle = log_path.open("ab")
+            out = handle
+        process = subprocess.Popen(  # noqa: S603 - argv is built by us, never a shell
+            list(argv),
+            env={**self.env, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads touch the child's memory
+        )
+        child = Child(name, process, log_path, oneshot=oneshot, _log=handle)
+        self.children.append(child)
+        log.info("started %s (pid %d)", name, process.pid)
+        return child
+
+    def check(self) -> None:
+        """Raise ServiceDied naming the first child that exited, with its last log lines."""
+        for child in self.children:
+            if not child.alive and not (child.oneshot and child.returncode == 0):
+                raise ServiceDied(
+                    f"{child.name} exited with status {child.returncode}; "
+                    f"last lines of {child.log_path}:\n{child.tail()}"
+                )
+
+    def stop(self, child: Child, grace_s: float = GRACE_S) -> int | None:
+        """SIGTERM, wait up to ``grace_s``, then SIGKILL; returns the exit status."""
+        if child.alive:
+            child.process.send_signal(signal.SIGTERM)
+            try:
+                child.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                log.warning("%s ignored SIGTERM for %.0fs: killing it", child.name, grace_s)
+                child.process.kill()
+                child.process.wait(timeout=grace_s)
+        if child._log is not None:
+            child._log.close()
+            child._log = None
+        return child.returncode
+
+    def stop_all(self, grace_s: float = GRACE_S) -> dict[str, int | None]:
+        """Stop every child, newest first; returns each one's exit status."""
+        statuses: dict[str, int | None] = {}
+        for child in reversed(self.children):
+            statuses[child.name] = self.stop(child, grace_s)
+        return statuses

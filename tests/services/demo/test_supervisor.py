@@ -1,0 +1,55 @@
+"""The demo's supervisor: children stop, stubborn ones are killed."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from services.demo.supervisor import ServiceDied, Supervisor
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_supervisor_stops_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    with Supervisor(tmp_path) as sup:
+        child = sup.start("stubborn", [sys.executable, "-c", code])
+        assert wait_for(lambda: "ready" in child.tail(), 30)
+        status = sup.stop(child, grace_s=0.5)
+    assert status == -signal.SIGKILL
+    assert not child.alive
+
+
+def test_check_names_the_dead_service_with_its_log(tmp_path: Path) -> None:
+    code = "import sys; print('bad config: DRIFTLINE_X', flush=True); sys.exit(3)"
+    with Supervisor(tmp_path) as sup:
+        child = sup.start("fragile", [sys.executable, "-c", code])
+        assert wait_for(lambda: not child.alive, 30)
+        with pytest.raises(ServiceDied, match=r"fragile exited with status 3(.|\n)*DRIFTLINE_X"):
+            sup.check()
+
+
+def test_a_oneshot_job_that_succeeds_is_not_a_death(tmp_path: Path) -> None:
+    with Supervisor(tmp_path) as sup:
+        job = sup.start("job", [sys.executable, "-c", "pass"], oneshot=True)
+        assert wait_for(lambda: not job.alive, 30)
+        sup.check()
+        failing = sup.start("job2", [sys.executable, "-c", "raise SystemExit(1)"], oneshot=True)
+        assert wait_for(lambda: not failing.alive, 30)
+        with pytest.raises(ServiceDied, match="job2"):
+            sup.check()
