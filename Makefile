@@ -41,8 +41,8 @@ check: lint typecheck ## ruff and mypy
 schemas: setup ## Re-export the JSON Schemas under schemas/json/
 	$(BIN)/driftline schemas export
 
-bench: setup ## Run every benchmark
-	$(BIN)/python -m bench all
+bench: setup ## Run every benchmark and write bench/RESULTS.md
+	$(BIN)/python -m bench all --write bench/RESULTS.md
 
 broker-start: setup ## Start the local Kafka broker
 	$(BIN)/driftline broker start

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Installs what driftline needs from Debian's packages, only when it is missing:
 #   java (17+) and mvn for the local Kafka broker; with --postgres, the PostgreSQL server
-#   that the registry tests start on a free port. Shared by `make test` and `.ci/run`.
+#   that the registry tests start on a free port; with --compose, Debian's docker-compose
+#   (CI checks docker-compose.yml with it). Shared by `make test` and `.ci/run`.
 set -euo pipefail
 
 want=()
 command -v java >/dev/null 2>&1 || want+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || want+=(maven)
-if [[ "${1:-}" == "--postgres" ]]; then
-  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --postgres) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql) ;;
+    --compose) command -v docker-compose >/dev/null 2>&1 || want+=(docker-compose) ;;
+  esac
+done
 [[ ${#want[@]} -eq 0 ]] && exit 0
 
 sudo=""
