@@ -73,7 +73,9 @@ class Observer:
 
     def _run(self) -> None:
         try:
-            consumer = make_consumer(self.settings, client_id="driftline-demo-observer")
+            consumer = make_consumer(
+                self.settings, group_id=None, client_id="driftline-demo-observer"
+            )
         except BaseException as exc:  # reported to the main thread
             self.error = exc
             return

@@ -13,31 +13,30 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import secrets
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 
 from schemas import LabelledExample, Topics
 from schemas.predictions import PredictionRequest
-from schemas.streams import StreamConfig
 from services.cli.output import print_table
 from services.cli.spec import publish_config
 from services.common.codec import encode
 from services.common.errors import DriftlineError
 from services.common.kafka_client import ensure_topics, make_admin, make_producer
 from services.common.settings import DriftlineSettings
-from services.demo import live
+from services.demo import live, report
+from services.demo.baselines_job import load as load_baselines
+from services.demo.baselines_job import stream_args
 from services.demo.observer import Observer
 from services.demo.state import DemoState
+from services.demo.stream import DemoStream, load_stream
 from services.demo.supervisor import Supervisor
 from services.ingest.producer import encode_raw
 from services.localbroker.ports import free_ports
@@ -64,6 +63,7 @@ COUNTERS = {
     "serving": (("driftline_serving_requests_total",), "predictions"),
     "evaluator": (("driftline_evaluator_examples_total",), "examples"),
 }
+RATE, RATE_QUICK = 150.0, 120.0  # examples/s replayed: the loop keeps up on 2 cores
 BAD_EVERY = 250  # one malformed example in this many, to show the dead-letter path
 
 
@@ -72,7 +72,7 @@ class DemoOptions:
     """What ``driftline demo`` was asked to do."""
 
     quick: bool = False
-    dataset: Path | None = None
+    dataset: str | None = None
     config: Path | None = None
     rate: float | None = None
     keep_broker: bool = False
@@ -131,8 +131,6 @@ def run_demo(settings: DriftlineSettings, options: DemoOptions, console: Console
 def _run(
     settings: DriftlineSettings, bootstrap: str, options: DemoOptions, console: Console
 ) -> int:
-    from services.demo import stream as demo_stream
-
     run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = settings.data_path / "demo" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -157,10 +155,10 @@ def _run(
     finally:
         admin.close()
 
-    source = demo_stream.load(
-        options.dataset, options.config, quick=options.quick, seed=options.seed
-    )
-    config = StreamConfig.model_validate(source.config)
+    dataset = options.dataset
+    source = load_stream(dataset, options.config, quick=options.quick, seed=options.seed)
+    config = source.config
+    console.print(f"[bold]stream[/]: {source.name}: {source.description}")
     state = DemoState(stream=config.stream)
     observer = Observer(local, state).start()
     with Supervisor(run_dir / "logs", env={**os.environ, **env}) as sup:
@@ -185,7 +183,7 @@ def _run(
                 "services.demo.baselines_job",
                 "--out",
                 str(run_dir / "baselines.json"),
-                *source.job_args(),
+                *stream_args(dataset, options.config, options.quick, options.seed),
             ],
             oneshot=True,
         )
@@ -202,7 +200,7 @@ def _run(
         )
         started = time.monotonic()
         display = Live(console=console, refresh_per_second=4) if options.live else None
-        view = _View(sup, observer, views, display, source.total, started)
+        view = _View(sup, observer, views, display, source.size, started)
         if display is not None:
             display.start()
         try:
@@ -219,10 +217,10 @@ def _run(
             raise DriftlineError(f"the baselines failed:\n{baselines.tail()}")
         with observer.locked() as snapshot:
             checks = _checks(local, snapshot, learned)
-            report = _report(snapshot, source, run_dir, time.monotonic() - started)
+            outcome = _report(snapshot, source, run_dir, time.monotonic() - started, checks)
         statuses = sup.stop_all()
     observer.stop()
-    _print_summary(console, checks, statuses, report)
+    _print_summary(console, checks, statuses, outcome)
     return 0 if all(c.ok for c in checks) else 1
 
 
@@ -312,19 +310,19 @@ def _malformed(example: LabelledExample, index: int) -> bytes:
 
 def _produce(
     settings: DriftlineSettings,
-    source: Any,
+    source: DemoStream,
     view: _View,
     options: DemoOptions,
 ) -> int:
     topics = Topics(settings.topic_prefix)
     raw, requests = topics.name("examples.raw"), topics.name("predictions.requests")
     producer = make_producer(settings, client_id="driftline-demo", linger_ms=5)
-    rate = options.rate or source.rate
-    stream = source.stream
+    rate = options.rate or (RATE_QUICK if options.quick else RATE)
+    stream = source.name
     key = stream.encode()
     sent = 0
     try:
-        for index, (example_id, features, label) in enumerate(source.rows()):
+        for index, (example_id, features, label) in enumerate(source.identified()):
             delay = view.started + index / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)  # pacing the replay, not waiting for a result
@@ -443,3 +441,106 @@ def _checks(settings: DriftlineSettings, state: DemoState, learned: float | None
             f"learned {learned if learned is None else int(learned):,}, valid {valid:,}",
         ),
     ]
+
+
+def _valid_positions(state: DemoState) -> list[int]:
+    """Stream index of the k-th valid example (the valid topic keeps the stream's order)."""
+    return sorted(state.index_of[i] for i in state.valid_ids if i in state.index_of)
+
+
+def _at(positions: list[int], count: int) -> int:
+    """The stream index just after the ``count``-th valid example."""
+    if not positions or count <= 0:
+        return 0
+    return positions[min(count, len(positions)) - 1] + 1
+
+
+def _report(
+    state: DemoState, source: DemoStream, run_dir: Path, elapsed_s: float, checks: list[Check]
+) -> tuple[Path, list[report.SummaryRow]]:
+    positions = _valid_positions(state)
+    served = report.Curve.from_served(
+        "driftline (served champion)", state.served, starts=state.first_answer
+    )
+    baselines_file = run_dir / "baselines.json"
+    baselines = load_baselines(baselines_file) if baselines_file.exists() else []
+    aliases: dict[int, list[str]] = {}
+    for name in ("champion", "challenger", "online"):
+        version = state.alias(name)
+        if version is not None:
+            aliases.setdefault(version, []).append(name)
+    data = report.build_report(
+        source,
+        baselines,
+        served=served,
+        drift_events=[
+            d.model_copy(update={"example_count": _at(positions, d.example_count)})
+            for d in state.drifts
+        ],
+        swaps=[
+            (move, state.first_answer[move.to_version])
+            for move in state.alias_moves
+            if move.alias == "champion"
+            and move.to_version is not None
+            and move.to_version in state.first_answer
+        ],
+        versions=[state.versions[v] for v in sorted(state.versions)],
+        aliases={v: ", ".join(names) for v, names in aliases.items()},
+        metadata=(
+            ("run directory", str(run_dir)),
+            ("duration", f"{elapsed_s:,.0f} s"),
+            ("examples produced", f"{state.produced:,}"),
+            ("valid / rejected", f"{len(state.valid_ids):,} / {len(state.rejected_ids):,}"),
+            ("dead letters", ", ".join(f"{r} {n}" for r, n in state.dead_reasons.items())),
+            ("drift events", str(len(state.drifts))),
+            ("promotions", str(len(state.promotions()))),
+            ("swaps seen by serving", str(len(state.swaps()))),
+            *((f"check: {c.name}", ("ok: " if c.ok else "FAILED: ") + c.detail) for c in checks),
+        ),
+    )
+    path = report.write_report(run_dir / "report.html", data)
+    return path, report.summarize(data.curves, data.drifts, tolerance=data.tolerance)
+
+
+def _print_summary(
+    console: Console,
+    checks: list[Check],
+    statuses: dict[str, int | None],
+    outcome: tuple[Path, list[report.SummaryRow]],
+) -> None:
+    path, rows = outcome
+    print_table(
+        "accuracy on the stream",
+        ("model", "overall", "post-drift", "recovery after each drift (examples)"),
+        [
+            (
+                row.name,
+                _pct(row.overall),
+                _pct(row.post_drift),
+                ", ".join("not recovered" if r is None else f"{r:,}" for r in row.recovery),
+            )
+            for row in rows
+        ],
+    )
+    served = [r.post_drift for r in rows if r.role == "served" and r.post_drift is not None]
+    others = [r for r in rows if r.role == "baseline" and r.post_drift is not None]
+    if served and others:
+        best = max(others, key=lambda r: r.post_drift or 0.0)
+        verdict = "at least" if served[0] >= (best.post_drift or 0.0) else "BELOW"
+        console.print(
+            f"post-drift accuracy: served {_pct(served[0])} is {verdict} the best baseline "
+            f"({best.name}, {_pct(best.post_drift)})"
+        )
+    print_table(
+        "end-of-run checks",
+        ("check", "result", "evidence"),
+        [(c.name, "ok" if c.ok else "FAILED", c.detail) for c in checks],
+    )
+    unclean = {name: code for name, code in statuses.items() if code not in (0, None)}
+    if unclean:
+        console.print(f"[yellow]services that did not exit 0 on SIGTERM[/]: {unclean}")
+    console.print(f"[bold]report[/]: {path}")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"

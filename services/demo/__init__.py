@@ -1,0 +1,5 @@
+"""``driftline demo``: the whole loop on one machine, and what it is compared with.
+
+Pure parts: :mod:`~services.demo.stream` (the streams), :mod:`~services.demo.baselines`
+(in-process baselines) and :mod:`~services.demo.report` (the HTML report).
+"""
