@@ -1,0 +1,608 @@
+"""The evaluator's edge: labelled examples and shadow pairs in; metric snapshots and
+compare-and-set alias moves (promotion, rollback) out.
+
+**One active instance.** Every instance joins the consumer group ``group_id`` on the
+single-partition ``models`` topic (a *lease* consumer that never reads: its partition
+is paused). Kafka gives that partition to exactly one member: that member is active;
+the others wait, heartbeating, and one of them takes over when the active one stops
+(at once: it leaves the group) or dies (within the session timeout). The cooperative
+sticky assignor keeps the lease where it is when a standby joins. The active instance
+reads ``examples.valid`` and ``shadow`` with a group-less consumer from the offsets
+stored in its checkpoint, so a takeover continues exactly where the last checkpoint
+stopped. In the brief window of a takeover after a crash two instances may both score
+the same examples: their snapshots carry the same deterministic event ids, and alias
+moves are compare-and-set on the registry, so at most one of two identical decisions
+can move an alias.
+
+**Which versions.** Champion and challenger come from the SDK's
+:class:`~services.common.subscriber.ModelSubscriber` (verified, warmed-up, fixed
+snapshots). After a promotion (the champion's last move has reason ``promoted``) the
+predecessor is kept and scored on the same examples, for the rollback rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, defaultdict
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+
+from schemas import (
+    AliasReason,
+    LabelledExample,
+    ReasonCode,
+    ShadowPair,
+    StreamConfig,
+    Topics,
+)
+from services.common.codec import dead_letter, decode, encode, event_key
+from services.common.errors import BrokerError, CodecError
+from services.common.kafka_client import make_consumer, make_producer
+from services.common.logs import at
+from services.common.metrics import Metrics
+from services.common.settings import DriftlineSettings
+from services.common.shutdown import GracefulShutdown
+from services.common.stream_configs import StreamConfigs
+from services.common.subscriber import LoadedModel, ModelSubscriber
+from services.evaluator.runtime import Decision, EvaluatorState, Labelled, Role, Served
+from services.evaluator.settings import EvaluatorSettings
+from services.registry.client import AliasConflict, FrozenModel, NotFound, Registry
+
+log = logging.getLogger(__name__)
+OWNER = "evaluator"
+ACTOR = "evaluator"
+ALIASES = ("champion", "challenger")
+
+
+class Evaluator:
+    """One evaluator process (active or standby)."""
+
+    def __init__(
+        self, settings: DriftlineSettings, service: EvaluatorSettings, registry: Registry
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.registry = registry
+        self.topics = Topics(settings.topic_prefix)
+        self.valid = self.topics.name("examples.valid")
+        self.shadow = self.topics.name("shadow")
+        self.state = self._fresh_state()
+        self.active = False
+        self._lease_changed = False
+        self.last_champion: dict[str, int] = {}
+        self.predecessors: OrderedDict[tuple[str, int], Served] = OrderedDict()
+        self._lock = threading.Lock()  # predecessors are added from the subscriber's thread
+        self.since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
+        self.metrics = Metrics("evaluator")
+        m = self.metrics
+        self.examples = m.counter(
+            "evaluator_examples_total", "Labelled examples by outcome.", ["stream", "outcome"]
+        )
+        self.skipped = m.counter(
+            "evaluator_learned_skips_total",
+            "Scores skipped because the version had learned from the example.",
+            ["stream"],
+        )
+        self.values = m.gauge(
+            "evaluator_metric", "Live metrics of served versions.", ["stream", "role", "metric"]
+        )
+        self.served_version = m.gauge(
+            "evaluator_version", "Version scored per role.", ["stream", "role"]
+        )
+        self.decisions = m.counter(
+            "evaluator_decisions_total", "Decisions by outcome.", ["stream", "kind", "outcome"]
+        )
+        self.pairs = m.gauge("evaluator_shadow_pairs", "Shadow-pair join counts.", ["state"])
+        self.active_gauge = m.gauge("evaluator_active", "1 when this instance is the active one.")
+        self.dead = m.counter("evaluator_dead_letters_total", "Unusable records.", ["reason"])
+        self.checkpoints = m.histogram("evaluator_checkpoint_seconds", "Checkpoint time.")
+        self.configs = StreamConfigs(settings, client_id="driftline-evaluator")
+        self.producer = make_producer(settings, client_id="driftline-evaluator")
+        self.lease = make_consumer(
+            settings,
+            group_id=service.group_id,
+            client_id="driftline-evaluator-lease",
+            # sticky and cooperative: a member joining never takes the lease from the
+            # active one, and the active one is not even paused by the rebalance
+            partition_assignment_strategy=(CooperativeStickyAssignor,),
+            session_timeout_ms=service.session_timeout_ms,
+            heartbeat_interval_ms=max(500, service.session_timeout_ms // 10),
+            max_poll_records=1,
+        )
+        self.data = make_consumer(
+            settings,
+            group_id=None,
+            client_id="driftline-evaluator",
+            max_poll_records=service.max_poll_records,
+            fetch_max_wait_ms=200,
+        )
+        self.mover = AliasMover(registry)
+        self.subscriber = ModelSubscriber(
+            settings,
+            aliases=ALIASES,
+            on_swap=self._swapped,
+            client_id="driftline-evaluator-models",
+        )
+
+    def _fresh_state(self) -> EvaluatorState:
+        s = self.service
+        return EvaluatorState(
+            snapshot_every=s.snapshot_every,
+            dedupe_ids=s.dedupe_ids,
+            join_window_s=s.join_window_s,
+            join_max_pending=s.join_max_pending,
+            look_every=s.look_every,
+            rollback_min_examples=s.rollback_min_examples,
+        )
+
+    # -- leadership -----------------------------------------------------------------
+
+    def _on_lease(self, assigned: bool) -> None:
+        if assigned:
+            self._lease_changed = True
+            return
+        if self.active:
+            self._resign()
+
+    def _on_lost(self) -> None:
+        """Evicted from the group (a missed session): another instance may be active
+        already, so nothing is saved; its checkpoint is the truth from now on."""
+        if self.active:
+            log.warning("lease lost by eviction: standing by without a checkpoint")
+            self.active = False
+            self.active_gauge.set(0)
+
+    def _acquire(self) -> None:
+        """Become the active instance: restore the checkpoint, seek, start reading."""
+        cp = self.registry.load_checkpoint(owner=OWNER, key=self.service.group_id)
+        if cp is not None and isinstance(cp.state, EvaluatorState):
+            self.state = cp.state
+            log.info("active: restored checkpoint %s", cp.sha256[:12])
+        else:
+            self.state = self._fresh_state()
+            log.info("active: no checkpoint, reading from the %s", self.service.start_from)
+        tps: list[TopicPartition] = []
+        for topic in (self.valid, self.shadow):
+            parts = self.data.partitions_for_topic(topic)
+            if not parts:
+                raise BrokerError(f"topic {topic!r} does not exist; run `driftline topics create`")
+            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+        self.data.assign(tps)
+        for tp in tps:
+            offset = self.state.positions.get((tp.topic, tp.partition))
+            if offset is not None:
+                self.data.seek(tp, offset)
+            elif self.service.start_from == "earliest":
+                self.data.seek_to_beginning(tp)
+            else:
+                self.data.seek_to_end(tp)
+        self.last_champion.clear()
+        self.active = True
+        self.active_gauge.set(1)
+
+    def _resign(self) -> None:
+        """Hand over: checkpoint what was done, stop reading (a standby never polls the
+        data consumer; taking over again re-seeks it to the checkpoint)."""
+        log.info("lease lost: checkpointing and standing by")
+        self.checkpoint()
+        self.active = False
+        self.active_gauge.set(0)
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run(self, stop: GracefulShutdown) -> None:
+        """Evaluate until ``stop`` is requested; checkpoint on the way out."""
+        self.configs.catch_up()
+        self.subscriber.start()
+        if not self.subscriber.wait_until(self._settled, self.service.models_timeout_s):
+            log.warning(
+                "models not all loaded after %.0fs; going on", self.service.models_timeout_s
+            )
+        evaluator = self
+
+        class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                if revoked:
+                    evaluator._on_lease(False)
+
+            def on_partitions_lost(self, lost: Any) -> None:
+                if lost:
+                    evaluator._on_lost()
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                if assigned:
+                    evaluator.lease.pause(*assigned)  # a lease, not data: never fetched
+                    evaluator._on_lease(True)
+
+        self.lease.subscribe([self.topics.name("models")], listener=Lease())
+        while not stop.requested:
+            self.lease.poll(timeout_ms=0 if self.active else 200)
+            if self._lease_changed:
+                self._lease_changed = False
+                if self.lease.assignment() and not self.active:
+                    self._acquire()
+            if not self.active:
+                continue
+            self.step(timeout_ms=200)
+        if self.active:
+            self.checkpoint()
+            self.active = False  # closing the lease hands it over; nothing left to save
+            self.active_gauge.set(0)
+            log.info("stopped: checkpoint saved")
+
+    def step(self, timeout_ms: int = 200) -> None:
+        """Poll once and handle what came: shadow pairs first, then labels by stream."""
+        batches = self.data.poll(timeout_ms=timeout_ms)
+        self.configs.refresh()
+        self._observe_champions()
+        pairs: list[Any] = []
+        labels: list[Any] = []
+        for tp, records in batches.items():
+            (pairs if tp.topic == self.shadow else labels).extend(records)
+        for record in pairs:
+            self._pair(record)
+        by_stream: dict[str, list[Labelled]] = defaultdict(list)
+        for record in labels:
+            item = self._labelled(record)
+            if item is not None:
+                by_stream[item.example.stream].append(item)
+        for stream, items in by_stream.items():
+            self._score(stream, items)
+        self.since_checkpoint += len(pairs) + len(labels)
+        j = self.state.join
+        for name, value in (
+            ("pending", len(j)),
+            ("joined", j.joined),
+            ("expired", j.expired),
+            ("evicted", j.evicted),
+        ):
+            self.pairs.labels(state=name).set(value)
+        due = self.since_checkpoint >= self.service.checkpoint_every or (
+            self.since_checkpoint
+            and time.monotonic() - self.last_checkpoint >= self.service.checkpoint_interval_s
+        )
+        if due:
+            self.checkpoint()
+
+    # -- records --------------------------------------------------------------------
+
+    def _pair(self, record: Any) -> None:
+        self.state.advance(record.topic, record.partition, record.offset)
+        try:
+            pair = decode(record.value, ShadowPair)
+        except CodecError as exc:
+            self._dead(record, exc.reason, exc.detail)
+            return
+        assert isinstance(pair, ShadowPair)  # noqa: S101 - decode's target
+        self.state.add_pair(pair, now=record.timestamp / 1000.0)
+
+    def _labelled(self, record: Any) -> Labelled | None:
+        try:
+            example = decode(record.value, LabelledExample)
+        except CodecError as exc:
+            self.state.advance(record.topic, record.partition, record.offset)
+            self._dead(record, exc.reason, exc.detail)
+            return None
+        assert isinstance(example, LabelledExample)  # noqa: S101 - decode's target
+        if self._config(example.stream) is None:
+            self.state.advance(record.topic, record.partition, record.offset)
+            self._dead(
+                record,
+                ReasonCode.UNKNOWN_STREAM,
+                f"no config for stream {example.stream!r} on the streams topic",
+                stream=example.stream,
+                example_id=example.example_id,
+            )
+            return None
+        return Labelled(
+            example=example,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_s=record.timestamp / 1000.0,
+        )
+
+    def _config(self, stream: str) -> StreamConfig | None:
+        config = self.configs.get(stream)
+        if config is None:
+            self.configs.refresh()
+            config = self.configs.get(stream)
+        return config
+
+    def _score(self, stream: str, items: list[Labelled]) -> None:
+        config = self._config(stream)
+        assert config is not None  # noqa: S101 - checked in _labelled
+        models = self._served(stream)
+        try:
+            out = self.state.handle(items, config=config, models=models, model=stream)
+        except Exception:  # noqa: BLE001 - a model that fails to predict
+            log.exception("scoring %s failed; the batch is not scored", stream)
+            for item in items:
+                self.state.advance(item.topic, item.partition, item.offset)
+            self.examples.labels(stream=stream, outcome="error").inc(len(items))
+            return
+        self.examples.labels(stream=stream, outcome="scored").inc(out.scored)
+        self.examples.labels(stream=stream, outcome="duplicate").inc(out.duplicates)
+        unscored = len(items) - out.scored - out.duplicates
+        if unscored:
+            self.examples.labels(stream=stream, outcome="unscored").inc(unscored)
+        if out.learned_skips:
+            self.skipped.labels(stream=stream).inc(out.learned_skips)
+        for role, served in models.items():
+            if served is not None:
+                self.served_version.labels(stream=stream, role=role).set(served.version)
+        for snap in out.snapshots:
+            self._send("metrics", snap)
+            for name, value in snap.values.items():
+                self.values.labels(stream=stream, role=snap.role, metric=name).set(value)
+        for decision in out.decisions:
+            self.carry_out(decision)
+
+    def _settled(self, sub: ModelSubscriber) -> bool:
+        """Caught up, and every followed alias of a known stream is loaded (or refused)."""
+        if not sub.caught_up():
+            return False
+        refused = {(f.model, f.version) for f in sub.history() if not isinstance(f, LoadedModel)}
+        for model in self.configs.all():
+            for alias, version in sub.aliases(model).items():
+                have = sub.get(model, alias) if alias in ALIASES else None
+                if alias in ALIASES and (have is None or have.version != version):
+                    if (model, version) not in refused:
+                        return False
+        return True
+
+    def _served(self, stream: str) -> dict[Role, Served | None]:
+        champion_loaded = self.subscriber.get(stream, "champion")
+        challenger_loaded = self.subscriber.get(stream, "challenger")
+        models: dict[Role, Served | None] = {
+            "champion": _served(champion_loaded) if champion_loaded is not None else None,
+            "challenger": _served(challenger_loaded) if challenger_loaded is not None else None,
+        }
+        watch = self.state.watches.get(stream)
+        champion = models.get("champion")
+        if watch is not None and champion is not None and watch.champion == champion.version:
+            models["predecessor"] = self._predecessor(stream, watch.predecessor)
+        return models
+
+    # -- versions and watches -------------------------------------------------------
+
+    def _swapped(self, new: LoadedModel, old: LoadedModel | None) -> None:
+        """Subscriber thread: keep the version a champion replaced, for the rollback rule."""
+        if old is not None:
+            self._remember(old.model, _served(old))
+
+    def _remember(self, model: str, served: Served) -> None:
+        with self._lock:
+            self.predecessors[(model, served.version)] = served
+            self.predecessors.move_to_end((model, served.version))
+            while len(self.predecessors) > 8:
+                self.predecessors.popitem(last=False)
+
+    def _predecessor(self, model: str, version: int) -> Served | None:
+        with self._lock:
+            found = self.predecessors.get((model, version))
+        if found is not None:
+            return found
+        try:  # after a restart: from the registry, verified before unpickling
+            meta = self.registry.get_version(model=model, version=version)
+            predictor = self.registry.load_predictor(model=model, version=version)
+        except Exception:  # noqa: BLE001 - no predecessor: the rollback rule waits
+            log.exception("cannot load predecessor %s v%d", model, version)
+            return None
+        if meta is None:
+            return None
+        served = Served(version=version, predictor=predictor, lineage=meta.lineage)
+        self._remember(model, served)
+        return served
+
+    def _observe_champions(self) -> None:
+        """On a champion change, open a watch if it was a promotion, else close it."""
+        for (model, alias), loaded in self.subscriber.loaded().items():
+            if alias != "champion" or self.last_champion.get(model) == loaded.version:
+                continue
+            self.last_champion[model] = loaded.version
+            watch = self.state.watches.get(model)
+            if watch is not None and watch.champion == loaded.version:
+                continue  # restored from a checkpoint
+            history = self.registry.alias_history(model=model, alias="champion", limit=1)
+            last = history[0] if history else None
+            config = self.configs.get(model)
+            if (
+                last is not None
+                and config is not None
+                and last.to_version == loaded.version
+                and last.from_version is not None
+                and last.reason == AliasReason.PROMOTED.value
+            ):
+                self.state.watch(
+                    model,
+                    metric=config.policy.primary_metric_for(config.spec.label.kind),
+                    champion=loaded.version,
+                    predecessor=last.from_version,
+                    window=config.policy.rolling_window,
+                )
+                log.info(
+                    "watching %s v%d against its predecessor v%d",
+                    model,
+                    loaded.version,
+                    last.from_version,
+                    extra={"model": model},
+                )
+            elif watch is not None:
+                self.state.unwatch(model)
+
+    # -- decisions ------------------------------------------------------------------
+
+    def carry_out(self, decision: Decision) -> str:
+        """Move the alias the decision calls for (compare-and-set); returns the outcome:
+        ``applied``, ``already`` (a replay), ``conflict``, ``frozen``, ``stale`` or ``missing``."""
+        outcome = self.mover.carry_out(decision)
+        if outcome == "stale":
+            self.state.unwatch(decision.stream)
+        self.decisions.labels(stream=decision.stream, kind=decision.kind, outcome=outcome).inc()
+        log.info(
+            "%s %s v%d -> v%d: %s",
+            decision.kind,
+            decision.stream,
+            decision.champion,
+            decision.target,
+            outcome,
+            extra={"model": decision.stream, "evidence": decision.evidence()},
+        )
+        return outcome
+
+    # -- output ---------------------------------------------------------------------
+
+    def _send(self, suffix: str, event: Any) -> None:
+        self.producer.send(self.topics.name(suffix), key=event_key(event), value=encode(event))
+
+    def _dead(
+        self,
+        record: Any,
+        reason: ReasonCode,
+        detail: str,
+        *,
+        stream: str | None = None,
+        example_id: str | None = None,
+    ) -> None:
+        self.dead.labels(reason=reason.value).inc()
+        log.error(
+            "unusable record: %s",
+            detail,
+            extra=at(record.topic, record.partition, record.offset, reason=reason.value),
+        )
+        letter = dead_letter(
+            reason=reason,
+            detail=detail,
+            service="evaluator",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            stream=stream,
+            example_id=example_id,
+        )
+        self.producer.send(
+            self.topics.name("events.dead"), key=record.topic.encode(), value=encode(letter)
+        )
+
+    def checkpoint(self) -> None:
+        """Flush outputs, then save the state with its positions (signed), then commit them
+        to the group for monitoring (the checkpoint is the truth)."""
+        started = time.perf_counter()
+        self.producer.flush()
+        offsets = {f"{t}/{p}": o for (t, p), o in self.state.positions.items()}
+        self.registry.save_checkpoint(
+            owner=OWNER,
+            key=self.service.group_id,
+            state=self.state,
+            offsets=offsets,
+            meta={"watches": sorted(self.state.watches), "pending_pairs": len(self.state.join)},
+        )
+        self.since_checkpoint = 0
+        self.last_checkpoint = time.monotonic()
+        self.checkpoints.observe(time.perf_counter() - started)
+
+    def close(self) -> None:
+        """Close every client."""
+        self.subscriber.stop()
+        for consumer in (self.lease, self.data):  # the lease first: a standby takes over
+            try:
+                consumer.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                log.debug("closing a consumer failed", exc_info=True)
+        self.producer.flush()
+        self.producer.close()
+        self.configs.close()
+
+
+class AliasMover:
+    """Carries out decisions on the registry: compare-and-set moves with evidence.
+
+    Idempotent: a decision replayed after a restart finds its move done (``already``);
+    a decision overtaken by another move fails its compare-and-set (``conflict``);
+    a frozen model is never moved.
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def carry_out(self, d: Decision) -> str:
+        """Carry out one decision; returns ``applied``, ``already`` (done before: a replay
+        after a restart), ``conflict`` (the alias moved meanwhile), ``frozen``, ``stale``
+        (the champion's last move is not the promotion being rolled back) or ``missing``."""
+        info = self.registry.get_model(name=d.stream)
+        if info is None:
+            return "missing"
+        if info.frozen:
+            return "frozen"
+        champion = info.aliases.get("champion")
+        if d.kind == "promote":
+            if champion != d.target:
+                try:
+                    self.registry.move_alias(
+                        model=d.stream,
+                        alias="champion",
+                        to_version=d.target,
+                        expect=d.champion,
+                        reason=AliasReason.PROMOTED,
+                        actor=ACTOR,
+                        evidence=d.evidence(),
+                    )
+                except AliasConflict:
+                    return "conflict"
+                except FrozenModel:
+                    return "frozen"
+                outcome = "applied"
+            else:
+                outcome = "already"
+            self._clear_challenger(d)
+            return outcome
+        if champion == d.target:
+            return "already"
+        history = self.registry.alias_history(model=d.stream, alias="champion", limit=1)
+        if not history or (history[0].to_version, history[0].from_version) != (
+            d.champion,
+            d.target,
+        ):
+            return "stale"
+        try:
+            self.registry.rollback(
+                model=d.stream,
+                alias="champion",
+                expect=d.champion,
+                actor=ACTOR,
+                evidence=d.evidence(),
+            )
+        except AliasConflict:
+            return "conflict"
+        except FrozenModel:
+            return "frozen"
+        except NotFound:
+            return "stale"
+        return "applied"
+
+    def _clear_challenger(self, d: Decision) -> None:
+        """The promoted challenger is champion now: the ``challenger`` alias is removed."""
+        try:
+            self.registry.move_alias(
+                model=d.stream,
+                alias="challenger",
+                to_version=None,
+                expect=d.target,
+                reason=AliasReason.PROMOTED,
+                actor=ACTOR,
+                evidence={"decision_id": d.decision_id, "promoted_to": "champion"},
+            )
+        except (AliasConflict, FrozenModel):
+            pass  # moved by someone else meanwhile, or already removed
+
+
+def _served(loaded: LoadedModel) -> Served:
+    return Served(version=loaded.version, predictor=loaded.predictor, lineage=loaded.meta.lineage)

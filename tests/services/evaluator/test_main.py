@@ -1,0 +1,28 @@
+"""Bad configuration fails at start-up, naming the setting, before anything connects."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.evaluator.__main__ import main
+
+ENV = ("DRIFTLINE_SIGNING_KEY", "DRIFTLINE_SIGNING_KEY_ID", "DRIFTLINE_EVALUATOR_SNAPSHOT_EVERY")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_no_signing_key_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "DRIFTLINE_SIGNING_KEY" in capsys.readouterr().err
+
+
+def test_a_bad_service_setting_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DRIFTLINE_EVALUATOR_SNAPSHOT_EVERY", "0")
+    assert main([]) == 2
+    assert "DRIFTLINE_EVALUATOR_SNAPSHOT_EVERY" in capsys.readouterr().err
