@@ -11,6 +11,7 @@ from rich.console import Console
 
 from services.common.logs import configure_logging
 from services.common.settings import DriftlineSettings
+from services.demo.stream import DEFAULT_SEED
 
 
 def register(sub: Any) -> None:
@@ -33,7 +34,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--config", type=Path, help="the stream config (YAML) for --dataset")
     parser.add_argument("--rate", type=float, help="examples per second to replay")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the default stream")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the default stream")
     parser.add_argument(
         "--keep-broker", action="store_true", help="leave a broker the demo started running"
     )

@@ -36,7 +36,7 @@ from services.demo.baselines_job import load as load_baselines
 from services.demo.baselines_job import stream_args
 from services.demo.observer import Observer
 from services.demo.state import DemoState
-from services.demo.stream import DemoStream, load_stream
+from services.demo.stream import DEFAULT_SEED, DemoStream, load_stream
 from services.demo.supervisor import Supervisor
 from services.ingest.producer import encode_raw
 from services.localbroker.ports import free_ports
@@ -77,7 +77,7 @@ class DemoOptions:
     rate: float | None = None
     keep_broker: bool = False
     live: bool = True
-    seed: int = 7
+    seed: int = DEFAULT_SEED
 
 
 @dataclass
@@ -455,13 +455,34 @@ def _at(positions: list[int], count: int) -> int:
     return positions[min(count, len(positions)) - 1] + 1
 
 
+def _served_curve(state: DemoState, positions: list[int]) -> report.Curve:
+    """The served model's accuracy from the evaluator's ``served`` track (across swaps).
+
+    The track counts the valid examples the evaluator scored with the champion of the
+    moment; they run without a gap from the first champion to the end of the stream, so
+    the k-th scored one is valid example ``skipped + k``.
+    """
+    snaps = sorted((s for s in state.served if s.role == "served"), key=lambda s: s.example_count)
+    skipped = max(0, len(positions) - (snaps[-1].example_count if snaps else 0))
+    rolling: list[tuple[int, float]] = []
+    cumulative: list[tuple[int, int, int]] = []
+    for snap in snaps:
+        x = _at(positions, skipped + snap.example_count)
+        value = snap.values.get("rolling_accuracy")
+        if value is not None:
+            rolling.append((x, value))
+        total = snap.values.get("accuracy")
+        if total is not None:
+            cumulative.append((x, snap.example_count, round(total * snap.example_count)))
+    window = snaps[-1].window if snaps else 1
+    return report.Curve("driftline (served)", "served", tuple(rolling), window, tuple(cumulative))
+
+
 def _report(
     state: DemoState, source: DemoStream, run_dir: Path, elapsed_s: float, checks: list[Check]
 ) -> tuple[Path, list[report.SummaryRow]]:
     positions = _valid_positions(state)
-    served = report.Curve.from_served(
-        "driftline (served champion)", state.served, starts=state.first_answer
-    )
+    served = _served_curve(state, positions)
     baselines_file = run_dir / "baselines.json"
     baselines = load_baselines(baselines_file) if baselines_file.exists() else []
     aliases: dict[int, list[str]] = {}

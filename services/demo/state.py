@@ -165,9 +165,9 @@ class DemoState:
         return out
 
     def served_accuracy(self) -> tuple[int | None, float | None]:
-        """The served model's version and rolling accuracy in the latest champion snapshot."""
+        """The served model's version and rolling accuracy in the latest ``served`` snapshot."""
         for snap in reversed(self.served):
-            if snap.role == "champion":
+            if snap.role == "served":
                 value = snap.values.get("rolling_accuracy", snap.values.get("accuracy"))
                 return snap.version, value
         return None, None

@@ -282,6 +282,20 @@ class EvaluatorState:
                 )
                 if snap is not None:
                     out.snapshots.append(snap)
+                if role == "champion":
+                    served_snap = self.board.record_served(
+                        stream,
+                        name,
+                        m.version,
+                        task,
+                        window,
+                        ex.label,
+                        prediction,
+                        proba,
+                        ex.event_time,
+                    )
+                    if served_snap is not None:
+                        out.snapshots.append(served_snap)
                 scores[role] = example_score(metric, task, ex.label, prediction, proba)
             if scores:
                 out.scored += 1

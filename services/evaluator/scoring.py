@@ -161,6 +161,10 @@ class LiveMetrics:
         return out
 
 
+SERVED_ROLE = "served"  # the stream's track across swaps: what was served, whatever version
+SERVED_VERSION = 0  # its key in the scoreboard (versions start at 1)
+
+
 @dataclass
 class _Track:
     metrics: LiveMetrics
@@ -242,6 +246,54 @@ class Scoreboard:
             event_time=event_time,
         )
 
+    def record_served(
+        self,
+        stream: str,
+        model: str,
+        version: int,
+        task: Task,
+        window: int,
+        y: Any,
+        prediction: Any,
+        proba: Mapping[str, float] | None,
+        event_time: Any,
+    ) -> MetricSnapshot | None:
+        """Score the served champion's answer on the stream's ``served`` track.
+
+        Unlike the per-version tracks, this one runs across swaps: the served model's
+        accuracy over time, whatever its version or kind. A snapshot is due every
+        ``every // 5`` examples and names the version serving then.
+
+        >>> board = Scoreboard(every=10)
+        >>> snaps = [board.record_served("s", "s", v, "class", 4, 1, p, None, None)
+        ...          for v, p in [(1, 1), (1, 0), (2, 1), (2, 1)]]
+        >>> [(s.version, s.example_count, s.values["accuracy"]) for s in snaps if s]
+        [(1, 2, 0.5), (2, 4, 0.75)]
+        """
+        key = (stream, SERVED_VERSION, SERVED_ROLE)
+        track = self.tracks.get(key)
+        if track is None or track.metrics.task != task or track.metrics.window != window:
+            track = self.tracks[key] = _Track(LiveMetrics(task=task, window=window), model)
+        track.used = self.tick
+        track.metrics.update(y, prediction, proba)
+        lm = track.metrics
+        if lm.example_count % max(1, self.every // 5):
+            return None
+        return MetricSnapshot(
+            event_id=derive_id(
+                f"{stream}/{model}/{SERVED_ROLE}/{lm.example_count}", "evaluator-metrics"
+            ),
+            stream=stream,
+            model=model,
+            version=version,
+            source="evaluator",
+            role=SERVED_ROLE,
+            values=lm.values(),
+            window=lm.window,
+            example_count=lm.example_count,
+            event_time=event_time,
+        )
+
     def prune(self, stream: str, keep: int) -> int:
         """Keep only the stream's ``keep`` most recently scored tracks; returns how many
         were dropped. An online champion is a new version every few thousand examples:
@@ -253,7 +305,9 @@ class Scoreboard:
         >>> board.prune("s", keep=2), sorted(v for _, v, _ in board.tracks)
         (3, [4, 5])
         """
-        mine = sorted((t.used, k) for k, t in self.tracks.items() if k[0] == stream)
+        mine = sorted(
+            (t.used, k) for k, t in self.tracks.items() if k[0] == stream and k[2] != SERVED_ROLE
+        )
         doomed = [k for _, k in mine[: max(len(mine) - keep, 0)]]
         for k in doomed:
             del self.tracks[k]
@@ -261,7 +315,11 @@ class Scoreboard:
 
     def forget(self, stream: str, keep: set[tuple[int, str]]) -> int:
         """Drop a stream's tracks whose (version, role) is not in ``keep``; returns how many."""
-        doomed = [k for k in self.tracks if k[0] == stream and (k[1], k[2]) not in keep]
+        doomed = [
+            k
+            for k in self.tracks
+            if k[0] == stream and k[2] != SERVED_ROLE and (k[1], k[2]) not in keep
+        ]
         for k in doomed:
             del self.tracks[k]
         return len(doomed)

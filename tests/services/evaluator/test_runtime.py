@@ -60,7 +60,7 @@ def test_a_better_challenger_is_promoted_once_with_evidence() -> None:
     )
     assert evidence["decision_id"] == decision.decision_id
     roles = {(s.role, s.version) for s in out.snapshots}
-    assert roles == {("champion", 1), ("challenger", 2)}
+    assert roles == {("champion", 1), ("challenger", 2), ("served", 1)}
     champion_snaps = [s for s in out.snapshots if s.role == "champion"]
     assert [s.example_count for s in champion_snaps] == [250, 500, 750, 1000, 1250, 1500]
     assert all(s.values["rolling_accuracy"] < 0.7 for s in champion_snaps)
@@ -141,7 +141,7 @@ def test_a_degraded_champion_is_rolled_back_to_its_predecessor() -> None:
         ev["metrics"]["predecessor_rolling_accuracy"] - ev["metrics"]["champion_rolling_accuracy"]
         > 0.05
     )
-    assert {s.role for s in out.snapshots} == {"champion", "predecessor"}
+    assert {s.role for s in out.snapshots} == {"champion", "predecessor", "served"}
     assert state.watches["loans"].decided
 
 
@@ -164,7 +164,8 @@ def test_a_frozen_policy_scores_but_never_decides() -> None:
         {"champion": OLD, "challenger": NEW},
         cfg=frozen,
     )
-    assert out.scored == 800 and out.decisions == [] and len(out.snapshots) == 2
+    assert out.scored == 800 and out.decisions == []
+    assert [s.role for s in out.snapshots if s.role != "served"] == ["champion", "challenger"]
 
 
 def test_a_challenger_equal_to_the_champion_is_ignored() -> None:
@@ -172,7 +173,8 @@ def test_a_challenger_equal_to_the_champion_is_ignored() -> None:
     out = feed(
         state, labelled(examples("loans", 2, 300, seed=3)), {"champion": NEW, "challenger": NEW}
     )
-    assert {s.role for s in out.snapshots} == {"champion"} and "loans" not in state.challenges
+    assert {s.role for s in out.snapshots} == {"champion", "served"}
+    assert "loans" not in state.challenges
 
 
 def test_a_restored_state_continues_exactly_like_an_uninterrupted_one() -> None:
@@ -209,8 +211,8 @@ def test_memory_stays_bounded_while_an_online_champion_moves_on() -> None:
     for i in range(0, 2000, 100):  # a new champion version every 100 examples
         online = Served(version=10 + i // 100, predictor=OLD.predictor)
         state.handle(data[i : i + 100], config=CFG, models={"champion": online})
-    assert len(state.board.tracks) == 3
-    assert {v for _, v, _ in state.board.tracks} == {27, 28, 29}
+    assert len(state.board.tracks) == 3 + 1  # and the stream's one served track
+    assert {v for _, v, r in state.board.tracks if r != "served"} == {27, 28, 29}
     assert len(state.seen["loans"]) == 500
 
 
@@ -281,5 +283,18 @@ def test_a_regression_stream_is_scored_by_mae_whatever_the_flavor() -> None:
         decision.kind == "promote"
         and decision.verdict.values["challenger_mae"] < decision.verdict.values["champion_mae"]
     )
-    last = out.snapshots[-1]
+    last = [s for s in out.snapshots if s.role != "served"][-1]
     assert {"mae", "rmse", "r2", "rolling_mae", "rolling_rmse", "rolling_r2"} == set(last.values)
+
+
+def test_the_served_track_runs_across_a_swap() -> None:
+    state = EvaluatorState(snapshot_every=500)
+    data = labelled(examples("loans", 2, 1200, seed=3))
+    before = feed(state, data[:600], {"champion": OLD})
+    after = feed(state, data[600:], {"champion": NEW})
+    served = [s for s in before.snapshots + after.snapshots if s.role == "served"]
+    assert [s.example_count for s in served] == list(range(100, 1201, 100))
+    assert [s.version for s in served] == [1] * 6 + [2] * 6
+    # the rolling accuracy shows the swap: the old concept's model, then the new one's
+    assert served[5].values["rolling_accuracy"] < 0.7 < served[-1].values["rolling_accuracy"]
+    assert len({s.event_id for s in served}) == len(served)
