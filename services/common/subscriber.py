@@ -1,0 +1,706 @@
+"""The SDK's model subscriber: follow a model's aliases (or pin a version) from the
+compacted ``models`` topic and always hold a verified, warmed-up predictor.
+
+Another team's service needs a few lines::
+
+    settings = DriftlineSettings.load()
+    with ModelSubscriber(settings, models=["sea"]) as models:
+        models.wait_until(lambda s: s.current is not None, timeout_s=30)
+        champion = models.get("sea")          # LoadedModel | None, no lock taken
+        champion.predictor.predict_one({"x1": 1.0, "x2": 2.0, "x3": 3.0})
+
+How it works: a plain thread (kafka-python, no consumer group, no event loop) reads the
+``models`` topic from its start, so a restart rebuilds every version and alias. Until it
+has read up to the end offset it saw at start, it only records events; then it loads the
+final version of each followed alias once. Later events load as they come.
+
+Loading a version: fetch the artifact (its ``file://`` URI when readable here, else
+``{DRIFTLINE_REGISTRY_HTTP_URL}/artifacts/{sha256}``), verify sha256 and HMAC before
+anything is unpickled (:func:`services.common.artifacts.load`), check that every feature
+the model uses is declared by the caller with the same type, warm it up with one
+prediction, then swap it in by replacing an immutable mapping: readers take no lock and
+see either the old model or the new one, never a mix. Any failure keeps what was loaded,
+logs, counts and calls ``on_failure``.
+
+Reason codes of :class:`LoadFailure`: ``unsigned``, ``unknown_key_id``, ``bad_signature``,
+``sha256_mismatch``, ``incompatible_spec``, ``fetch_failed`` (retried every
+``retry_interval_s``), ``load_failed``, ``warmup_failed``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import OrderedDict, deque
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from schemas import AliasMoved, FeatureSpec, ModelVersionPublished, Topics, utcnow
+from schemas.topics import CATALOGUE
+from services.common import artifacts
+from services.common.codec import decode
+from services.common.errors import CodecError
+from services.common.kafka_client import assign_all, make_consumer
+from services.common.logs import at
+from services.common.predictor import Predictor
+from services.common.settings import DriftlineSettings
+from services.common.signing import Keyring, Signature, SignatureError
+
+log = logging.getLogger(__name__)
+
+PINNED = "pinned"  # the slot name of a pinned version in :meth:`ModelSubscriber.loaded`
+TRANSIENT = frozenset({"fetch_failed"})  # reasons worth retrying later
+FETCH_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified, warmed-up model version, as the subscriber serves it.
+
+    Attributes
+    ----------
+    model, version
+        Which version this is.
+    alias
+        The alias it was loaded for (None when pinned).
+    predictor
+        The predictor wrapper (``predict_one``, ``predict_many``, probabilities).
+    meta
+        The version's event: kind, flavor, algorithm, metrics, lineage, spec sha256.
+    loaded_at, load_ms
+        When it was swapped in (aware UTC) and how long fetch + verify + warm-up took.
+    """
+
+    model: str
+    version: int
+    alias: str | None
+    predictor: Predictor
+    meta: ModelVersionPublished
+    loaded_at: datetime
+    load_ms: float
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A version that was refused or could not be loaded; the current model stays."""
+
+    model: str
+    version: int
+    alias: str | None
+    reason: str
+    detail: str
+    at: datetime = field(default_factory=utcnow)
+
+
+class ReleasedPredictor(Predictor):
+    """Stands in for the predictor of a history entry, so the load history (up to 1,000
+    entries) keeps no model alive; predictions come from :meth:`ModelSubscriber.get`."""
+
+    def predict_many(self, xs: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Refuse: this is a record of a past load."""
+        raise RuntimeError("a history entry holds no model: use ModelSubscriber.get() to predict")
+
+    def predict_proba_many(self, xs: Sequence[Mapping[str, Any]]) -> list[dict[str, float] | None]:
+        """Refuse: this is a record of a past load."""
+        raise RuntimeError("a history entry holds no model: use ModelSubscriber.get() to predict")
+
+
+def _released(loaded: LoadedModel) -> LoadedModel:
+    stub = copy.copy(loaded.predictor)
+    stub.__class__ = ReleasedPredictor
+    stub.model = None
+    stub.vectorizer = None
+    return replace(loaded, predictor=stub)
+
+
+class LoadError(Exception):
+    """Why one load attempt failed (internal; turned into a :class:`LoadFailure`)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def compatibility_problems(predictor: Predictor, features: Sequence[FeatureSpec]) -> list[str]:
+    """Why ``predictor`` cannot serve examples with the declared ``features`` (empty: it can).
+
+    Compatible means: every feature the model uses is declared, with the same type.
+
+    >>> from schemas.streams import Spec
+    >>> spec = Spec.model_validate({"features": [{"name": "x", "type": "number"}],
+    ...                             "label": {"kind": "number"}})
+    >>> p = Predictor(flavor="river", model=None, spec=spec, spec_sha256="0" * 64,
+    ...               algorithm="none")
+    >>> compatibility_problems(p, spec.features)
+    []
+    >>> compatibility_problems(p, [FeatureSpec(name="x", type="bool")])
+    ["feature 'x' is bool here, the model uses number"]
+    """
+    declared = {f.name: f.type for f in features}
+    problems = []
+    for ref in predictor.features:
+        have = declared.get(ref.name)
+        if have is None:
+            problems.append(f"feature {ref.name!r} is not declared here")
+        elif have != ref.type:
+            problems.append(f"feature {ref.name!r} is {have} here, the model uses {ref.type}")
+    return problems
+
+
+def warmup_row(predictor: Predictor, features: Sequence[FeatureSpec] = ()) -> dict[str, Any]:
+    """A synthetic example with every feature the model uses (0, False, a category).
+
+    >>> from schemas.streams import Spec
+    >>> spec = Spec.model_validate({"features": [{"name": "x", "type": "number"},
+    ...     {"name": "c", "type": "category", "categories": ["a", "b"]}],
+    ...     "label": {"kind": "number"}})
+    >>> p = Predictor(flavor="river", model=None, spec=spec, spec_sha256="0" * 64,
+    ...               algorithm="none")
+    >>> warmup_row(p, spec.features)
+    {'x': 0.0, 'c': 'a'}
+    """
+    categories = {f.name: f.categories for f in features if f.categories}
+    if predictor.vectorizer is not None:
+        categories.update(
+            {f.name: f.categories for f in predictor.vectorizer.features if f.categories}
+        )
+    row: dict[str, Any] = {}
+    for ref in predictor.features:
+        if ref.type == "number":
+            row[ref.name] = 0.0
+        elif ref.type == "bool":
+            row[ref.name] = False
+        else:
+            known = categories.get(ref.name)
+            row[ref.name] = known[0] if known else ""
+    return row
+
+
+class ModelSubscriber:
+    """Follows model versions and aliases on the ``models`` topic; holds them loaded.
+
+    Parameters
+    ----------
+    settings
+        Broker, topic prefix, keys and ``registry_http_url``.
+    models
+        Models to follow (None: every model on the topic).
+    aliases
+        Aliases to follow, the primary first (``("champion", "challenger")`` to shadow).
+    pins
+        ``model -> version``: load exactly that version for the model, whatever its aliases.
+    features
+        Declared features per model; a version using a feature not declared, or with
+        another type, is refused (``incompatible_spec``). None or a missing model: no check.
+    on_swap, on_failure, on_remove
+        Called from the subscriber's thread: ``on_swap(new, old)`` after a swap,
+        ``on_failure(failure)`` after a refused load, ``on_remove(old)`` when an alias
+        followed was removed. An exception in a callback is logged, never raised.
+    keyring
+        Verification keys (default: ``Keyring.from_settings(settings)``).
+    client_id
+        The Kafka client id.
+    retry_interval_s
+        How often a version that could not be fetched is tried again.
+
+    Examples
+    --------
+    >>> s = ModelSubscriber(DriftlineSettings.load(env={}), models=["sea"])
+    >>> s.get("sea") is None, s.loaded(), s.caught_up()
+    (True, {}, False)
+    """
+
+    def __init__(
+        self,
+        settings: DriftlineSettings,
+        *,
+        models: Collection[str] | None = None,
+        aliases: Sequence[str] = ("champion",),
+        pins: Mapping[str, int] | None = None,
+        features: Mapping[str, Sequence[FeatureSpec]] | None = None,
+        on_swap: Callable[[LoadedModel, LoadedModel | None], None] | None = None,
+        on_failure: Callable[[LoadFailure], None] | None = None,
+        keyring: Keyring | None = None,
+        client_id: str = "driftline-subscriber",
+        on_remove: Callable[[LoadedModel], None] | None = None,
+        retry_interval_s: float = 5.0,
+    ) -> None:
+        if not aliases and not pins:
+            raise ValueError("follow at least one alias or pin one version")
+        self.settings = settings
+        self.topic = Topics(settings.topic_prefix).name("models")
+        self.models = frozenset(models) if models is not None else None
+        self.followed = tuple(aliases)
+        self.pins = dict(pins or {})
+        self.features = {m: tuple(f) for m, f in (features or {}).items()}
+        self.on_swap = on_swap
+        self.on_failure = on_failure
+        self.on_remove = on_remove
+        self.keyring = keyring if keyring is not None else Keyring.from_settings(settings)
+        self.client_id = client_id
+        self.retry_interval_s = retry_interval_s
+        # Read by any thread without a lock: replaced whole, never mutated.
+        self._snapshot: Mapping[tuple[str, str], LoadedModel] = MappingProxyType({})
+        # Written by the subscriber thread under _lock; read (copied) under it.
+        self._lock = threading.Lock()
+        self._versions: dict[str, dict[int, ModelVersionPublished]] = {}
+        self._alias_table: dict[str, dict[str, int]] = {}
+        self._history: deque[LoadedModel | LoadFailure] = deque(maxlen=1000)
+        self._changed = threading.Condition()
+        self._caught_up = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: Any = None
+        self._start_end: dict[Any, int] = {}
+        # Subscriber-thread state only.
+        self._failed: dict[tuple[str, int], LoadFailure] = {}
+        self._reported: set[tuple[str, int, str]] = set()
+        self._cache: OrderedDict[tuple[str, int], tuple[Predictor, float]] = OrderedDict()
+        self._retry_at = 0.0
+        self.stats = {"events": 0, "bad_events": 0, "swaps": 0, "failures": 0, "removals": 0}
+        self.error: BaseException | None = None
+
+    # -- life cycle -----------------------------------------------------------------
+
+    def start(self) -> ModelSubscriber:
+        """Connect and start following in a daemon thread; returns ``self``.
+
+        Raises :class:`~services.common.errors.BrokerError` here, in the caller, when the
+        broker or the ``models`` topic is missing.
+        """
+        if self._thread is not None:
+            raise RuntimeError("this subscriber was started already")
+        consumer = make_consumer(
+            self.settings,
+            group_id=None,
+            client_id=self.client_id,
+            fetch_max_wait_ms=100,
+            max_poll_records=500,
+        )
+        try:
+            tps = assign_all(consumer, self.topic)
+            self._start_end = dict(consumer.end_offsets(tps))
+        except BaseException:
+            consumer.close()
+            raise
+        self._consumer = consumer
+        self._thread = threading.Thread(
+            target=self._run, name=f"{self.client_id}-models", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop following and close the consumer (the loaded models stay readable)."""
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout_s)
+        if self._thread is not None and self._thread.is_alive():
+            log.warning("the model subscriber did not stop within %.1fs", timeout_s)
+
+    def __enter__(self) -> ModelSubscriber:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True while the subscriber thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- reads (any thread) ---------------------------------------------------------
+
+    def get(self, model: str, alias: str = "champion") -> LoadedModel | None:
+        """The loaded version of ``model`` for ``alias``. No lock is taken.
+
+        A pinned model answers with its pinned version for ``champion`` and for the
+        primary (first) alias followed, and None for the others.
+        """
+        snapshot = self._snapshot  # one read: a consistent view
+        found = snapshot.get((model, alias))
+        if found is None and alias in (self.primary, "champion"):
+            found = snapshot.get((model, PINNED))
+        return found
+
+    @property
+    def primary(self) -> str:
+        """The first alias followed (``champion`` by default)."""
+        return self.followed[0] if self.followed else "champion"
+
+    def pinned(self, model: str) -> LoadedModel | None:
+        """The pinned version of ``model``, once loaded."""
+        return self._snapshot.get((model, PINNED))
+
+    @property
+    def current(self) -> LoadedModel | None:
+        """With exactly one model followed (or loaded): its primary alias' version."""
+        if self.models is not None and len(self.models) == 1:
+            (name,) = self.models
+            return self.get(name, self.primary)
+        names = {m for m, _ in self._snapshot}
+        if len(names) == 1:
+            return self.get(next(iter(names)), self.primary)
+        return None
+
+    def loaded(self) -> dict[tuple[str, str], LoadedModel]:
+        """Everything loaded: ``{(model, alias or "pinned"): LoadedModel}``."""
+        return dict(self._snapshot)
+
+    def versions(self, model: str) -> dict[int, ModelVersionPublished]:
+        """Every version of ``model`` seen on the topic."""
+        with self._lock:
+            return dict(self._versions.get(model, {}))
+
+    def aliases(self, model: str) -> dict[str, int]:
+        """Where the aliases of ``model`` point, as the topic says (every alias)."""
+        with self._lock:
+            return dict(self._alias_table.get(model, {}))
+
+    def history(self) -> list[LoadedModel | LoadFailure]:
+        """Loads and refusals, oldest first (the newest 1,000). Entries keep each load's
+        metadata but no model (their predictor is a :class:`ReleasedPredictor`)."""
+        with self._lock:
+            return list(self._history)
+
+    def caught_up(self) -> bool:
+        """True once the topic was read up to the end offset seen at start and the final
+        state of every followed alias was loaded (or refused)."""
+        return self._caught_up.is_set()
+
+    def wait_until(self, predicate: Callable[[ModelSubscriber], bool], timeout_s: float) -> bool:
+        """Block until ``predicate(self)`` holds (re-checked after every change) or
+        ``timeout_s`` passes; returns whether it holds."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while not predicate(self):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining, 0.5))
+        return True
+
+    # -- the thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        consumer = self._consumer
+        try:
+            while not self._stop.is_set():
+                try:
+                    batches = consumer.poll(timeout_ms=200)
+                except Exception as exc:  # noqa: BLE001 - kafka-python retries; keep going
+                    log.warning("polling %s failed: %s", self.topic, exc)
+                    self._stop.wait(1.0)
+                    continue
+                self._process([r for records in batches.values() for r in records])
+                if not self._caught_up.is_set() and all(
+                    consumer.position(tp) >= end for tp, end in self._start_end.items()
+                ):
+                    self._mark_caught_up()
+                if self._caught_up.is_set() and self._failed and time.monotonic() > self._retry_at:
+                    self._retry_transient()
+                self._notify()
+        except BaseException as exc:  # pragma: no cover - logged for the owner to see
+            self.error = exc
+            log.exception("the model subscriber stopped on an error")
+        finally:
+            try:
+                consumer.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                log.debug("closing the subscriber's consumer failed", exc_info=True)
+            self._notify()
+
+    def _process(self, records: Sequence[Any]) -> None:
+        """Record a batch of the topic's records; once caught up, load what changed."""
+        touched: set[str] = set()
+        for record in records:
+            touched |= self._apply(record)
+        if touched and self._caught_up.is_set():
+            self._reconcile(touched)
+
+    def _mark_caught_up(self) -> None:
+        """The topic was read to its start-time end: load the final state of each alias."""
+        log.info("models topic read to its end: %d model(s), loading", len(self._models_seen()))
+        self._reconcile(self._models_seen())
+        self._caught_up.set()  # after the loads: caught up means "holding the final state"
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _models_seen(self) -> set[str]:
+        with self._lock:
+            return set(self._versions) | set(self._alias_table) | set(self.pins)
+
+    def _wanted(self, model: str) -> bool:
+        return self.models is None or model in self.models or model in self.pins
+
+    def _apply(self, record: Any) -> set[str]:
+        """Record one event of the topic; returns the model it touched (if followed)."""
+        self.stats["events"] += 1
+        if record.value is None:  # a tombstone: the key's version or alias is gone
+            key = record.key.decode(errors="replace") if record.key else ""
+            return self._tombstone(key)
+        try:
+            event = decode(record.value, CATALOGUE["models"])
+        except CodecError as exc:
+            self.stats["bad_events"] += 1
+            log.error(
+                "skipping an unusable models event: %s",
+                exc,
+                extra=at(record.topic, record.partition, record.offset, reason=exc.reason.value),
+            )
+            return set()
+        if not self._wanted(event.model):  # type: ignore[attr-defined]
+            return set()
+        with self._lock:
+            if isinstance(event, ModelVersionPublished):
+                self._versions.setdefault(event.model, {})[event.version] = event
+                return {event.model}
+            assert isinstance(event, AliasMoved)  # noqa: S101 - the topic's union
+            table = self._alias_table.setdefault(event.model, {})
+            if event.to_version is None:
+                table.pop(event.alias, None)
+            else:
+                table[event.alias] = event.to_version
+            return {event.model}
+
+    def _tombstone(self, key: str) -> set[str]:
+        with self._lock:
+            if "@" in key:
+                model, _, alias = key.rpartition("@")
+                if self._wanted(model):
+                    self._alias_table.get(model, {}).pop(alias, None)
+                    return {model}
+            elif ":v" in key:
+                model, _, number = key.rpartition(":v")
+                if self._wanted(model) and number.isdigit():
+                    self._versions.get(model, {}).pop(int(number), None)
+        return set()
+
+    # -- loading --------------------------------------------------------------------
+
+    def _targets(self, model: str) -> dict[str, int | None]:
+        """Slot -> the version it should hold (None: nothing)."""
+        if model in self.pins:
+            return {PINNED: self.pins[model]}
+        with self._lock:
+            table = dict(self._alias_table.get(model, {}))
+        return {alias: table.get(alias) for alias in self.followed}
+
+    def _reconcile(self, models: set[str]) -> None:
+        for model in sorted(models):
+            if not self._wanted(model):
+                continue
+            for slot, version in self._targets(model).items():
+                try:
+                    self._settle(model, slot, version)
+                except Exception:  # noqa: BLE001 - one bad slot never stops the others
+                    log.exception("loading %s %s failed unexpectedly", model, slot)
+
+    def _settle(self, model: str, slot: str, version: int | None) -> None:
+        alias = None if slot == PINNED else slot
+        current = self._snapshot.get((model, slot))
+        if version is None:
+            if current is not None:
+                self._swap(model, slot, None)
+                self.stats["removals"] += 1
+                log.info("%s@%s was removed: v%d unloaded", model, slot, current.version)
+                self._call(self.on_remove, current)
+            return
+        if current is not None and current.version == version:
+            return
+        meta = self.versions(model).get(version)
+        if meta is None:
+            return  # the version's event has not arrived yet (it will)
+        failed = self._failed.get((model, version))
+        if failed is not None:
+            self._report(failed, alias)
+            return
+        try:
+            predictor, load_ms = self._load(meta)
+        except LoadError as exc:
+            failure = LoadFailure(model, version, alias, exc.reason, exc.detail)
+            self._failed[(model, version)] = failure
+            self._report(failure, alias)
+            return
+        loaded = LoadedModel(
+            model=model,
+            version=version,
+            alias=alias,
+            predictor=predictor,
+            meta=meta,
+            loaded_at=utcnow(),
+            load_ms=load_ms,
+        )
+        self._swap(model, slot, loaded)
+        self.stats["swaps"] += 1
+        with self._lock:
+            self._history.append(_released(loaded))
+        log.info(
+            "%s %s -> v%d (%s %s, %.1f ms)",
+            model,
+            slot,
+            version,
+            meta.kind,
+            meta.algorithm,
+            load_ms,
+            extra={"model": model, "slot": slot, "version": version},
+        )
+        self._call(self.on_swap, loaded, current)
+
+    def _swap(self, model: str, slot: str, loaded: LoadedModel | None) -> None:
+        """Copy-on-write: readers hold the old mapping or the new one, both whole."""
+        new = dict(self._snapshot)
+        if loaded is None:
+            new.pop((model, slot), None)
+        else:
+            new[(model, slot)] = loaded
+        self._snapshot = MappingProxyType(new)
+
+    def _report(self, failure: LoadFailure, alias: str | None) -> None:
+        """Report a failure once per (model, version, slot)."""
+        slot = alias or PINNED
+        key = (failure.model, failure.version, slot)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        if failure.alias != alias:
+            failure = LoadFailure(
+                failure.model, failure.version, alias, failure.reason, failure.detail
+            )
+        self.stats["failures"] += 1
+        with self._lock:
+            self._history.append(failure)
+        log.error(
+            "refused %s v%d for %s: %s (%s); keeping %s",
+            failure.model,
+            failure.version,
+            slot,
+            failure.reason,
+            failure.detail,
+            _describe(self._snapshot.get((failure.model, slot))),
+            extra={"model": failure.model, "version": failure.version, "reason": failure.reason},
+        )
+        self._call(self.on_failure, failure)
+
+    def _retry_transient(self) -> None:
+        retry = {k for k, f in self._failed.items() if f.reason in TRANSIENT}
+        self._retry_at = time.monotonic() + self.retry_interval_s
+        if not retry:
+            return
+        for key in retry:
+            del self._failed[key]
+        self._reconcile({model for model, _ in retry})
+
+    def _call(self, callback: Callable[..., None] | None, *args: Any) -> None:
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:  # noqa: BLE001 - a user's callback never stops the subscriber
+            log.exception("a model subscriber callback raised")
+
+    def _load(self, meta: ModelVersionPublished) -> tuple[Predictor, float]:
+        """Fetch, verify, unpickle, check and warm up one version (or raise LoadError)."""
+        started = time.perf_counter()
+        cached = self._cache.get((meta.model, meta.version))
+        if cached is not None:
+            self._cache.move_to_end((meta.model, meta.version))
+            return cached[0], (time.perf_counter() - started) * 1000
+        data = self._fetch(meta)
+        ref = meta.artifact
+        try:
+            header, predictor = artifacts.load(
+                data, Signature(ref.sha256, ref.signature, ref.key_id), self.keyring
+            )
+        except SignatureError as exc:
+            raise LoadError(exc.reason, str(exc)) from exc
+        except Exception as exc:  # noqa: BLE001 - unpickling can fail in many ways
+            raise LoadError("load_failed", f"{type(exc).__name__}: {exc}") from exc
+        if header.spec_sha256 != meta.spec_sha256 or header.flavor != meta.flavor:
+            raise LoadError(
+                "load_failed",
+                f"the artifact says flavor {header.flavor} spec {header.spec_sha256[:12]}, "
+                f"the version says {meta.flavor} spec {meta.spec_sha256[:12]}",
+            )
+        declared = self.features.get(meta.model)
+        if declared is not None:
+            problems = compatibility_problems(predictor, declared)
+            if problems:
+                raise LoadError("incompatible_spec", "; ".join(problems))
+        try:
+            row = warmup_row(predictor, declared or ())
+            predictor.predict_many([row])
+            predictor.predict_proba_many([row])
+        except Exception as exc:  # noqa: BLE001 - any failure to predict refuses the model
+            raise LoadError("warmup_failed", f"{type(exc).__name__}: {exc}") from exc
+        load_ms = (time.perf_counter() - started) * 1000
+        self._cache[(meta.model, meta.version)] = (predictor, load_ms)
+        while len(self._cache) > 8:
+            self._cache.popitem(last=False)
+        return predictor, load_ms
+
+    def _fetch(self, meta: ModelVersionPublished) -> bytes:
+        ref = meta.artifact
+        parsed = urlparse(ref.uri)
+        if parsed.scheme == "file":
+            path = Path(unquote(parsed.path))
+            try:
+                return path.read_bytes()
+            except OSError as exc:
+                local_error = f"{ref.uri} is not readable here ({type(exc).__name__})"
+        else:
+            local_error = f"{ref.uri} is not a local file"
+        if parsed.scheme in ("http", "https"):
+            url = ref.uri
+        elif self.settings.registry_http_url:
+            url = f"{self.settings.registry_http_url.rstrip('/')}/artifacts/{ref.sha256}"
+        else:
+            raise LoadError(
+                "fetch_failed", f"{local_error} and DRIFTLINE_REGISTRY_HTTP_URL is not set"
+            )
+        return _download(url)
+
+
+def _download(url: str) -> bytes:
+    if urlparse(url).scheme not in ("http", "https"):
+        raise LoadError("fetch_failed", f"not an http(s) URL: {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT_S) as response:  # noqa: S310 - http(s) checked above
+            data: bytes = response.read()
+            return data
+    except urllib.error.HTTPError as exc:
+        raise LoadError("fetch_failed", f"GET {url}: HTTP {exc.code}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise LoadError("fetch_failed", f"GET {url}: {exc}") from exc
+
+
+def _describe(loaded: LoadedModel | None) -> str:
+    return f"v{loaded.version}" if loaded is not None else "nothing loaded"
+
+
+__all__ = [
+    "PINNED",
+    "ReleasedPredictor",
+    "LoadFailure",
+    "LoadedModel",
+    "ModelSubscriber",
+    "compatibility_problems",
+    "warmup_row",
+]

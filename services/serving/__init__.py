@@ -1,0 +1,1 @@
+"""Serving: hot-swapped model versions over HTTP (Open Inference Protocol) and Kafka."""

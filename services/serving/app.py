@@ -1,0 +1,496 @@
+"""Serving's edge: the model subscriber, the HTTP server (uvicorn in a thread), the Kafka
+path (``predictions.requests`` -> ``predictions``), shadow pairs and load acknowledgements.
+
+* Models: a :class:`~services.common.subscriber.ModelSubscriber` follows the served alias
+  (``champion``) and, when shadowing, the ``challenger``; it verifies, checks against the
+  stream's current spec (read from the ``streams`` topic) and warms up every version
+  before swapping it in. Each swap or refusal is acknowledged on ``models.acks``
+  (:class:`~schemas.ModelLoaded` / :class:`~schemas.ModelLoadFailed`, key: replica id).
+* Kafka path: a consumer group reads ``predictions.requests`` once the subscriber has
+  caught up, answers each request with the champion (one ``predict_many`` per stream and
+  batch) and sends a :class:`~schemas.Prediction` stamped with the version; the offsets
+  are committed after the producer has flushed (at least once; the prediction's
+  ``event_id`` is derived from the request's, so a redelivery repeats the same id). An
+  unusable request goes to ``events.dead`` with a reason code.
+* Shadow: with a challenger loaded, the same rows are scored by it in another thread and
+  each pair goes to ``shadow`` (for HTTP requests, only rows that carry example ids).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Collection
+from typing import Any
+
+import uvicorn
+
+from schemas import (
+    Event,
+    ModelLoaded,
+    ModelLoadFailed,
+    Prediction,
+    PredictionRequest,
+    ReasonCode,
+    Topics,
+    derive_id,
+)
+from services.common.codec import dead_letter, decode, encode, event_key
+from services.common.errors import BrokerError, CodecError, ConfigError
+from services.common.kafka_client import make_consumer, make_producer
+from services.common.logs import at
+from services.common.metrics import Metrics
+from services.common.settings import DriftlineSettings
+from services.common.shutdown import GracefulShutdown
+from services.common.stream_configs import StreamConfigs
+from services.common.subscriber import LoadedModel, LoadFailure, ModelSubscriber
+from services.serving.api import create_app
+from services.serving.metrics import ServingMetrics
+from services.serving.protocol import BadRequest, check_rows
+from services.serving.settings import ServingSettings
+from services.serving.shadow import ShadowJob, ShadowScorer, answers
+
+log = logging.getLogger("services.serving")
+
+GRACE_S = 10.0  # SIGTERM to exit, at most
+HTTP_GRACE_S = 3.0  # of which open HTTP requests get this long
+
+
+class Serving:
+    """One serving replica: every part but the HTTP server's thread.
+
+    Parameters
+    ----------
+    settings, service
+        The shared settings and ``DRIFTLINE_SERVING_*``.
+    metrics
+        The process' metrics registry (a new one by default).
+    """
+
+    def __init__(
+        self,
+        settings: DriftlineSettings,
+        service: ServingSettings,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if not settings.verification_keys():
+            raise ConfigError(
+                "DRIFTLINE_SIGNING_KEY",
+                "(or DRIFTLINE_VERIFY_KEYS) is required: serving verifies every artifact "
+                "before it loads it",
+            )
+        self.settings = settings
+        self.service = service
+        self.replica_id = service.replica()
+        self.topics = Topics(settings.topic_prefix)
+        self.metrics = ServingMetrics(metrics or Metrics("serving"))
+        self.followed = service.followed_aliases()
+        self._nullable: dict[str, frozenset[str]] = {}
+        self._spec_versions: dict[str, int | None] = {}
+        self.producer = make_producer(settings, client_id="driftline-serving", linger_ms=2)
+        self.configs = StreamConfigs(settings, client_id="driftline-serving")
+        self.configs.catch_up()
+        self.subscriber = ModelSubscriber(
+            settings,
+            models=service.model_filter(),
+            aliases=self.followed,
+            pins=service.pin_map(),
+            features=self._features(),
+            on_swap=self._swapped,
+            on_failure=self._refused,
+            on_remove=self._removed,
+            client_id="driftline-serving",
+        )
+        self.shadow = (
+            ShadowScorer(self._send, self.metrics, size=service.shadow_queue)
+            if len(self.followed) > 1
+            else None
+        )
+        self.requests = RequestLoop(self) if service.kafka else None
+        self._preloader = threading.Thread(target=_preload, name="preload", daemon=True)
+
+    # -- life cycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start following models, shadowing and (once caught up) the Kafka path."""
+        self._preloader.start()
+        self.subscriber.start()
+        if self.shadow is not None:
+            self.shadow.start()
+        if self.requests is not None:
+            self.requests.start()
+
+    def refresh_specs(self) -> None:
+        """Apply new stream configs: the compatibility check and nullable features."""
+        if self.configs.refresh():
+            self.subscriber.features = self._features()
+
+    def nullable(self, model: str) -> Collection[str]:
+        """Features of ``model`` that may be null, by its stream's current spec."""
+        return self._nullable.get(model, frozenset())
+
+    def stop(self, deadline: float) -> None:
+        """Stop the Kafka path, drain shadowing, stop the subscriber, flush; by ``deadline``
+        (a ``time.monotonic()`` value)."""
+
+        def left(share: float = 1.0) -> float:
+            return max(0.1, (deadline - time.monotonic()) * share)
+
+        if self.requests is not None:
+            self.requests.stop(left(0.5))
+        if self.shadow is not None:
+            self.shadow.stop(min(2.0, left(0.3)))
+        self.subscriber.stop(min(2.0, left(0.3)))
+        try:
+            self.producer.flush(timeout=left(0.5))
+            self.producer.close(timeout=left(0.5))
+        except Exception as exc:  # noqa: BLE001 - shutting down: report, do not hang
+            log.warning("flushing the producer at shutdown failed: %s", exc)
+        self.configs.close()
+
+    # -- models ---------------------------------------------------------------------
+
+    def spec_versions(self) -> dict[str, int | None]:
+        """The stream config version in force per stream (a snapshot: any thread)."""
+        return self._spec_versions
+
+    def _features(self) -> dict[str, Any]:
+        configs = self.configs.all()
+        self._spec_versions = {name: cfg.version for name, cfg in configs.items()}
+        self._nullable = {
+            name: frozenset(f.name for f in cfg.spec.features if f.nullable)
+            for name, cfg in configs.items()
+        }
+        return {name: cfg.spec.features for name, cfg in configs.items()}
+
+    def _swapped(self, new: LoadedModel, old: LoadedModel | None) -> None:
+        slot = new.alias or "pinned"
+        self.metrics.model_version.labels(model=new.model, alias=slot).set(new.version)
+        self.metrics.swaps.labels(model=new.model, alias=slot).inc()
+        self.metrics.load_seconds.labels(model=new.model).observe(new.load_ms / 1000)
+        self._ack(
+            ModelLoaded(
+                replica_id=self.replica_id,
+                model=new.model,
+                version=new.version,
+                alias=new.alias,
+                load_ms=new.load_ms,
+            )
+        )
+
+    def _refused(self, failure: LoadFailure) -> None:
+        self.metrics.load_failures.labels(model=failure.model, reason=failure.reason).inc()
+        self._ack(
+            ModelLoadFailed(
+                replica_id=self.replica_id,
+                model=failure.model,
+                version=failure.version,
+                alias=failure.alias,
+                reason=failure.reason,
+                detail=failure.detail[:2000],
+            )
+        )
+
+    def _removed(self, old: LoadedModel) -> None:
+        try:
+            self.metrics.model_version.remove(old.model, old.alias or "pinned")
+        except KeyError:
+            pass
+
+    def _ack(self, event: ModelLoaded | ModelLoadFailed) -> None:
+        self.metrics.acks.labels(kind=event.event_type).inc()
+        self._send(event)
+
+    def _send(self, event: Event) -> None:
+        suffix = {
+            "model_loaded": "models.acks",
+            "model_load_failed": "models.acks",
+            "prediction": "predictions",
+            "shadow_pair": "shadow",
+            "dead_letter": "events.dead",
+        }[event.type_name()]
+        self.producer.send(self.topics.name(suffix), key=event_key(event), value=encode(event))
+
+
+class RequestLoop:
+    """The Kafka path in its own thread: requests in, predictions out, offsets committed
+    after the producer flushed."""
+
+    def __init__(self, serving: Serving) -> None:
+        self.serving = serving
+        service = serving.service
+        self.topic = serving.topics.name("predictions.requests")
+        self.consumer = make_consumer(
+            serving.settings,
+            group_id=service.group_id,
+            client_id=f"driftline-serving-{serving.replica_id}",
+            max_poll_records=service.max_poll_records,
+            session_timeout_ms=service.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, service.session_timeout_ms // 10),
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="requests", daemon=True)
+        self.handled = 0
+
+    def start(self) -> None:
+        """Start the thread (it subscribes once the subscriber has caught up)."""
+        self._thread.start()
+
+    def stop(self, timeout_s: float) -> None:
+        """Finish the batch in hand, commit, leave the group."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.warning("the Kafka request loop did not stop within %.1fs", timeout_s)
+
+    def _run(self) -> None:
+        subscriber = self.serving.subscriber
+        try:
+            while not self._stop.is_set() and not subscriber.caught_up():
+                self._stop.wait(0.1)
+            self.consumer.subscribe([self.topic])
+            while not self._stop.is_set():
+                batches = self.consumer.poll(timeout_ms=200)
+                records = [r for rs in batches.values() for r in rs]
+                if not records:
+                    continue
+                self.handle(records)
+                self.serving.producer.flush()
+                self.consumer.commit()
+                self.handled += len(records)
+        except Exception:  # noqa: BLE001 - logged; /healthz stays up for HTTP
+            log.exception("the Kafka request loop stopped on an error")
+        finally:
+            try:
+                self.consumer.close()
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                log.debug("closing the request consumer failed", exc_info=True)
+
+    def handle(self, records: list[Any]) -> None:
+        """Answer a batch of request records (grouped by stream, one predict per group)."""
+        by_stream: dict[str, list[tuple[Any, PredictionRequest]]] = {}
+        for record in records:
+            try:
+                request = decode(record.value, PredictionRequest)
+            except CodecError as exc:
+                self._dead(record, exc.reason, exc.detail)
+                continue
+            assert isinstance(request, PredictionRequest)  # noqa: S101 - decode's target
+            by_stream.setdefault(request.stream, []).append((record, request))
+        for stream, items in by_stream.items():
+            self._answer(stream, items)
+
+    def _answer(self, stream: str, items: list[tuple[Any, PredictionRequest]]) -> None:
+        serving = self.serving
+        subscriber = serving.subscriber
+        metrics = serving.metrics
+        started = time.perf_counter()
+        loaded = subscriber.get(stream, serving.followed[0])
+        if loaded is None:
+            known = bool(subscriber.versions(stream)) or bool(subscriber.aliases(stream))
+            reason = ReasonCode.HANDLER_ERROR if known else ReasonCode.UNKNOWN_STREAM
+            detail = (
+                f"no version of {stream!r} is loaded for {serving.followed[0]!r}"
+                if known
+                else f"no model {stream!r} is served by this group ({serving.service.group_id})"
+            )
+            for record, _ in items:
+                self._dead(record, reason, detail, stream=stream)
+            metrics.requests.labels(
+                model=stream if known else "unknown", version="none", outcome="unavailable"
+            ).inc(len(items))
+            return
+        good: list[tuple[Any, PredictionRequest]] = []
+        for record, request in items:
+            try:
+                check_rows([request.features], loaded.predictor.features, serving.nullable(stream))
+            except BadRequest as exc:
+                self._dead(record, exc.reason, str(exc).replace("row 0: ", ""), request=request)
+                metrics.requests.labels(
+                    model=stream, version=str(loaded.version), outcome="invalid"
+                ).inc()
+                continue
+            good.append((record, request))
+        if not good:
+            return
+        rows = [dict(request.features) for _, request in good]
+        try:
+            mine = answers(loaded, rows)
+        except Exception as exc:  # noqa: BLE001 - a model failing on valid rows: dead-letter
+            log.exception("%s v%d failed to predict a batch", stream, loaded.version)
+            for record, request in good:
+                self._dead(
+                    record,
+                    ReasonCode.HANDLER_ERROR,
+                    f"{type(exc).__name__}: {exc}",
+                    request=request,
+                )
+            metrics.requests.labels(model=stream, version=str(loaded.version), outcome="error").inc(
+                len(good)
+            )
+            return
+        elapsed = time.perf_counter() - started
+        for (_, request), answer in zip(good, mine, strict=True):
+            serving._send(
+                Prediction(
+                    event_id=derive_id(request.event_id, "prediction"),
+                    stream=stream,
+                    example_id=request.example_id,
+                    request_event_id=request.event_id,
+                    answer=answer,
+                    latency_ms=elapsed * 1000,
+                )
+            )
+        metrics.requests.labels(model=stream, version=str(loaded.version), outcome="ok").inc(
+            len(good)
+        )
+        metrics.rows.labels(model=stream, path="kafka").inc(len(good))
+        metrics.latency.labels(model=stream, path="kafka").observe(elapsed)
+        if serving.shadow is not None:
+            challenger = subscriber.get(stream, serving.followed[1])
+            if challenger is not None and challenger.version != loaded.version:
+                serving.shadow.submit(
+                    ShadowJob(
+                        model=stream,
+                        rows=rows,
+                        example_ids=[request.example_id for _, request in good],
+                        request_ids=[request.event_id for _, request in good],
+                        champion=mine,
+                        challenger=challenger,
+                    )
+                )
+
+    def _dead(
+        self,
+        record: Any,
+        reason: ReasonCode,
+        detail: str,
+        *,
+        request: PredictionRequest | None = None,
+        stream: str | None = None,
+    ) -> None:
+        self.serving.metrics.dead.labels(reason=reason.value).inc()
+        log.error(
+            "unusable prediction request: %s",
+            detail,
+            extra=at(record.topic, record.partition, record.offset, reason=reason.value),
+        )
+        self.serving._send(
+            dead_letter(
+                reason=reason,
+                detail=detail,
+                service="serving",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key,
+                value=record.value,
+                stream=request.stream if request is not None else stream,
+                example_id=request.example_id if request is not None else None,
+                source_event_id=str(request.event_id) if request is not None else None,
+            )
+        )
+
+
+def _preload() -> None:
+    """Import the model libraries now, so the first swap does not pay for them (River's
+    import alone takes seconds); unpickling a model imports exactly what it needs."""
+    for name in ("river.compose", "river.preprocessing", "river.linear_model", "sklearn.base"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a flavor not installed: its models will say so when loaded
+            log.debug("cannot preload %s", name)
+
+
+def serve(settings: DriftlineSettings, service: ServingSettings) -> int:
+    """Run one replica until SIGTERM/SIGINT; returns the exit code."""
+    with GracefulShutdown() as stop:
+        try:
+            sock = _listen(service.host, service.port)
+        except OSError as exc:
+            raise ConfigError(
+                "DRIFTLINE_SERVING_PORT", f"cannot listen on {service.host}:{service.port}: {exc}"
+            ) from exc
+        try:
+            serving = Serving(settings, service)
+        except BaseException:
+            sock.close()
+            raise
+        app = create_app(
+            serving.subscriber,
+            metrics=serving.metrics,
+            replica_id=serving.replica_id,
+            shadow=serving.shadow,
+            nullable=serving.nullable,
+            specs=serving.spec_versions,
+        )
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                log_config=None,
+                lifespan="off",
+                access_log=False,
+                timeout_graceful_shutdown=int(HTTP_GRACE_S),
+            )
+        )
+        # uvicorn installs no signal handlers off the main thread: ours decide.
+        http = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="http", daemon=True
+        )
+        host, port = sock.getsockname()[:2]
+        code = 0
+        deadline = 0.0
+        try:
+            serving.start()
+            http.start()
+            log.info(
+                "serving %s on http://%s:%d as %s (Kafka path %s)",
+                "/".join(serving.followed),
+                host,
+                port,
+                serving.replica_id,
+                "on" if serving.requests else "off",
+            )
+            while not stop.wait(0.5):
+                if not http.is_alive():
+                    log.error("the HTTP server stopped on its own")
+                    code = 1
+                    break
+                try:
+                    serving.refresh_specs()
+                except BrokerError as exc:
+                    log.warning("reading stream configs failed: %s", exc)
+            deadline = time.monotonic() + GRACE_S - 1.0
+            log.info("stopping: finishing open requests")
+        finally:
+            if not deadline:
+                deadline = time.monotonic() + GRACE_S - 1.0
+            server.should_exit = True
+            http.join(max(0.1, min(HTTP_GRACE_S + 0.5, deadline - time.monotonic() - 2.0)))
+            serving.stop(deadline)
+            sock.close()
+        log.info("serving stopped")
+        return code
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket, bound first so a busy port is reported before anything starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so, and uvicorn
+    # writes a response's head and body separately; with Nagle on, each small response
+    # waits ~40 ms for the client's delayed ACK. Accepted sockets inherit NODELAY too.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
