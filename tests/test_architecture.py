@@ -25,6 +25,18 @@ PURE = {
     "services/learner/core.py",
     "services/learner/quality.py",
     "services/learner/errors.py",
+    "services/trainer/window.py",
+    "services/trainer/train.py",
+    "services/trainer/gate.py",
+    "services/demo/stream.py",
+    "services/demo/baselines.py",
+    "services/demo/report.py",
+    "services/evaluator/scoring.py",
+    "services/evaluator/decision.py",
+    "services/evaluator/join.py",
+    "services/evaluator/runtime.py",
+    "services/serving/protocol.py",
+    "services/serving/shadow.py",
 }
 IO_PACKAGES = {"kafka", "faust", "aiokafka", "sqlalchemy", "psycopg"}
 

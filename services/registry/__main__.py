@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.common.errors import ConfigError, DriftlineError
 from services.common.kafka_client import make_producer
+from services.common.listen import listen
 from services.common.logs import configure_logging
 from services.common.metrics import Metrics
 from services.common.settings import DriftlineSettings
@@ -169,7 +169,7 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
         app = create_app(registry, admin_token=token, metrics=metrics, on_change=relay.kick)
         try:
-            sock = _listen(service.host, service.port)
+            sock = listen(service.host, service.port)
         except OSError as exc:
             registry.close()
             raise ConfigError(
@@ -227,21 +227,6 @@ def _drop_color(record: logging.LogRecord) -> bool:
     """uvicorn adds a terminal-coloured copy of some messages; our formatters want one."""
     record.__dict__.pop("color_message", None)
     return True
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening socket, bound here so a busy port is reported before anything starts."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
 
 
 if __name__ == "__main__":

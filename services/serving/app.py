@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import socket
 import threading
 import time
 from collections.abc import Collection
@@ -41,6 +40,7 @@ from schemas import (
 from services.common.codec import dead_letter, decode, encode, event_key
 from services.common.errors import BrokerError, CodecError, ConfigError
 from services.common.kafka_client import make_consumer, make_producer
+from services.common.listen import listen
 from services.common.logs import at
 from services.common.metrics import Metrics
 from services.common.settings import DriftlineSettings
@@ -410,7 +410,7 @@ def serve(settings: DriftlineSettings, service: ServingSettings) -> int:
     """Run one replica until SIGTERM/SIGINT; returns the exit code."""
     with GracefulShutdown() as stop:
         try:
-            sock = _listen(service.host, service.port)
+            sock = listen(service.host, service.port)
         except OSError as exc:
             raise ConfigError(
                 "DRIFTLINE_SERVING_PORT", f"cannot listen on {service.host}:{service.port}: {exc}"
@@ -475,22 +475,3 @@ def serve(settings: DriftlineSettings, service: ServingSettings) -> int:
             sock.close()
         log.info("serving stopped")
         return code
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening socket, bound first so a busy port is reported before anything starts."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so, and uvicorn
-    # writes a response's head and body separately; with Nagle on, each small response
-    # waits ~40 ms for the client's delayed ACK. Accepted sockets inherit NODELAY too.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
