@@ -15,13 +15,24 @@ from services.common.errors import DriftlineError
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every command group registered."""
-    from services.cli import broker, demo, dlq, models, produce, run, schemas_cmd, spec, topics
+    from services.cli import (
+        broker,
+        demo,
+        dlq,
+        models,
+        produce,
+        retrain,
+        run,
+        schemas_cmd,
+        spec,
+        topics,
+    )
 
     parser = argparse.ArgumentParser(
         prog="driftline", description="Event-driven retraining on Apache Kafka."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (broker, topics, schemas_cmd, run, demo, models, produce, spec, dlq):
+    for module in (broker, topics, schemas_cmd, run, demo, models, produce, spec, dlq, retrain):
         module.register(sub)
     return parser
 

@@ -137,6 +137,11 @@ def _register_models(sub: Any) -> None:
     fleet.add_argument("--model", help="only this model")
     fleet.set_defaults(func=fleet_cmd)
 
+    reproduce = read("reproduce", "rebuild a trainer version from its lineage and compare")
+    reproduce.add_argument("name")
+    reproduce.add_argument("version", type=_version)
+    reproduce.set_defaults(func=reproduce_cmd)
+
     expect_help = "compare-and-set: the version the alias points at now ('none': unset)"
     promote = cmds.add_parser("promote", help="point an alias at a version (compare-and-set)")
     promote.add_argument("name")
@@ -595,7 +600,9 @@ class ReplicaState:
 
 
 def fleet_state(events: Iterable[Event]) -> list[ReplicaState]:
-    """Fold acknowledgements, in topic order, into each replica's latest state per model.
+    """Fold acknowledgements, in topic order, into each replica's latest state per model
+    and alias (a replica serves ``champion`` and shadows ``challenger``; an ack without an
+    alias, e.g. a refusal before the alias was known, counts as ``champion``).
 
     >>> from schemas import ModelLoaded, ModelLoadFailed
     >>> acks = [ModelLoaded(replica_id="r1", model="sea", version=2, load_ms=3.0),
@@ -604,16 +611,16 @@ def fleet_state(events: Iterable[Event]) -> list[ReplicaState]:
     >>> [(s.loaded.version, s.failed.reason, s.failing) for s in fleet_state(acks)]
     [(2, 'bad_signature', True)]
     """
-    loaded: dict[tuple[str, str], ModelLoaded] = {}
-    failed: dict[tuple[str, str], ModelLoadFailed] = {}
-    failing: dict[tuple[str, str], bool] = {}
+    loaded: dict[tuple[str, str, str], ModelLoaded] = {}
+    failed: dict[tuple[str, str, str], ModelLoadFailed] = {}
+    failing: dict[tuple[str, str, str], bool] = {}
     for event in events:
         if isinstance(event, ModelLoaded):
-            key = (event.replica_id, event.model)
+            key = (event.replica_id, event.model, event.alias or "champion")
             loaded[key] = event
             failing[key] = False
         elif isinstance(event, ModelLoadFailed):
-            key = (event.replica_id, event.model)
+            key = (event.replica_id, event.model, event.alias or "champion")
             failed[key] = event
             failing[key] = True
     return [
@@ -766,4 +773,60 @@ def gc_cmd(args: argparse.Namespace) -> int:
         ("relayed outbox rows", report.outbox),
     ]
     print_table("gc: removed", ("what", "removed"), rows)
+    return 0
+
+
+def reproduce_cmd(args: argparse.Namespace) -> int:
+    """Re-read a trainer version's offset ranges, refit it, compare rows, metrics and hash.
+
+    Exit 0 when everything matches, 1 when something differs or the data has left the
+    topic's retention.
+    """
+    from services.common.errors import DataExpired
+    from services.trainer.replay import read_ranges
+    from services.trainer.reproduce import NotReproducible, reproduce
+
+    with _registry() as (settings, registry):
+        try:
+            report = reproduce(
+                registry,
+                model=args.name,
+                version=args.version,
+                read=lambda stream, ranges: read_ranges(settings, stream, ranges),
+            )
+        except DataExpired as exc:
+            return _error(
+                f"cannot reproduce {args.name} v{args.version}: its training data has left "
+                f"the topic's retention ({exc})"
+            )
+        except NotReproducible as exc:
+            return _error(str(exc))
+    if args.json:
+        _print_json(
+            {
+                "model": report.model,
+                "version": report.version,
+                "candidate": report.candidate,
+                "same": report.same,
+                "checks": [c.__dict__ for c in report.checks],
+            }
+        )
+    else:
+        rows = [
+            (
+                c.name,
+                _text(c.recorded),
+                _text(c.reproduced),
+                "same" if c.same else "DIFFERENT" if c.decisive else "differs (not decisive)",
+            )
+            for c in report.checks
+        ]
+        print_table(
+            f"reproduce {report.model} v{report.version} ({report.candidate})",
+            ("check", "recorded", "reproduced", "result"),
+            rows,
+        )
+    if not report.same:
+        different = ", ".join(c.name for c in report.checks if c.decisive and not c.same)
+        return _error(f"{args.name} v{args.version} did not reproduce: {different} differ")
     return 0

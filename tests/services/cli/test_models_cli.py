@@ -250,3 +250,15 @@ def test_fleet_state_folds_acks_in_order() -> None:
     assert rows["r3"]["status"] == "ok" and rows["r3"]["last_failure"]["version"] == 2
     behind = {s.replica_id: s.row({"champion": 3}) for s in fleet_state(acks)}
     assert behind["r2"]["status"] == "behind (champion is v3)"
+
+
+def test_fleet_shows_each_alias_a_replica_serves() -> None:
+    acks = [
+        ModelLoaded(replica_id="r1", model="sea", version=4, alias="champion", load_ms=1.0),
+        ModelLoaded(replica_id="r1", model="sea", version=5, alias="challenger", load_ms=1.0),
+    ]
+    rows = [s.row({"champion": 4, "challenger": 5}) for s in fleet_state(acks)]
+    assert [(r["alias"], r["loaded_version"], r["status"]) for r in rows] == [
+        ("challenger", 5, "ok"),
+        ("champion", 4, "ok"),
+    ]

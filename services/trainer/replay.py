@@ -1,0 +1,158 @@
+"""Window replay from the valid topic through :mod:`services.common.kafka_client`.
+
+Reads backwards from a fixed end (the offsets recorded when the run started) in growing
+steps until the window is complete, and re-reads recorded lineage ranges exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from schemas.lineage import OffsetRange
+from services.common.kafka_client import assign_all, make_consumer, read_between
+from services.common.settings import DriftlineSettings
+from services.trainer.window import Row, parse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """First and next offsets of every partition of a topic."""
+
+    begin: dict[int, int]
+    end: dict[int, int]
+
+
+@dataclass
+class ReplayStats:
+    """How much a replay read and how long it took."""
+
+    records: int = 0
+    rows: int = 0
+    read_s: float = 0.0
+    decode_s: float = 0.0
+
+
+def bounds(settings: DriftlineSettings, topic: str) -> Bounds:
+    """The current first and next offsets of every partition of ``topic``."""
+    consumer = make_consumer(settings, group_id=None, client_id="driftline-trainer")
+    try:
+        tps = assign_all(consumer, topic, from_beginning=False)
+        begin = consumer.beginning_offsets(tps)
+        end = consumer.end_offsets(tps)
+        return Bounds(
+            {tp.partition: int(begin[tp]) for tp in tps},
+            {tp.partition: int(end[tp]) for tp in tps},
+        )
+    finally:
+        consumer.close()
+
+
+def read_rows(
+    settings: DriftlineSettings,
+    topic: str,
+    stream: str,
+    start: dict[int, int],
+    end: dict[int, int],
+    stats: ReplayStats | None = None,
+) -> list[Row]:
+    """The rows of ``stream`` in ``[start[p], end[p])`` (raises DataExpired when gone)."""
+    stats = stats if stats is not None else ReplayStats()
+    key = stream.encode()
+    rows: list[Row] = []
+    t0 = time.perf_counter()
+    decode_s = 0.0
+    for record in read_between(settings, topic, start, end, timeout_s=120.0):
+        stats.records += 1
+        if record.key is not None and record.key != key:
+            continue
+        d0 = time.perf_counter()
+        row = parse(record.partition, record.offset, record.value, stream)
+        decode_s += time.perf_counter() - d0
+        if row is not None:
+            rows.append(row)
+    stats.rows += len(rows)
+    stats.decode_s += decode_s
+    stats.read_s += time.perf_counter() - t0 - decode_s
+    return rows
+
+
+def read_back(
+    settings: DriftlineSettings,
+    topic: str,
+    stream: str,
+    limits: Bounds,
+    *,
+    first_step: int,
+    enough: Callable[[Sequence[Row], bool], bool],
+    stats: ReplayStats | None = None,
+) -> list[Row]:
+    """Read backwards from ``limits.end`` in doubling steps until ``enough(rows, exhausted)``."""
+    lo = dict(limits.end)
+    rows: list[Row] = []
+    step = max(1, first_step)
+    while True:
+        new_lo = {p: max(limits.begin.get(p, 0), lo[p] - step) for p in lo}
+        rows = read_rows(settings, topic, stream, new_lo, lo, stats) + rows
+        lo = new_lo
+        exhausted = all(lo[p] <= limits.begin.get(p, 0) for p in lo)
+        if enough(rows, exhausted):
+            return rows
+        step *= 2
+
+
+def read_ranges(
+    settings: DriftlineSettings,
+    stream: str,
+    ranges: Sequence[OffsetRange],
+    stats: ReplayStats | None = None,
+) -> list[Row]:
+    """The rows of ``stream`` in recorded lineage ranges (DataExpired when gone)."""
+    rows: list[Row] = []
+    for topic in sorted({r.topic for r in ranges}):
+        mine = [r for r in ranges if r.topic == topic]
+        rows += read_rows(
+            settings,
+            topic,
+            stream,
+            {r.partition: r.start for r in mine},
+            {r.partition: r.end for r in mine},
+            stats,
+        )
+    return rows
+
+
+class KafkaReplay:
+    """Windows from the valid topic of ``settings`` (the trainer's :class:`Replay`)."""
+
+    def __init__(self, settings: DriftlineSettings, topic: str) -> None:
+        self.settings = settings
+        self.topic = topic
+
+    def bounds(self) -> Bounds:
+        """First and next offsets per partition of the valid topic."""
+        return bounds(self.settings, self.topic)
+
+    def read_back(
+        self,
+        stream: str,
+        limits: Bounds,
+        *,
+        first_step: int,
+        enough: Callable[[Sequence[Row], bool], bool],
+        stats: ReplayStats,
+    ) -> list[Row]:
+        """Rows of ``stream`` read backwards from ``limits.end`` until ``enough``."""
+        return read_back(
+            self.settings,
+            self.topic,
+            stream,
+            limits,
+            first_step=first_step,
+            enough=enough,
+            stats=stats,
+        )

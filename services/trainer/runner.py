@@ -1,0 +1,783 @@
+"""One training run, from a drift event to an alias move: the trainer's work, without faust.
+
+:class:`Trainer.handle` is synchronous and idempotent per trigger event; the faust edge
+(:mod:`services.trainer.app`) calls it in a thread, and it sends the CPU-heavy fits to a
+process pool. Every step can be repeated after a crash:
+
+- the run id is derived from the trigger's event id (``Registry.start_run``) and the
+  window's end offsets are recorded when the run starts, so a resumed run replays the
+  same rows;
+- candidate versions are registered under ``trainer:<run id>:<candidate>``; a resumed
+  run finds the versions it already registered and does not refit them;
+- the alias move names the run in its evidence; a resumed run that finds its own move in
+  the alias history does not move again, so the ``models`` topic hears of it once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import io
+import logging
+import math
+import pickle
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from schemas import AliasReason, Lineage, StreamConfig
+from schemas.drift import DriftDetected, RetrainRequested
+from schemas.streams import Spec
+from services.common.errors import DriftlineError
+from services.common.metrics import Metrics
+from services.common.predictor import Predictor, Vectorizer
+from services.registry.client import (
+    AliasConflict,
+    FrozenModel,
+    ModelVersion,
+    Registry,
+    TrainingRun,
+)
+from services.trainer import gate, train, window
+from services.trainer.replay import Bounds, ReplayStats
+from services.trainer.window import Row
+
+log = logging.getLogger(__name__)
+
+SERVICE = "trainer"
+Trigger = DriftDetected | RetrainRequested
+Outcome = Literal[
+    "promoted", "rejected", "frozen", "conflict", "too_small", "duplicate", "coalesced"
+]
+
+
+class UnknownStream(DriftlineError):
+    """A trigger for a stream without a published config."""
+
+
+class Replay(Protocol):
+    """Where windows come from (the valid topic, through :mod:`services.trainer.replay`)."""
+
+    topic: str
+
+    def bounds(self) -> Bounds:
+        """First and next offsets per partition."""
+
+    def read_back(
+        self,
+        stream: str,
+        limits: Bounds,
+        *,
+        first_step: int,
+        enough: Callable[[Sequence[Row], bool], bool],
+        stats: ReplayStats,
+    ) -> list[Row]:
+        """Rows of ``stream`` read backwards from ``limits.end`` until ``enough``."""
+
+
+class TrainerMetrics:
+    """``driftline_trainer_*`` metrics."""
+
+    def __init__(self) -> None:
+        self.metrics = Metrics(SERVICE)
+        m = self.metrics
+        self.runs = m.counter(
+            "trainer_runs_total", "Trigger events by outcome.", ["stream", "outcome"]
+        )
+        self.run_seconds = m.histogram(
+            "trainer_run_seconds",
+            "Wall time of a run, trigger to decision.",
+            ["stream"],
+            buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+        )
+        self.phase_seconds = m.histogram(
+            "trainer_phase_seconds",
+            "Time per phase of a run (replay, decode, fit, score, register, gate).",
+            ["phase"],
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300),
+        )
+        self.candidates = m.counter(
+            "trainer_candidates_total",
+            "Candidates trained, by whether the gate promoted them.",
+            ["stream", "candidate", "result"],
+        )
+        self.window_rows = m.gauge("trainer_window_rows", "Rows in the last window.", ["stream"])
+        self.in_progress = m.gauge("trainer_runs_in_progress", "Runs under way.")
+
+
+@dataclass
+class Timings:
+    """Seconds per phase of one run (for logs, metrics and the benchmark)."""
+
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def add(self, phase: str, seconds: float) -> None:
+        """Add ``seconds`` to ``phase``."""
+        self.phases[phase] = self.phases.get(phase, 0.0) + seconds
+
+
+@dataclass(frozen=True)
+class Result:
+    """What :meth:`Trainer.handle` did."""
+
+    outcome: Outcome
+    run_id: str | None = None
+    winner_version: int | None = None
+    decision: str = ""
+    timings: Timings = field(default_factory=Timings)
+
+
+@dataclass
+class _Candidate:
+    name: str
+    version: ModelVersion
+    scored: gate.Scored
+    fit_s: float
+
+
+class Trainer:
+    """Turns drift events into training runs, candidate versions and a gated alias move.
+
+    Parameters
+    ----------
+    registry
+        The registry (runs, versions, aliases; its outbox announces moves on ``models``).
+    configs
+        Stream name -> its current config (None: unknown).
+    replay
+        Reads windows from the valid topic.
+    pool
+        Where candidates are fitted (a process pool; a thread pool in unit tests).
+    metrics
+        Prometheus metrics.
+    pause
+        Testing hook: called with the step name ("registered", "moved") of every run.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        configs: Callable[[str], StreamConfig | None],
+        replay: Replay,
+        pool: cf.Executor,
+        metrics: TrainerMetrics | None = None,
+        pause: Callable[[str], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.configs = configs
+        self.replay = replay
+        self.pool = pool
+        self.metrics = metrics or TrainerMetrics()
+        self.pause = pause or (lambda step: None)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, stream: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(stream, threading.Lock())
+
+    # -- the entry point ----------------------------------------------------------------
+
+    def handle(self, trigger: Trigger) -> Result:
+        """Run (or resume, or skip) the training run of one trigger event."""
+        config = self.configs(trigger.stream)
+        if config is None:
+            raise UnknownStream(f"no stream config for {trigger.stream!r} on the streams topic")
+        with self._lock(trigger.stream):
+            result = self._handle(trigger, config)
+        self.metrics.runs.labels(stream=trigger.stream, outcome=result.outcome).inc()
+        return result
+
+    def _handle(self, trigger: Trigger, config: StreamConfig) -> Result:
+        stream = trigger.stream
+        event_id = str(trigger.event_id)
+        runs = self.registry.list_runs(model=stream, limit=200)
+        mine = next((r for r in runs if r.trigger_event_id == event_id), None)
+        if mine is not None and mine.status != "running":
+            log.info("trigger %s already trained in run %s (%s)", event_id, mine.id, mine.status)
+            return Result("duplicate", mine.id, mine.winner_version, mine.decision or "")
+        if mine is None:
+            merged = coalesce_with(trigger, runs, cooldown=config.policy.drift.cooldown)
+            if merged is not None:
+                self.registry.mark_handled(consumer=SERVICE, event_id=event_id)
+                log.info(
+                    "drift %s on %s coalesced into run %s (within the cooldown of %d examples)",
+                    event_id,
+                    stream,
+                    merged.id,
+                    config.policy.drift.cooldown,
+                )
+                return Result("coalesced", merged.id, merged.winner_version)
+        self.registry.record_spec(config=config)  # reproduce finds the spec by its sha256
+        limits = self.replay.bounds() if mine is None else None
+        champion = self.registry.get_alias(model=stream, alias="champion")
+        run, created = self.registry.start_run(
+            model=stream,
+            trigger_event_id=event_id,
+            trigger=describe(trigger),
+            window={
+                "end": {str(p): o for p, o in (limits.end if limits else {}).items()},
+                "begin": {str(p): o for p, o in (limits.begin if limits else {}).items()},
+                "champion_at_start": champion,
+                "config_version": config.version,
+            },
+        )
+        if not created:
+            log.info("resuming run %s of trigger %s", run.id, event_id)
+        self.metrics.in_progress.inc()
+        started = time.perf_counter()
+        try:
+            result = self._run(trigger, config, run)
+        except Exception as exc:
+            self.registry.finish_run(
+                run_id=run.id, status="failed", decision=f"error: {type(exc).__name__}: {exc}"
+            )
+            raise
+        finally:
+            self.metrics.in_progress.dec()
+        self.metrics.run_seconds.labels(stream=stream).observe(time.perf_counter() - started)
+        for phase, seconds in result.timings.phases.items():
+            self.metrics.phase_seconds.labels(phase=phase).observe(seconds)
+        self.registry.mark_handled(consumer=SERVICE, event_id=event_id)
+        return result
+
+    # -- one run --------------------------------------------------------------------------
+
+    def _run(self, trigger: Trigger, config: StreamConfig, run: TrainingRun) -> Result:
+        stream, policy = trigger.stream, config.policy
+        rp = policy.retrain
+        timings = Timings()
+        limits = Bounds(
+            {int(p): int(o) for p, o in run.window.get("begin", {}).items()},
+            {int(p): int(o) for p, o in run.window.get("end", {}).items()},
+        )
+        requested = trigger.window if isinstance(trigger, RetrainRequested) else None
+        mode = "last" if requested is not None else rp.mode
+        size_w = requested or rp.window
+        drift_time = trigger.event_time if isinstance(trigger, DriftDetected) else None
+        stats = ReplayStats()
+
+        def enough(rows: Sequence[Row], exhausted: bool) -> bool:
+            return window.enough(
+                window.dedupe(rows),
+                exhausted,
+                mode=mode,
+                window=size_w,
+                min_size=rp.min_size,
+                drift_time=drift_time,
+            )
+
+        t0 = time.perf_counter()
+        rows = window.dedupe(
+            self.replay.read_back(
+                stream,
+                limits,
+                first_step=int(max(size_w, rp.min_size) * 1.1) + 100,
+                enough=enough,
+                stats=stats,
+            )
+        )
+        timings.add("replay", stats.read_s)
+        timings.add("decode", stats.decode_s)
+        try:
+            count = window.window_size(
+                rows, mode=mode, window=size_w, min_size=rp.min_size, drift_time=drift_time
+            )
+            chosen = window.select(rows, count=count)
+            train_rows, holdout = window.split(chosen, holdout_fraction=rp.holdout_fraction)
+        except window.WindowTooSmall as exc:
+            note = f"not trained: {exc}"
+            self.registry.finish_run(run_id=run.id, status="rejected", decision=note)
+            log.warning("run %s of %s: %s", run.id, stream, note)
+            return Result("too_small", run.id, None, note, timings)
+        lineage = window.lineage(chosen, self.replay.topic)
+        self.metrics.window_rows.labels(stream=stream).set(len(chosen))
+        log.info(
+            "run %s of %s: %d rows (%d train, %d holdout) from %s in %.2fs",
+            run.id,
+            stream,
+            len(chosen),
+            len(train_rows),
+            len(holdout),
+            ", ".join(f"p{r.partition}[{r.start},{r.end})" for r in lineage.ranges),
+            time.perf_counter() - t0,
+        )
+        t1 = time.perf_counter()
+        spec = config.spec
+        task = spec.label.kind
+        metric = policy.primary_metric_for(task)
+        vec = Vectorizer(spec.features)
+        X_train, y_train = vec.matrix([r.features for r in train_rows]), labels(train_rows)
+        X_hold, y_hold = vec.matrix([r.features for r in holdout]), labels(holdout)
+        seg = policy.segment_feature
+        segments = [r.features.get(seg) for r in holdout] if seg else None
+        timings.add("decode", time.perf_counter() - t1)
+        window_doc = {
+            **run.window,
+            "mode": mode,
+            "rows": len(chosen),
+            "train_rows": len(train_rows),
+            "holdout_rows": len(holdout),
+            "rows_sha256": window.digest(chosen),
+            "ranges": [r.model_dump(mode="json") for r in lineage.ranges],
+            "records_read": stats.records,
+        }
+        candidates = self._candidates(
+            run=run,
+            config=config,
+            lineage=lineage,
+            window_doc=window_doc,
+            data=(X_train, y_train, X_hold, y_hold, segments),
+            timings=timings,
+        )
+        self.pause("registered")
+        t2 = time.perf_counter()
+        champ_version, champ = self._champion(
+            stream, run, holdout, y_hold, segments, task, metric, vec
+        )
+        timings.add("score", time.perf_counter() - t2)
+        decision = gate.decide(
+            metric=metric,
+            champion=champ,
+            candidates=[c.scored for c in candidates],
+            margin=policy.margin,
+            max_gap=policy.max_gap,
+        )
+        return self._conclude(
+            trigger, config, run, candidates, champ_version, champ, decision, window_doc, timings
+        )
+
+    def _candidates(
+        self,
+        *,
+        run: TrainingRun,
+        config: StreamConfig,
+        lineage: Lineage,
+        window_doc: dict[str, Any],
+        data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any] | None],
+        timings: Timings,
+    ) -> list[_Candidate]:
+        """Fit (or find, when resuming) every candidate, score it and register it."""
+        X_train, y_train, X_hold, y_hold, segments = data
+        stream, rp = config.stream, config.policy.retrain
+        task = config.spec.label.kind
+        metric = config.policy.primary_metric_for(task)
+        names: list[str] = [n for n in dict.fromkeys(rp.candidates) if train.supports(n, task)]
+        done = {
+            str(v.params.get("candidate")): v
+            for v in self.registry.list_versions(model=stream, limit=500)
+            if v.run_id == run.id
+        }
+        futures: dict[cf.Future[train.Fitted], str] = {}
+        t0 = time.perf_counter()
+        for name in names:
+            if name not in done:
+                futures[
+                    self.pool.submit(
+                        train.search_and_fit,
+                        name,
+                        task,
+                        X_train,
+                        y_train,
+                        metric=metric,
+                        seed=rp.seed,
+                        budget_s=rp.budget_s,
+                    )
+                ] = name
+        out: dict[str, _Candidate] = {}
+        for name, version in done.items():
+            scored = gate.Scored(
+                name,
+                version.metrics,
+                version.evaluation.get("gap"),
+                version.evaluation.get("segments", {}),
+            )
+            out[name] = _Candidate(name, version, scored, version.training_duration_s or 0.0)
+        fit_wall = 0.0
+        for future in cf.as_completed(futures):
+            name = futures[future]
+            fitted = future.result()
+            fit_wall = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            model = fitted.model
+            proba = (
+                model.predict_proba(X_hold)
+                if task == "class" and hasattr(model, "predict_proba")
+                else None
+            )
+            preds = [_plain(v) for v in model.predict(X_hold)]
+            scored = gate.score_predictions(
+                name,
+                task,
+                metric,
+                list(y_hold),
+                preds,
+                segments,
+                proba=proba,
+                classes=getattr(model, "classes_", None),
+            )
+            timings.add("score", time.perf_counter() - t1)
+            t2 = time.perf_counter()
+            predictor = normalized(
+                Predictor.sklearn(
+                    model, spec=canonical(config.spec), spec_sha256=config.spec_sha256()
+                )
+            )
+            version = self.registry.register_version(
+                model=stream,
+                kind="batch",
+                predictor=predictor,
+                params={
+                    "candidate": name,
+                    "estimator": fitted.found.params,
+                    "seed": rp.seed,
+                    "holdout_fraction": rp.holdout_fraction,
+                    "search": {
+                        "trials": [
+                            {"params": t.params, "rows": t.rows, "score": _finite(t.score)}
+                            for t in fitted.found.trials
+                        ],
+                        "budget_s": rp.budget_s,
+                        "budget_hit": fitted.found.budget_hit,
+                    },
+                    "config_version": config.version,
+                },
+                metrics={k: v for k, v in scored.metrics.items() if math.isfinite(v)},
+                evaluation={
+                    "holdout_rows": len(y_hold),
+                    "train_rows": len(y_train),
+                    "rows_sha256": window_doc["rows_sha256"],
+                    "segment_feature": config.policy.segment_feature,
+                    "segments": {k: _finite(v) for k, v in scored.segments.items()},
+                    "gap": scored.gap,
+                    "max_gap": config.policy.max_gap,
+                    "model_sha256": content_sha256(predictor),
+                    "search_s": fitted.search_s,
+                    "final_fit_s": fitted.final_fit_s,
+                },
+                lineage=lineage,
+                run_id=run.id,
+                training_duration_s=fitted.fit_s,
+                idempotency_key=f"trainer:{run.id}:{name}",
+            )
+            timings.add("register", time.perf_counter() - t2)
+            out[name] = _Candidate(name, version, scored, fitted.fit_s)
+            log.info(
+                "run %s: %s v%d %s=%.4f gap=%s fit %.2fs",
+                run.id,
+                name,
+                version.version,
+                metric,
+                scored.metrics.get(metric, math.nan),
+                "n/a" if scored.gap is None else f"{scored.gap:.3f}",
+                fitted.fit_s,
+            )
+        timings.add("fit", fit_wall)
+        return [out[n] for n in names if n in out]
+
+    def _champion(
+        self,
+        stream: str,
+        run: TrainingRun,
+        holdout: Sequence[Row],
+        y_hold: np.ndarray,
+        segments: list[Any] | None,
+        task: train.Task,
+        metric: str,
+        vec: Vectorizer,
+    ) -> tuple[ModelVersion | None, gate.Scored | None]:
+        """The champion live at the drift, scored on the holdout as it would have served.
+
+        An online champion is scored prequentially from the newest online snapshot taken
+        before the holdout begins; a batch champion by plain prediction.
+        """
+        at_start = run.window.get("champion_at_start")
+        if at_start is None:
+            return None, None
+        version = self.registry.get_version(model=stream, version=int(at_start))
+        if version is None:
+            return None, None
+        snapshot = version
+        if version.kind == "online" and holdout:
+            first = holdout[0].event_time
+            before = [
+                v
+                for v in self.registry.list_versions(model=stream, limit=500)
+                if v.kind == "online"
+                and v.lineage.event_time_end is not None
+                and v.lineage.event_time_end < first
+            ]
+            if before:
+                snapshot = max(before, key=lambda v: v.version)
+        predictor = self.registry.load_predictor(model=stream, version=snapshot.version)
+        xs = [r.features for r in holdout]
+        proba = None
+        if predictor.flavor == "river":
+            raw = gate.prequential(predictor.model, xs, list(y_hold))
+            default = predictor.classes[0] if predictor.classes else 0.0
+            preds = [default if p is None else _plain(p) for p in raw]
+        else:
+            preds = predictor.predict_many(xs)
+            if task == "class" and hasattr(predictor.model, "predict_proba"):
+                proba = predictor.model.predict_proba(vec.matrix(xs))
+        name = f"{version.kind} v{version.version}" + (
+            f" (scored from snapshot v{snapshot.version})"
+            if snapshot.version != version.version
+            else ""
+        )
+        classes = getattr(predictor.model, "classes_", None) if proba is not None else None
+        return version, gate.score_predictions(
+            name, task, metric, list(y_hold), preds, segments, proba=proba, classes=classes
+        )
+
+    def _conclude(
+        self,
+        trigger: Trigger,
+        config: StreamConfig,
+        run: TrainingRun,
+        candidates: list[_Candidate],
+        champ_version: ModelVersion | None,
+        champ: gate.Scored | None,
+        decision: gate.Decision,
+        window_doc: dict[str, Any],
+        timings: Timings,
+    ) -> Result:
+        stream, policy = config.stream, config.policy
+        metric = policy.primary_metric_for(config.spec.label.kind)
+        alias = "champion" if policy.promotion == "direct" else "challenger"
+        champion_doc: dict[str, Any] = {
+            "version": champ_version.version if champ_version else None,
+            "kind": champ_version.kind if champ_version else None,
+            "scored_as": champ.name if champ else None,
+            "metrics": dict(champ.metrics) if champ else {},
+            "segments": dict(champ.segments) if champ else {},
+            "gap": champ.gap if champ else None,
+        }
+        winner = next((c for c in candidates if c.name == decision.winner), None)
+        outcome: Outcome = "rejected"
+        summary = decision.summary
+        t0 = time.perf_counter()
+        if winner is not None:
+            info = self.registry.get_model(name=stream)
+            if policy.frozen or (info is not None and info.frozen):
+                outcome = "frozen"
+                summary = (
+                    f"frozen: {winner.name} v{winner.version.version} would have become "
+                    f"{alias} ({decision.summary}); no alias moved"
+                )
+            else:
+                outcome, summary = self._move(
+                    stream,
+                    alias,
+                    run,
+                    winner,
+                    champ_version,
+                    champ,
+                    decision,
+                    metric,
+                    policy.margin,
+                )
+        timings.add("promote", time.perf_counter() - t0)
+        recorded = {c.name for c in (self.registry.get_run(run_id=run.id) or run).candidates}
+        for cand in candidates:
+            verdict = decision.verdict(cand.name)
+            promoted = verdict.promoted and outcome == "promoted"
+            if cand.name not in recorded:
+                note = verdict.reason
+                if verdict.promoted and not promoted:
+                    note = f"gate winner, but {summary}"
+                self.registry.add_candidate(
+                    run_id=run.id,
+                    name=cand.name,
+                    params=cand.version.params.get("estimator", {}),
+                    metrics={**cand.scored.metrics, "gap": cand.scored.gap},
+                    fit_s=cand.fit_s,
+                    version=cand.version.version,
+                    note=("promoted: " if promoted else "not promoted: ") + note,
+                )
+            self.metrics.candidates.labels(
+                stream=stream, candidate=cand.name, result="promoted" if promoted else "lost"
+            ).inc()
+        self.registry.finish_run(
+            run_id=run.id,
+            status="succeeded" if outcome == "promoted" else "rejected",
+            decision=summary,
+            winner_version=winner.version.version if winner and outcome == "promoted" else None,
+            champion=champion_doc,
+            window={**window_doc, "timings": timings.phases},
+        )
+        log.info("run %s of %s: %s", run.id, stream, summary)
+        return Result(
+            outcome,
+            run.id,
+            winner.version.version if winner and outcome == "promoted" else None,
+            summary,
+            timings,
+        )
+
+    def _move(
+        self,
+        stream: str,
+        alias: str,
+        run: TrainingRun,
+        winner: _Candidate,
+        champ_version: ModelVersion | None,
+        champ: gate.Scored | None,
+        decision: gate.Decision,
+        metric: str,
+        margin: float,
+    ) -> tuple[Outcome, str]:
+        """Compare-and-set ``alias`` to the winner, once per run."""
+        to = winner.version.version
+        for move in self.registry.alias_history(model=stream, alias=alias, limit=50):
+            if move.evidence.get("run_id") == run.id:  # moved before a crash: not again
+                return "promoted", f"{winner.name} v{to} -> {alias}: {decision.summary}"
+        evidence = {
+            "run_id": run.id,
+            "trigger_event_id": run.trigger_event_id,
+            "metric": metric,
+            "candidate": winner.name,
+            "value": winner.scored.metrics.get(metric),
+            "champion_version": champ_version.version if champ_version else None,
+            "champion_value": champ.metrics.get(metric) if champ else None,
+            "margin": margin,
+            "gap": winner.scored.gap,
+        }
+        for _ in range(3):
+            expect = self._expected(stream, alias, run, champ_version)
+            try:
+                self.registry.move_alias(
+                    model=stream,
+                    alias=alias,
+                    to_version=to,
+                    expect=expect,
+                    reason=AliasReason.PROMOTED,
+                    actor=SERVICE,
+                    evidence=evidence,
+                )
+            except AliasConflict as exc:
+                if alias != "champion" or not self._replaced_by_online(stream, champ_version):
+                    return "conflict", (
+                        f"{winner.name} v{to} won the gate but {stream}@{alias} moved during "
+                        f"the run ({exc}); not promoted"
+                    )
+                continue  # a newer online snapshot arrived between the look and the move
+            except FrozenModel as exc:
+                return "frozen", f"frozen: {winner.name} v{to} not moved ({exc})"
+            self.pause("moved")
+            return "promoted", f"{winner.name} v{to} -> {alias}: {decision.summary}"
+        return "conflict", f"{winner.name} v{to}: {stream}@{alias} kept moving; not promoted"
+
+    def _expected(
+        self, stream: str, alias: str, run: TrainingRun, champ_version: ModelVersion | None
+    ) -> Any:
+        """What the compare-and-set accepts: the champion live at the drift or any later
+        online snapshot that replaced it (a challenger may replace any challenger)."""
+        if alias != "champion":
+            return self.registry.get_alias(model=stream, alias=alias)
+        if champ_version is None:
+            return None
+        accepted = {champ_version.version}
+        if champ_version.kind == "online":
+            accepted |= {
+                v.version
+                for v in self.registry.list_versions(model=stream, limit=500)
+                if v.kind == "online" and v.version > champ_version.version
+            }
+        return accepted
+
+    def _replaced_by_online(self, stream: str, champ_version: ModelVersion | None) -> bool:
+        """Whether the champion now is an online snapshot newer than the one at the drift."""
+        if champ_version is None or champ_version.kind != "online":
+            return False
+        now = self.registry.get_alias(model=stream, alias="champion")
+        if now is None:
+            return False
+        found = self.registry.get_version(model=stream, version=now)
+        return found is not None and found.kind == "online" and now > champ_version.version
+
+
+def coalesce_with(
+    trigger: Trigger, runs: Sequence[TrainingRun], *, cooldown: int
+) -> TrainingRun | None:
+    """The earlier run a drift event belongs to: one of the same stream triggered by drift
+    within ``cooldown`` examples of it (manual requests never coalesce)."""
+    if not isinstance(trigger, DriftDetected):
+        return None
+    for run in runs:
+        if run.trigger.get("event_type") != "drift_detected":
+            continue
+        count = run.trigger.get("example_count")
+        if isinstance(count, int) and abs(count - trigger.example_count) < max(1, cooldown):
+            return run
+    return None
+
+
+def canonical(spec: Spec) -> Spec:
+    """The spec with every field written out and no record of which ones were set.
+
+    pydantic keeps the names of explicitly set fields in a set, and a set of strings
+    pickles in an order that changes with each process's hash seed; emptied, the
+    artifact's bytes depend only on the model, so a rebuilt model has the same sha256.
+    """
+    out = Spec.model_validate(spec.model_dump(mode="json"))
+    for part in (out, out.label, *out.features):
+        object.__setattr__(part, "__pydantic_fields_set__", set())
+    return out
+
+
+def normalized(predictor: Predictor) -> Predictor:
+    """The predictor rebuilt from a memo-free pickle of itself.
+
+    Pickle shares equal strings by object identity, and identity depends on the path
+    that made an object (a search before the fit, a JSON round trip of the params), so
+    two identical models could pack to different bytes. Rebuilt this way, sharing
+    depends only on the content, and a reproduced model has the same artifact sha256.
+    """
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=5)
+    pickler.fast = True  # no memo: every string written out; sklearn models are acyclic
+    pickler.dump(predictor)
+    rebuilt = pickle.loads(buffer.getvalue())  # noqa: S301 - bytes made just above
+    assert isinstance(rebuilt, Predictor)  # noqa: S101
+    return rebuilt
+
+
+def content_sha256(predictor: Predictor) -> str:
+    """sha256 of the predictor's memo-free pickle: the same for the same fitted model in any
+    process (the artifact's own bytes may differ in how pickle shared equal strings)."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=5)
+    pickler.fast = True
+    pickler.dump(predictor)
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def describe(trigger: Trigger) -> dict[str, Any]:
+    """The trigger as recorded with its run."""
+    return trigger.model_dump(mode="json")
+
+
+def labels(rows: Sequence[Row]) -> np.ndarray:
+    """The rows' labels as an array scikit-learn accepts (bool, int, float or str)."""
+    values = [r.label for r in rows]
+    if values and all(isinstance(v, bool) for v in values):
+        return np.asarray(values, dtype=bool)
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return np.asarray(values, dtype=np.int64)
+    if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return np.asarray(values, dtype=float)
+    return np.asarray(values, dtype=object)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
