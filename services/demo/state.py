@@ -146,13 +146,13 @@ class DemoState:
         ]
 
     def swaps(self) -> list[Swap]:
-        """Champion versions that serving loaded after its first one."""
-        seen: list[int] = []
+        """Promoted champion versions that serving loaded (online updates not counted)."""
+        promoted = {m.to_version for m in self.promotions()}
         out: list[Swap] = []
+        seen: set[int] = set()
         for load in self.loads:
-            if load.alias != "champion" or load.version in seen:
-                continue
-            if seen:
+            if load.alias == "champion" and load.version in promoted and load.version not in seen:
+                seen.add(load.version)
                 out.append(
                     Swap(
                         load.version,
@@ -161,7 +161,6 @@ class DemoState:
                         self.first_answer.get(load.version),
                     )
                 )
-            seen.append(load.version)
         return out
 
     def served_accuracy(self) -> tuple[int | None, float | None]:
