@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -42,11 +43,17 @@ class ServiceDied(DriftlineError):
     """A supervised service exited while it was meant to run."""
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Ask Linux to SIGTERM this process when its parent dies."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+# loaded once here: a child between fork and exec must not dlopen (another thread may
+# hold the loader's lock)
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _prepare_child(niceness: int) -> None:  # pragma: no cover - runs in the child
+    """In the child before exec: die with the parent (Linux), then lower the priority."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if niceness:
+        os.nice(niceness)
 
 
 @dataclass
@@ -106,10 +113,12 @@ class Supervisor:
         env: Mapping[str, str] | None = None,
         *,
         oneshot: bool = False,
+        niceness: int = 0,
     ) -> Child:
         """Start ``argv`` as ``name`` with the supervisor's environment plus ``env``.
 
         A ``oneshot`` child is a job: exiting with status 0 is its success, not a death.
+        ``niceness`` lowers the child's CPU priority (a background job yields to services).
         """
         log_path = None if self.log_dir is None else self.log_dir / f"{name}.log"
         out: IO[bytes] | int = subprocess.DEVNULL
@@ -124,7 +133,7 @@ class Supervisor:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads touch the child's memory
+            preexec_fn=partial(_prepare_child, niceness),
         )
         child = Child(name, process, log_path, oneshot=oneshot, _log=handle)
         self.children.append(child)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import importlib
 import logging
 import multiprocessing
 import os
@@ -197,9 +198,12 @@ def check_topics(settings: DriftlineSettings) -> None:
 
 def make_pool(workers: int) -> cf.ProcessPoolExecutor:
     """The process pool candidates are fitted in (forkserver: no forked threads or sockets)."""
+    context = multiprocessing.get_context("forkserver")
+    # the fork server imports scikit-learn once; every worker forked from it starts warm
+    context.set_forkserver_preload(["services.trainer.train"])
     return cf.ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=multiprocessing.get_context("forkserver"),
+        mp_context=context,
         initializer=train.watch_parent,
         initargs=(os.getpid(),),
     )
@@ -235,6 +239,8 @@ def run(settings: DriftlineSettings, tsettings: TrainerSettings) -> int:
         for chatty in ("faust", "mode"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
     check_topics(settings)
+    # River champions are unpickled during runs: import River now, not inside the first run
+    importlib.import_module("river")
     metrics = TrainerMetrics()
     configs = Configs(settings)
     registry = Registry.open(settings)

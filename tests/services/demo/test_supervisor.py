@@ -53,3 +53,15 @@ def test_a_oneshot_job_that_succeeds_is_not_a_death(tmp_path: Path) -> None:
         assert wait_for(lambda: not failing.alive, 30)
         with pytest.raises(ServiceDied, match="job2"):
             sup.check()
+
+
+def test_a_background_job_runs_at_a_lower_priority(tmp_path: Path) -> None:
+    with Supervisor(tmp_path) as sup:
+        job = sup.start(
+            "nice",
+            [sys.executable, "-c", "import os; print(os.nice(0))"],
+            oneshot=True,
+            niceness=19,
+        )
+        assert wait_for(lambda: not job.alive, 30)
+    assert job.tail().strip() == "19"
