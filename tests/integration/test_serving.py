@@ -261,7 +261,9 @@ def test_serving_process_end_to_end(
             timeout=120,
             check=True,
         )
-        (row,) = json.loads(fleet.stdout)
+        rows = {r["alias"]: r for r in json.loads(fleet.stdout)}
+        assert set(rows) == {"champion", "challenger"}  # one row per alias it serves
+        row = rows["champion"]
         assert (row["replica"], row["model"], row["status"]) == (replica, "sea", "failing")
         assert row["last_failure"]["version"] == v5
 
