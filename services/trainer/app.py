@@ -259,6 +259,7 @@ def run(settings: DriftlineSettings, tsettings: TrainerSettings) -> int:
             pool=pool,
             metrics=metrics,
             pause=pauser(tsettings),
+            drift_wait_s=tsettings.drift_wait_s,
         )
         app = build_app(settings, tsettings, Edge(trainer, topics.name("events.dead")))
         worker = faust.Worker(

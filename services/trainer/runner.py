@@ -167,6 +167,7 @@ class Trainer:
         pool: cf.Executor,
         metrics: TrainerMetrics | None = None,
         pause: Callable[[str], None] | None = None,
+        drift_wait_s: float = 0.0,
     ) -> None:
         self.registry = registry
         self.configs = configs
@@ -174,6 +175,7 @@ class Trainer:
         self.pool = pool
         self.metrics = metrics or TrainerMetrics()
         self.pause = pause or (lambda step: None)
+        self.drift_wait_s = drift_wait_s
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -214,7 +216,7 @@ class Trainer:
                 )
                 return Result("coalesced", merged.id, merged.winner_version)
         self.registry.record_spec(config=config)  # reproduce finds the spec by its sha256
-        limits = self.replay.bounds() if mine is None else None
+        limits = self._bounds(trigger, config) if mine is None else None
         champion = self.registry.get_alias(model=stream, alias="champion")
         run, created = self.registry.start_run(
             model=stream,
@@ -245,6 +247,44 @@ class Trainer:
             self.metrics.phase_seconds.labels(phase=phase).observe(seconds)
         self.registry.mark_handled(consumer=SERVICE, event_id=event_id)
         return result
+
+    def _bounds(self, trigger: Trigger, config: StreamConfig) -> Bounds:
+        """The valid topic's offsets the run will read, once the drift has data after it.
+
+        A ``since_drift`` run trains on the examples after the drift point; right after a
+        quick detection there are few, and a window padded up to ``min_size`` with older
+        examples would teach the old concept again. So the run waits (up to
+        ``drift_wait_s``) until the drift's partition holds ``min_size`` records after the
+        drift's offset, then takes the bounds; past the deadline it goes on with what
+        there is.
+        """
+        bounds = self.replay.bounds()
+        rp = config.policy.retrain
+        if (
+            not isinstance(trigger, DriftDetected)
+            or rp.mode != "since_drift"
+            or trigger.topic != self.replay.topic
+            or self.drift_wait_s <= 0
+        ):
+            return bounds
+        deadline = time.monotonic() + self.drift_wait_s
+        while bounds.end.get(trigger.partition, 0) - trigger.offset < rp.min_size:
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "%s: %d examples after the drift at %s[%d]@%d after %.0f s, fewer than "
+                    "min_size %d: training on a window that reaches back before the drift",
+                    trigger.stream,
+                    bounds.end.get(trigger.partition, 0) - trigger.offset,
+                    trigger.topic,
+                    trigger.partition,
+                    trigger.offset,
+                    self.drift_wait_s,
+                    rp.min_size,
+                )
+                break
+            time.sleep(0.5)  # new examples arrive at the stream's pace
+            bounds = self.replay.bounds()
+        return bounds
 
     # -- one run --------------------------------------------------------------------------
 

@@ -37,6 +37,11 @@ class TrainerSettings(SettingsBase):
         ge=10,
         description="longest a run may take; the consumer's max poll interval is set above it",
     )
+    drift_wait_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="how long a since_drift run waits for min_size examples after the drift",
+    )
     session_timeout_s: float = Field(
         default=10.0, ge=1, le=300, description="consumer-group session timeout"
     )

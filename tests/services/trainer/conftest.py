@@ -39,9 +39,19 @@ def pool() -> Iterator[cf.ThreadPoolExecutor]:
 
 @pytest.fixture
 def make_trainer(registry: Registry, pool: cf.ThreadPoolExecutor) -> Callable[..., Trainer]:
-    def make(configs: dict[str, StreamConfig], replay: FakeReplay, pause: Any = None) -> Trainer:
+    def make(
+        configs: dict[str, StreamConfig],
+        replay: FakeReplay,
+        pause: Any = None,
+        drift_wait_s: float = 0.0,
+    ) -> Trainer:
         return Trainer(
-            registry=registry, configs=configs.get, replay=replay, pool=pool, pause=pause
+            registry=registry,
+            configs=configs.get,
+            replay=replay,
+            pool=pool,
+            pause=pause,
+            drift_wait_s=drift_wait_s,
         )
 
     return make

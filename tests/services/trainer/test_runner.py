@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from services.registry.client import Registry
+from services.trainer.replay import Bounds
 from services.trainer.runner import Trainer, UnknownStream
 from tests.services.trainer.support import FakeReplay, config, data, drift, online_champion, rows
 
@@ -205,3 +206,35 @@ def test_an_unknown_stream_is_refused(
     trainer = make_trainer({}, FakeReplay(rows("agr", stream_data)))
     with pytest.raises(UnknownStream, match="agr"):
         trainer.handle(drift("agr", 10))
+
+
+class ArrivingReplay(FakeReplay):
+    """The valid topic while examples still arrive: 100 more each time it is looked at."""
+
+    def __init__(self, rows: list, visible: int) -> None:
+        super().__init__(rows)
+        self.all, self.visible = list(rows), visible
+        self.rows = self.all[:visible]
+
+    def bounds(self) -> Bounds:
+        self.visible = min(len(self.all), self.visible + 100)
+        self.rows = self.all[: self.visible]
+        return super().bounds()
+
+
+def test_a_since_drift_run_waits_for_examples_after_the_drift(
+    registry: Registry, make_trainer: Callable[..., Trainer], stream_data: list
+) -> None:
+    cfg = config(retrain={"mode": "since_drift", "min_size": 500})
+    champion = online_champion(registry, cfg, stream_data[:BEFORE])
+    replay = ArrivingReplay(rows("agr", stream_data), visible=BEFORE + 50)
+    trainer = make_trainer({"agr": cfg}, replay, drift_wait_s=60)
+    event = drift("agr", BEFORE, version=champion)  # fired at the first new example
+
+    result = trainer.handle(event)
+
+    (run,) = registry.list_runs(model="agr")
+    (rng,) = run.window["ranges"]
+    # only examples from after the drift: the old concept is not taught again
+    assert rng["start"] >= BEFORE and rng["end"] - rng["start"] >= 500
+    assert result.outcome == "promoted"
