@@ -18,6 +18,13 @@ can move an alias.
 :class:`~services.common.subscriber.ModelSubscriber` (verified, warmed-up, fixed
 snapshots). After a promotion (the champion's last move has reason ``promoted``) the
 predecessor is kept and scored on the same examples, for the rollback rule.
+
+**The online model as a standing challenger.** A batch champion does not learn: after a
+drift its accuracy can fall below the learner's online model, which keeps adapting. With
+``DRIFTLINE_EVALUATOR_ONLINE_CHALLENGER`` (on by default), while the champion is a batch
+version and no ``challenger`` is set, the latest ``online`` snapshot is challenged against
+it under the same sequential rule; if it wins, ``champion`` moves to it (reason
+``promoted``), and the learner then moves an online champion along with its snapshots.
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ from services.registry.client import AliasConflict, FrozenModel, NotFound, Regis
 log = logging.getLogger(__name__)
 OWNER = "evaluator"
 ACTOR = "evaluator"
-ALIASES = ("champion", "challenger")
+ALIASES = ("champion", "challenger", "online")
 
 
 class Evaluator:
@@ -359,6 +366,10 @@ class Evaluator:
     def _served(self, stream: str) -> dict[Role, Served | None]:
         champion_loaded = self.subscriber.get(stream, "champion")
         challenger_loaded = self.subscriber.get(stream, "challenger")
+        if self.service.online_challenger:
+            challenger_loaded = pick_challenger(
+                champion_loaded, challenger_loaded, self.subscriber.get(stream, "online")
+            )
         models: dict[Role, Served | None] = {
             "champion": _served(champion_loaded) if champion_loaded is not None else None,
             "challenger": _served(challenger_loaded) if challenger_loaded is not None else None,
@@ -602,6 +613,17 @@ class AliasMover:
             )
         except (AliasConflict, FrozenModel):
             pass  # moved by someone else meanwhile, or already removed
+
+
+def pick_challenger(
+    champion: LoadedModel | None, challenger: LoadedModel | None, online: LoadedModel | None
+) -> LoadedModel | None:
+    """The version to challenge the champion with: the ``challenger`` alias when set, else
+    the latest online snapshot while the champion is a batch model (which stops learning).
+    """
+    if challenger is not None or champion is None or champion.meta.kind != "batch":
+        return challenger
+    return online
 
 
 def _served(loaded: LoadedModel) -> Served:

@@ -59,6 +59,11 @@ class EvaluatorSettings(SettingsBase):
     start_from: Literal["earliest", "latest"] = Field(
         default="earliest", description="where a first start (no checkpoint) begins reading"
     )
+    online_challenger: bool = Field(
+        default=True,
+        description="challenge a batch champion with the latest online snapshot when no "
+        "challenger is set",
+    )
     checkpoint_every: int = Field(default=2000, ge=1, description="records between checkpoints")
     checkpoint_interval_s: float = Field(default=10.0, gt=0, description="or this many seconds")
     models_timeout_s: float = Field(
