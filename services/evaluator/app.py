@@ -366,13 +366,15 @@ class Evaluator:
     def _served(self, stream: str) -> dict[Role, Served | None]:
         champion_loaded = self.subscriber.get(stream, "champion")
         challenger_loaded = self.subscriber.get(stream, "challenger")
-        if self.service.online_challenger:
-            challenger_loaded = pick_challenger(
-                champion_loaded, challenger_loaded, self.subscriber.get(stream, "online")
-            )
+        online = self.subscriber.get(stream, "online") if self.service.online_challenger else None
+        picked = pick_challenger(champion_loaded, challenger_loaded, online)
         models: dict[Role, Served | None] = {
             "champion": _served(champion_loaded) if champion_loaded is not None else None,
-            "challenger": _served(challenger_loaded) if challenger_loaded is not None else None,
+            "challenger": (
+                None
+                if picked is None
+                else _served(picked, family="online" if picked is online else None)
+            ),
         }
         watch = self.state.watches.get(stream)
         champion = models.get("champion")
@@ -626,5 +628,10 @@ def pick_challenger(
     return online
 
 
-def _served(loaded: LoadedModel) -> Served:
-    return Served(version=loaded.version, predictor=loaded.predictor, lineage=loaded.meta.lineage)
+def _served(loaded: LoadedModel, family: str | None = None) -> Served:
+    return Served(
+        version=loaded.version,
+        predictor=loaded.predictor,
+        lineage=loaded.meta.lineage,
+        family=family,
+    )

@@ -193,6 +193,7 @@ class Challenge:
     metric: str
     champion: int
     challenger: int
+    family: str | None = None  # set: the challenger's successive snapshots share this test
     stats: PairedStats = field(default_factory=PairedStats)
     champion_sum: float = 0.0
     challenger_sum: float = 0.0

@@ -65,6 +65,7 @@ class Served:
     version: int
     predictor: Predictor
     lineage: Lineage = field(default_factory=Lineage)
+    family: str | None = None  # "online": successive snapshots of one learning model
 
 
 @dataclass(frozen=True)
@@ -331,16 +332,21 @@ class EvaluatorState:
             self.challenges.pop(stream, None)
             return None
         current = self.challenges.get(stream)
-        if current is None or (current.champion, current.challenger, current.metric) != (
-            champion.version,
-            challenger.version,
-            metric,
-        ):
+        # the evidence against the online model's snapshots accumulates across them: they
+        # are one model that keeps learning, and a new snapshot every few hundred examples
+        # would otherwise restart the test before it could ever conclude
+        same = current is not None and (
+            current.champion,
+            current.family or current.challenger,
+            current.metric,
+        ) == (champion.version, challenger.family or challenger.version, metric)
+        if current is None or not same:
             current = self.challenges[stream] = Challenge(
                 stream=stream,
                 metric=metric,
                 champion=champion.version,
                 challenger=challenger.version,
+                family=challenger.family,
             )
         return current
 

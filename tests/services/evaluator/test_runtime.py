@@ -298,3 +298,24 @@ def test_the_served_track_runs_across_a_swap() -> None:
     # the rolling accuracy shows the swap: the old concept's model, then the new one's
     assert served[5].values["rolling_accuracy"] < 0.7 < served[-1].values["rolling_accuracy"]
     assert len({s.event_id for s in served}) == len(served)
+
+
+def test_evidence_against_the_online_model_accumulates_across_its_snapshots() -> None:
+    data = labelled(examples("loans", 2, 1500, seed=3))  # concept 2: the online model's
+
+    def run(family: str | None) -> list:
+        state = EvaluatorState(snapshot_every=1000, look_every=50)
+        decisions = []
+        for i in range(0, len(data), 100):  # a new online snapshot every 100 examples
+            online = Served(version=10 + i // 100, predictor=NEW.predictor, family=family)
+            out = state.handle(
+                data[i : i + 100], config=CFG, models={"champion": OLD, "challenger": online}
+            )
+            decisions += out.decisions
+        return decisions
+
+    # as separate versions, no pair ever gathers the 200 examples the rule needs
+    assert run(family=None) == []
+    # as one learning model, the evidence adds up and the latest snapshot is promoted
+    (decision,) = run(family="online")
+    assert decision.kind == "promote" and decision.champion == 1 and decision.target >= 11
