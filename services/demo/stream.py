@@ -381,7 +381,7 @@ def with_demo_policy(
             "min_size": _round(1500 * scale, 100),
             "holdout_fraction": 0.2,
             "candidates": ["logistic_regression", "hist_gradient_boosting", "random_forest"],
-            "budget_s": 10.0 if scale >= 1.0 else 5.0,
+            "budget_s": 5.0 if scale >= 1.0 else 3.0,
             "seed": seed,
         },
         "online_version_every": _round(1000 * scale, 100),
