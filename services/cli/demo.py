@@ -61,4 +61,8 @@ def demo_cmd(args: argparse.Namespace) -> int:
         live=not args.no_live and console.is_terminal,
         seed=args.seed,
     )
-    return run_demo(settings, options, console)
+    try:
+        return run_demo(settings, options, console)
+    except ValueError as exc:  # the stream's own checks: a bad --dataset, rows, drift points
+        print(f"driftline demo: error: {exc}", file=sys.stderr)
+        return 2

@@ -16,13 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
-
 from schemas import StreamConfig, Topics
 from services.cli.output import print_table
 from services.cli.produce import add_source_options, open_source, stream_name
-from services.common.codec import encode, summarize
+from services.common.codec import encode
+from services.common.config_files import config_to_yaml, read_config_file
 from services.common.errors import ConfigError, DriftlineError
 from services.common.kafka_client import make_producer
 from services.common.settings import DriftlineSettings
@@ -37,7 +35,6 @@ from services.ingest.sources import Record
 from services.registry.client import Registry
 
 # Fields of a StreamConfig that a YAML file holds (the envelope is added on publish).
-BODY_FIELDS = ("stream", "spec", "model", "policy")
 INFER_DEFAULT_ROWS = 100_000
 
 
@@ -131,7 +128,7 @@ def infer_cmd(args: argparse.Namespace) -> int:
         "Review ranges, categories and nullability, then: driftline spec publish FILE",
         *(f"warning: {w}" for w in result.warnings),
     ]
-    text = "".join(f"# {line}\n" for line in header) + to_yaml(result.config)
+    text = "".join(f"# {line}\n" for line in header) + config_to_yaml(result.config)
     output = args.output or f"{stream}.yaml"
     if output == "-":
         sys.stdout.write(text)
@@ -149,43 +146,17 @@ def infer_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def to_yaml(config: StreamConfig) -> str:
-    """A config's body as YAML, without unset (null) fields of features and label."""
-    body = config.model_dump(mode="json", include=set(BODY_FIELDS))
-    spec = body["spec"]
-    spec["features"] = [{k: v for k, v in f.items() if v is not None} for f in spec["features"]]
-    spec["label"] = {k: v for k, v in spec["label"].items() if v is not None}
-    if spec.get("max_age_s") is None:
-        spec.pop("max_age_s", None)
-    return str(yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100))
-
-
 # -- publish ------------------------------------------------------------------------
 
 
 def load_config_file(path: Path) -> StreamConfig:
-    """A YAML stream config, validated (any ``version`` in the file is ignored)."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(path), f"not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(str(path), "expected a mapping with stream, spec, model and policy")
-    if data.pop("version", None) is not None:
+    """A YAML stream config, validated (any ``version`` in the file is ignored, with a note)."""
+    config, had_version = read_config_file(path)
+    if had_version:
         print(
             f"note: {path}: version is assigned on publish; the file's is ignored", file=sys.stderr
         )
-    unknown = sorted(set(data) - set(BODY_FIELDS))
-    if unknown:
-        raise ConfigError(
-            str(path), f"unknown top-level key(s) {', '.join(unknown)}; expected {BODY_FIELDS}"
-        )
-    try:
-        return StreamConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(str(path), summarize(exc, limit=5)) from exc
+    return config
 
 
 def read_configs(settings: DriftlineSettings) -> dict[str, StreamConfig]:
@@ -282,7 +253,7 @@ def show_cmd(args: argparse.Namespace) -> int:
         f"{config.occurred_at.isoformat(timespec='seconds')}\n"
         f"# spec sha256 {config.spec_sha256()}\n# config sha256 {config.config_sha256()}"
     )
-    sys.stdout.write(to_yaml(config))
+    sys.stdout.write(config_to_yaml(config))
     return 0
 
 

@@ -109,6 +109,9 @@ def signing_env(settings: DriftlineSettings, console: Console) -> dict[str, str]
 
 def run_demo(settings: DriftlineSettings, options: DemoOptions, console: Console) -> int:
     """Run the demo; returns 0 when every check passed."""
+    # the stream first: a bad --dataset or --config fails before anything starts
+    source = load_stream(options.dataset, options.config, quick=options.quick, seed=options.seed)
+    console.print(f"[bold]stream[/]: {source.name}: {source.description}")
     broker: LocalBroker | None = None
     bootstrap = settings.bootstrap
     if settings.uses_local_broker:
@@ -121,7 +124,7 @@ def run_demo(settings: DriftlineSettings, options: DemoOptions, console: Console
     else:
         console.print(f"[bold]broker[/]: using DRIFTLINE_KAFKA_BOOTSTRAP={bootstrap}")
     try:
-        return _run(settings, bootstrap, options, console)
+        return _run(settings, bootstrap, options, console, source)
     finally:
         if broker is not None:
             console.print("[bold]broker[/]: stopping the local broker")
@@ -129,7 +132,11 @@ def run_demo(settings: DriftlineSettings, options: DemoOptions, console: Console
 
 
 def _run(
-    settings: DriftlineSettings, bootstrap: str, options: DemoOptions, console: Console
+    settings: DriftlineSettings,
+    bootstrap: str,
+    options: DemoOptions,
+    console: Console,
+    source: DemoStream,
 ) -> int:
     run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = settings.data_path / "demo" / run_id
@@ -156,9 +163,7 @@ def _run(
         admin.close()
 
     dataset = options.dataset
-    source = load_stream(dataset, options.config, quick=options.quick, seed=options.seed)
     config = source.config
-    console.print(f"[bold]stream[/]: {source.name}: {source.description}")
     state = DemoState(stream=config.stream)
     observer = Observer(local, state).start()
     with Supervisor(run_dir / "logs", env={**os.environ, **env}) as sup:

@@ -41,10 +41,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import ValidationError
-
 from schemas import LabelledExample, StreamConfig
+from services.common.config_files import BODY_FIELDS, config_to_yaml, read_config_file
 from services.ingest.infer import infer_config
 from services.ingest.sources import (
     Columns,
@@ -70,7 +68,6 @@ __all__ = [
 ]
 
 DEFAULT_SEED = 42
-BODY_FIELDS = ("stream", "spec", "model", "policy")
 DriftKind = Literal["abrupt", "gradual"]
 
 # (size, abrupt position, gradual centre, gradual width)
@@ -403,35 +400,9 @@ def _round(value: float, unit: int) -> int:
 # -- config files ------------------------------------------------------------------------
 
 
-def config_to_yaml(config: StreamConfig) -> str:
-    """A config's body (stream, spec, model, policy) as YAML, unset fields left out.
-
-    >>> text = config_to_yaml(agrawal_config("agrawal-drift"))
-    >>> text.splitlines()[0], "\\nversion:" in text
-    ('stream: agrawal-drift', False)
-    """
-    body = config.model_dump(mode="json", include=set(BODY_FIELDS))
-    spec = body["spec"]
-    spec["features"] = [{k: v for k, v in f.items() if v is not None} for f in spec["features"]]
-    spec["label"] = {k: v for k, v in spec["label"].items() if v is not None}
-    if spec.get("max_age_s") is None:
-        spec.pop("max_age_s", None)
-    return str(yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100))
-
-
 def load_config(path: Path) -> StreamConfig:
-    """A YAML stream config file, validated; raises ValueError naming the file."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read a YAML stream config: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping with stream, spec, model and policy")
-    data.pop("version", None)
-    try:
-        return StreamConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ValueError(f"{path}: not a valid stream config: {exc}") from exc
+    """A YAML stream config file, validated (ConfigError naming the file otherwise)."""
+    return read_config_file(path)[0]
 
 
 def load_stream(

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from schemas import StreamConfig
+from services.common.errors import ConfigError
 from services.demo.baselines import BaselineResult, run_baseline
 from services.demo.stream import (
     DemoStream,
@@ -175,7 +176,7 @@ def test_a_jsonl_file_and_the_errors(tmp_path: Path) -> None:
         load_stream(None, config)
     bad = tmp_path / "bad.yaml"
     bad.write_text("stream: s\nspec: {features: []}\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="not a valid stream config"):
+    with pytest.raises(ConfigError, match="not a valid stream config"):
         load_stream(str(data), bad)
 
 
