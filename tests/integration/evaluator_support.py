@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,25 +103,3 @@ class TopicReader:
 
     def close(self) -> None:
         self.consumer.close()
-
-
-def wait_for(
-    predicate: Callable[[], bool],
-    timeout_s: float,
-    what: str,
-    procs: list[subprocess.Popen[bytes]] | None = None,
-    log: Path | None = None,
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        for proc in procs or []:
-            if proc.poll() is not None:
-                tail = log.read_text()[-4000:] if log else ""
-                raise AssertionError(
-                    f"evaluator exited ({proc.returncode}) waiting for {what}\n{tail}"
-                )
-        time.sleep(0.1)
-    tail = log.read_text()[-4000:] if log else ""
-    raise AssertionError(f"timed out waiting for {what}\n{tail}")

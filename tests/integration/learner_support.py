@@ -6,8 +6,6 @@ import itertools
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -109,21 +107,3 @@ def learned(registry: Registry, group: str, topic: str, partitions: int) -> dict
     for cp in checkpoints(registry, group, topic, partitions):
         out.update(cp.meta.get("streams", {}))
     return out
-
-
-def wait_for(
-    predicate: Callable[[], bool],
-    timeout_s: float,
-    what: str,
-    proc: subprocess.Popen[bytes] | None = None,
-    log: Path | None = None,
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text()[-3000:] if log else ""
-            raise AssertionError(f"learner exited ({proc.returncode}) waiting for {what}\n{tail}")
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")

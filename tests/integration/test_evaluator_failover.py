@@ -22,8 +22,8 @@ from tests.integration.evaluator_support import (
     register_tree,
     set_alias,
     start_evaluator,
-    wait_for,
 )
+from tests.integration.polling import wait_for
 from tests.services.evaluator.data import config, examples
 
 

@@ -24,8 +24,8 @@ from tests.integration.learner_support import (
     learner_env,
     publish,
     start_learner,
-    wait_for,
 )
+from tests.integration.polling import wait_for
 
 
 def test_kill_9_then_resume_exactly_once(

@@ -20,8 +20,8 @@ from tests.integration.learner_support import (
     learner_env,
     publish,
     start_learner,
-    wait_for,
 )
+from tests.integration.polling import wait_for
 from tests.integration.validator_support import read_all, running_validator
 
 N, SWITCH = 8000, 4000

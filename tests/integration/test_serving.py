@@ -35,6 +35,7 @@ from services.common.kafka_client import assign_all, make_consumer, make_produce
 from services.common.settings import DriftlineSettings
 from services.localbroker.ports import free_ports
 from services.registry.client import Registry
+from tests.integration.polling import wait_for
 from tests.integration.serving_support import (
     SPEC,
     move,
@@ -44,7 +45,6 @@ from tests.integration.serving_support import (
     signed,
     start_serving,
     tamper,
-    wait_for,
 )
 
 ROWS = [x for x, _ in sea_rows(20, seed=11)]

@@ -17,6 +17,7 @@ from schemas import Topics
 from schemas.drift import RetrainRequested
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
+from tests.integration.polling import wait_for
 from tests.integration.trainer_support import (
     KEY,
     ModelsTopic,
@@ -30,7 +31,6 @@ from tests.integration.trainer_support import (
     start_trainer,
     stop,
     trainer_env,
-    wait_for,
 )
 
 N, BEFORE = 3000, 1500
