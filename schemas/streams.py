@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, JsonValue, StrictBool, StrictInt, StrictStr, model_validator
 
@@ -149,7 +149,14 @@ class DriftPolicy(Record):
 
 
 class RetrainPolicy(Record):
-    """Which examples a drift-triggered retrain uses, and how it is tuned."""
+    """Which examples a retrain uses, how it is tuned, and how often it is scheduled.
+
+    ``every``: besides drift, the learner requests a run on the newest ``window`` examples
+    once ``every`` examples have passed since the stream's last drift event or scheduled
+    request. A model trained while a gradual drift was under way learned a mixture of
+    concepts, and a detector that fired at the drift's start stays quiet after it; the
+    schedule replaces such a model once the new concept has settled. None: drift only.
+    """
 
     mode: Literal["last", "since_drift"] = "last"
     window: int = Field(default=5000, ge=10, description="the last W examples (mode last)")
@@ -160,6 +167,11 @@ class RetrainPolicy(Record):
     ] = ("logistic_regression", "hist_gradient_boosting", "random_forest")
     budget_s: float = Field(default=60.0, gt=0, description="tuning time budget per run")
     seed: int = 42
+    every: int | None = Field(
+        default=None,
+        ge=10,
+        description="also retrain on the last W examples every N examples (learner-scheduled)",
+    )
 
 
 class Policy(Record):
@@ -191,10 +203,14 @@ class Policy(Record):
 class StreamConfig(Event):
     """Sent by ``driftline spec publish`` to ``streams`` (key: the stream name).
 
-    ``version`` is None in a file and assigned on publish (latest + 1).
+    ``version`` is None in a file and assigned on publish (latest + 1). Schema version 2
+    added ``policy.retrain.every``.
     """
 
+    SCHEMA_VERSION: ClassVar[int] = 2
+
     event_type: Literal["stream_config"] = "stream_config"
+    schema_version: int = Field(default=2, ge=1, description="version of this event's schema")
     stream: StrictStr = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
     version: int | None = Field(default=None, ge=1)
     spec: Spec

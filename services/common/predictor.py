@@ -17,13 +17,16 @@
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 from schemas.streams import FeatureSpec, Spec
+
+_T = TypeVar("_T")
 
 Flavor = Literal["river", "sklearn"]
 
@@ -181,6 +184,21 @@ class Predictor:
             elif feature.type != ref.type:
                 problems.append(f"feature {ref.name!r} is {feature.type}, model uses {ref.type}")
         return problems
+
+
+def clone(model: _T) -> _T:
+    """An independent copy of ``model``: a pickle round trip of bytes made right here.
+
+    ``copy.deepcopy`` walks a River tree in Python, one object at a time, and took about
+    1.4 s for the demo's Hoeffding adaptive tree; pickle does the same in C in a few tens
+    of milliseconds. Only bytes this process has just written are unpickled.
+
+    >>> original = {"weights": [1.0, 2.0]}
+    >>> copied = clone(original)
+    >>> copied == original, copied["weights"] is original["weights"]
+    (True, False)
+    """
+    return pickle.loads(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))  # type: ignore[no-any-return]  # noqa: S301 - our own bytes
 
 
 def _name(model: Any) -> str:

@@ -49,11 +49,23 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 
 
 def _prepare_child(niceness: int) -> None:  # pragma: no cover - runs in the child
-    """In the child before exec: die with the parent (Linux), then lower the priority."""
+    """In the child before exec: die with the parent (Linux), then lower the priority.
+
+    With the kernel's autogroup scheduling on (most desktop and many server kernels), the
+    CPU is shared fairly between sessions first, and a process's nice value only orders
+    it within its session. The child has a session of its own, so its niceness is given
+    to that session's autogroup too; otherwise a "background" job would still take an
+    equal share of the CPU from the services.
+    """
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if niceness:
         os.nice(niceness)
+        try:
+            with open("/proc/self/autogroup", "w") as autogroup:
+                autogroup.write(str(niceness))
+        except OSError:  # no autogroup scheduling here: the nice value is enough
+            pass
 
 
 @dataclass

@@ -57,6 +57,9 @@ class Learner:
         self.learned = m.counter("learner_examples_total", "Examples learned.", ["stream"])
         self.duplicates = m.counter("learner_duplicates_total", "Duplicates skipped.", ["stream"])
         self.drifts = m.counter("learner_drift_events_total", "Drift events.", ["stream", "kind"])
+        self.retrains = m.counter(
+            "learner_retrain_requests_total", "Scheduled retrain requests.", ["stream"]
+        )
         self.gauges = m.gauge("learner_metric", "Prequential metrics.", ["stream", "metric"])
         self.versions = m.counter("learner_versions_total", "Online versions.", ["stream"])
         self.checkpoints = m.histogram("learner_checkpoint_seconds", "Checkpoint time.")
@@ -180,6 +183,14 @@ class Learner:
                     stream=event.stream,
                     feature=event.feature,
                 ),
+            )
+        if handled.retrain is not None:
+            self._send("drift", handled.retrain)
+            self.retrains.labels(stream=handled.stream).inc()
+            log.info(
+                "retrain requested: %s",
+                handled.retrain.reason,
+                extra=at(record.topic, record.partition, record.offset, stream=handled.stream),
             )
         if handled.metrics is not None:
             self._send("metrics", handled.metrics)

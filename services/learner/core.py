@@ -19,13 +19,12 @@ True
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from schemas.streams import StreamConfig
-from services.common.predictor import Predictor
+from services.common.predictor import Predictor, clone
 from services.learner.drift import Alarm, DriftMonitor
 from services.learner.pipeline import build_pipeline
 from services.learner.prequential import Prequential, Snapshot
@@ -49,6 +48,9 @@ class Outcome:
     """Drift alarms to publish (already debounced)."""
     version_due: bool
     """True every ``policy.online_version_every`` examples: time to register the model."""
+    retrain_due: bool = False
+    """True when ``policy.retrain.every`` examples have passed since the last drift alarm
+    or scheduled retrain: time to request one."""
 
     @property
     def correct(self) -> bool:
@@ -57,7 +59,8 @@ class Outcome:
 
 
 class StreamLearner:
-    """Online learning, prequential metrics and drift detection for one stream.
+    """Online learning, prequential metrics, drift detection and the retrain schedule of
+    one stream.
 
     Parameters
     ----------
@@ -66,6 +69,10 @@ class StreamLearner:
     metrics_every
         Examples between two metric snapshots (default: ``policy.rolling_window``).
     """
+
+    last_trigger: int = 0
+    """The example count of the last drift alarm or scheduled retrain (a class default, so
+    a learner checkpointed before the schedule existed restores)."""
 
     def __init__(self, config: StreamConfig, *, metrics_every: int | None = None) -> None:
         self.config = config
@@ -80,6 +87,7 @@ class StreamLearner:
         self.metrics_every = metrics_every or config.policy.rolling_window
         if self.metrics_every < 1:
             raise ValueError(f"metrics_every must be >= 1, got {self.metrics_every}")
+        self.last_trigger = 0
 
     @property
     def examples_seen(self) -> int:
@@ -92,6 +100,12 @@ class StreamLearner:
         step = self.prequential.step(x, label)
         alarms = self.monitor.update(x, step.error)
         n = self.examples_seen
+        every = self.config.policy.retrain.every
+        if alarms:
+            self.last_trigger = n
+        retrain_due = every is not None and n - self.last_trigger >= every
+        if retrain_due:
+            self.last_trigger = n
         snapshot = self.prequential.snapshot() if n % self.metrics_every == 0 else None
         return Outcome(
             example_count=n,
@@ -100,6 +114,7 @@ class StreamLearner:
             snapshot=snapshot,
             alarms=tuple(alarms),
             version_due=n % self.config.policy.online_version_every == 0,
+            retrain_due=retrain_due,
         )
 
     def predict(self, features: Mapping[str, Any]) -> Any:
@@ -113,5 +128,5 @@ class StreamLearner:
     def predictor(self) -> Predictor:
         """A frozen copy of the current model, wrapped for an artifact."""
         return Predictor.river(
-            copy.deepcopy(self.model), spec=self.config.spec, spec_sha256=self.spec_sha256
+            clone(self.model), spec=self.config.spec, spec_sha256=self.spec_sha256
         )

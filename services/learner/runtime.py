@@ -10,7 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas import DriftDetected, LabelledExample, MetricSnapshot, StreamConfig, derive_id
+from schemas import (
+    DriftDetected,
+    LabelledExample,
+    MetricSnapshot,
+    RetrainRequested,
+    StreamConfig,
+    derive_id,
+)
 from schemas.lineage import Lineage, OffsetRange
 from services.learner.core import Outcome, StreamLearner
 
@@ -57,6 +64,7 @@ class Handled:
     outcome: Outcome | None = None
     drift: tuple[DriftDetected, ...] = ()
     metrics: MetricSnapshot | None = None
+    retrain: RetrainRequested | None = None
     version_due: bool = False
     rebuilt: bool = False
 
@@ -145,12 +153,27 @@ class PartitionState:
                 example_count=outcome.example_count,
                 event_time=example.event_time,
             )
+        retrain = None
+        if outcome.retrain_due:
+            retrain = RetrainRequested(
+                event_id=derive_id(
+                    f"{example.stream}/{track.learner_id}/{outcome.example_count}", "retrain"
+                ),
+                stream=example.stream,
+                window=config.policy.retrain.window,
+                requested_by="learner",
+                reason=(
+                    f"scheduled: {config.policy.retrain.every} examples since the last "
+                    f"drift or scheduled run (example {outcome.example_count})"
+                ),
+            )
         return Handled(
             stream=example.stream,
             learned=True,
             outcome=outcome,
             drift=drift,
             metrics=snapshot,
+            retrain=retrain,
             version_due=outcome.version_due,
             rebuilt=rebuilt,
         )

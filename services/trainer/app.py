@@ -126,7 +126,8 @@ class Edge:
             await self._dead(message, value, ReasonCode.HANDLER_ERROR, detail, send, trigger)
             return
         log.info(
-            "drift event %s on %s: %s %s",
+            "%s %s on %s: %s %s",
+            trigger.event_type,
             trigger.event_id,
             trigger.stream,
             result.outcome,

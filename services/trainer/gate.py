@@ -25,12 +25,12 @@ The best qualifying candidate wins; every other one gets the reason it lost.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common.predictor import clone
 from services.trainer.train import LOWER_IS_BETTER, Task, evaluate, improvement
 
 MIN_SEGMENT = 10  # segments with fewer holdout examples are reported but not compared
@@ -113,7 +113,7 @@ def prequential(model: Any, xs: Sequence[Mapping[str, Any]], ys: Sequence[Any]) 
     >>> len(preds), m.predict_one({"x": 1.0})
     (3, 0.0)
     """
-    live = copy.deepcopy(model)
+    live = clone(model)
     out = []
     for x, y in zip(xs, ys, strict=True):
         out.append(live.predict_one(dict(x)))

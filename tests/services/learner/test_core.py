@@ -52,3 +52,29 @@ def test_inputs_are_left_untouched_and_versions_fall_due() -> None:
         due.append(learner.process(x, y).version_due)
         assert x == copy
     assert sum(due) == 3
+
+
+def test_scheduled_retrains_count_from_the_last_alarm_or_request() -> None:
+    config = agrawal_config(
+        drift={"cooldown": 500, "data_drift": False}, retrain={"every": 700, "window": 500}
+    )
+    learner = StreamLearner(config)
+    outcomes = [learner.process(x, y) for x, y in agrawal(3, n=4000, switch_at=2000)]
+    alarms = [o.example_count for o in outcomes if o.alarms]
+    due = [o.example_count for o in outcomes if o.retrain_due]
+    assert alarms and 2000 < alarms[0] < 2500
+    triggers = sorted([0, *alarms, *due])
+    assert all(b - a <= 700 for a, b in zip(triggers, triggers[1:], strict=False))
+    for count in due:  # each request comes exactly `every` after the trigger before it
+        assert count - max(t for t in triggers if t < count) == 700
+    assert due[:2] == [700, 1400]
+
+
+def test_no_schedule_without_every_and_a_restored_old_learner_has_none_due() -> None:
+    learner = StreamLearner(agrawal_config())
+    assert not any(learner.process(x, y).retrain_due for x, y in agrawal(4, n=1500))
+    scheduled = StreamLearner(agrawal_config(retrain={"every": 100}))
+    del scheduled.last_trigger  # as pickled before the schedule existed: the class default
+    assert [
+        o.example_count for x, y in agrawal(5, n=250) if (o := scheduled.process(x, y)).retrain_due
+    ] == [100, 200]

@@ -73,3 +73,23 @@ def test_replay_from_a_pickled_state_gives_the_same_events() -> None:
     for offset, ex in enumerate(data[2500:], start=2500):
         replayed += [e.event_id for e in replay.handle(ex, offset=offset, config=config).drift]
     assert replayed == first_run  # same ids: consumers de-duplicate a re-emitted event
+
+
+def test_scheduled_retrain_requests_are_deterministic_and_ask_for_the_window() -> None:
+    config = cfg(retrain={"every": 300, "window": 250}, drift={"data_drift": False})
+    examples = stream(700)
+
+    def run() -> list[tuple[str, int | None, str]]:
+        state = PartitionState(topic="valid", partition=0)
+        out = []
+        for offset, example in enumerate(examples):
+            handled = state.handle(example, offset=offset, config=config)
+            if handled.retrain is not None:
+                r = handled.retrain
+                out.append((str(r.event_id), r.window, r.requested_by))
+        return out
+
+    first = run()
+    assert [w for _, w, _ in first] == [250, 250]
+    assert {by for _, _, by in first} == {"learner"}
+    assert run() == first  # a redelivered stretch re-emits the same ids
