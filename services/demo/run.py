@@ -63,7 +63,7 @@ COUNTERS = {
     "serving": (("driftline_serving_requests_total",), "predictions"),
     "evaluator": (("driftline_evaluator_examples_total",), "examples"),
 }
-RATE, RATE_QUICK = 150.0, 120.0  # examples/s replayed: the loop keeps up on 2 cores
+RATE, RATE_QUICK = 150.0, 150.0  # examples/s replayed: the loop keeps up on 2 cores
 BAD_EVERY = 250  # one malformed example in this many, to show the dead-letter path
 
 

@@ -165,20 +165,32 @@ class Supervisor:
         """SIGTERM, wait up to ``grace_s``, then SIGKILL; returns the exit status."""
         if child.alive:
             child.process.send_signal(signal.SIGTERM)
+        return self._reap(child, grace_s)
+
+    def _reap(self, child: Child, grace_s: float) -> int | None:
+        """Wait up to ``grace_s`` for a signalled child, then SIGKILL it; close its log."""
+        if child.alive:
             try:
                 child.process.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 log.warning("%s ignored SIGTERM for %.0fs: killing it", child.name, grace_s)
                 child.process.kill()
-                child.process.wait(timeout=grace_s)
+                child.process.wait(timeout=GRACE_S)
         if child._log is not None:
             child._log.close()
             child._log = None
         return child.returncode
 
     def stop_all(self, grace_s: float = GRACE_S) -> dict[str, int | None]:
-        """Stop every child, newest first; returns each one's exit status."""
-        statuses: dict[str, int | None] = {}
-        for child in reversed(self.children):
-            statuses[child.name] = self.stop(child, grace_s)
-        return statuses
+        """Stop every child: SIGTERM to all at once (newest first), so they wind down side
+        by side, then wait for each within one ``grace_s`` deadline and SIGKILL whoever
+        is left. Returns each one's exit status."""
+        newest_first = list(reversed(self.children))
+        for child in newest_first:
+            if child.alive:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        return {
+            child.name: self._reap(child, max(0.0, deadline - time.monotonic()))
+            for child in newest_first
+        }
