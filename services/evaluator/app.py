@@ -46,10 +46,10 @@ from schemas import (
     StreamConfig,
     Topics,
 )
-from services.common.codec import dead_letter, decode, encode, event_key
+from services.common.codec import decode, encode, event_key
+from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError
 from services.common.kafka_client import make_consumer, make_producer
-from services.common.logs import at
 from services.common.metrics import Metrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
@@ -110,6 +110,9 @@ class Evaluator:
         self.checkpoints = m.histogram("evaluator_checkpoint_seconds", "Checkpoint time.")
         self.configs = StreamConfigs(settings, client_id="driftline-evaluator")
         self.producer = make_producer(settings, client_id="driftline-evaluator")
+        self.dead_letters = DeadLetters(
+            self.producer, self.topics.name("events.dead"), service="evaluator", counter=self.dead
+        )
         self.lease = make_consumer(
             settings,
             group_id=service.group_id,
@@ -483,27 +486,7 @@ class Evaluator:
         stream: str | None = None,
         example_id: str | None = None,
     ) -> None:
-        self.dead.labels(reason=reason.value).inc()
-        log.error(
-            "unusable record: %s",
-            detail,
-            extra=at(record.topic, record.partition, record.offset, reason=reason.value),
-        )
-        letter = dead_letter(
-            reason=reason,
-            detail=detail,
-            service="evaluator",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-            stream=stream,
-            example_id=example_id,
-        )
-        self.producer.send(
-            self.topics.name("events.dead"), key=record.topic.encode(), value=encode(letter)
-        )
+        self.dead_letters.send(record, reason, detail, stream=stream, example_id=example_id)
 
     def checkpoint(self) -> None:
         """Flush outputs, then save the state with its positions (signed), then commit them

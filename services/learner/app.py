@@ -19,7 +19,8 @@ from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from schemas import AliasReason, LabelledExample, ReasonCode, Topics
-from services.common.codec import dead_letter, decode, encode, event_key
+from services.common.codec import decode, encode, event_key
+from services.common.dead_letters import DeadLetters
 from services.common.errors import CodecError
 from services.common.kafka_client import make_consumer, make_producer
 from services.common.logs import at
@@ -66,6 +67,9 @@ class Learner:
         self.dead = m.counter("learner_dead_letters_total", "Unusable records.", ["reason"])
         self.configs = StreamConfigs(settings, client_id="driftline-learner")
         self.producer = make_producer(settings, client_id="driftline-learner")
+        self.dead_letters = DeadLetters(
+            self.producer, self.topics.name("events.dead"), service="learner", counter=self.dead
+        )
         self.consumer = make_consumer(
             settings,
             group_id=service.group_id,
@@ -159,7 +163,11 @@ class Learner:
             state.next_offset = record.offset + 1
             return
         handled = state.handle(
-            example, offset=record.offset, config=config, metrics_every=self.service.metrics_every
+            example,
+            offset=record.offset,
+            config=config,
+            metrics_every=self.service.metrics_every,
+            dedupe_window=self.service.dedupe_window,
         )
         self.since_checkpoint += 1
         if handled.duplicate:
@@ -203,25 +211,7 @@ class Learner:
         self.producer.send(self.topics.name(suffix), key=event_key(event), value=encode(event))
 
     def _dead(self, record: Any, reason: ReasonCode, detail: str) -> None:
-        self.dead.labels(reason=reason.value).inc()
-        log.error(
-            "unusable record: %s",
-            detail,
-            extra=at(record.topic, record.partition, record.offset, reason=reason.value),
-        )
-        letter = dead_letter(
-            reason=reason,
-            detail=detail,
-            service="learner",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-        )
-        self.producer.send(
-            self.topics.name("events.dead"), key=record.topic.encode(), value=encode(letter)
-        )
+        self.dead_letters.send(record, reason, detail)
 
     # -- online versions ------------------------------------------------------------
 

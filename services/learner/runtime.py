@@ -21,6 +21,9 @@ from schemas import (
 from schemas.lineage import Lineage, OffsetRange
 from services.learner.core import Outcome, StreamLearner
 
+DEDUPE_WINDOW = 100_000
+"""Example ids remembered per stream (``DRIFTLINE_LEARNER_DEDUPE_WINDOW``)."""
+
 
 @dataclass
 class StreamTrack:
@@ -30,12 +33,29 @@ class StreamTrack:
     learner_id: str  # config version and first offset: names this learner in version keys
     config_version: int
     first_offset: int
-    seen: set[str] = field(default_factory=set)
+    seen: dict[str, None] = field(default_factory=dict)  # example ids, oldest first
     first_event_time: datetime | None = None
     last_event_time: datetime | None = None
     last_offset: int = -1
     online_version: int | None = None
     checked_config_version: int | None = None  # the newest config compared with the learner
+
+    def remember(self, example_id: str, limit: int) -> bool:
+        """Note ``example_id``; False when it was already among the last ``limit`` noted.
+
+        Redelivered examples come back within the validator's uncommitted stretch, so a
+        bounded memory de-duplicates them while the checkpoint stays the same size however
+        long the stream runs.
+        """
+        seen = self.seen
+        if isinstance(seen, set):  # a checkpoint from before the bound: keep its ids
+            seen = self.seen = dict.fromkeys(sorted(seen))
+        if example_id in seen:
+            return False
+        seen[example_id] = None
+        while len(seen) > limit:
+            del seen[next(iter(seen))]
+        return True
 
     def lineage(self, topic: str, partition: int) -> Lineage:
         """The offsets and event times this learner has learned from (half-open range)."""
@@ -86,8 +106,10 @@ class PartitionState:
         offset: int,
         config: StreamConfig,
         metrics_every: int | None = None,
+        dedupe_window: int = DEDUPE_WINDOW,
     ) -> Handled:
-        """Learn one example at ``offset`` (test-then-train), de-duplicated by example id.
+        """Learn one example at ``offset`` (test-then-train), de-duplicated by example id
+        among the stream's last ``dedupe_window`` examples.
 
         A config whose spec or model differs from the learner's starts a new learner.
         """
@@ -108,10 +130,9 @@ class PartitionState:
             self.streams[example.stream] = track
             rebuilt = True
         track.checked_config_version = config.version
-        if example.example_id in track.seen:
+        if not track.remember(example.example_id, dedupe_window):
             self.duplicates += 1
             return Handled(stream=example.stream, learned=False, duplicate=True)
-        track.seen.add(example.example_id)
         outcome = track.learner.process(example.features, example.label)
         track.last_offset = offset
         track.first_event_time = track.first_event_time or example.event_time

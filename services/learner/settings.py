@@ -19,6 +19,9 @@ class LearnerSettings(SettingsBase):
     metrics_every: int | None = Field(
         default=None, ge=1, description="examples between metric snapshots (default: window)"
     )
+    dedupe_window: int = Field(
+        default=100_000, ge=1, description="example ids remembered per stream for de-duplication"
+    )
     max_poll_records: int = Field(default=1000, ge=1)
     session_timeout_ms: int = Field(default=30_000, ge=1000)
     metrics_host: str = "127.0.0.1"

@@ -37,11 +37,11 @@ from schemas import (
     Topics,
     derive_id,
 )
-from services.common.codec import dead_letter, decode, encode, event_key
+from services.common.codec import decode, encode, event_key
+from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError, ConfigError
 from services.common.kafka_client import make_consumer, make_producer
 from services.common.listen import listen
-from services.common.logs import at
 from services.common.metrics import Metrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
@@ -92,6 +92,12 @@ class Serving:
         self._nullable: dict[str, frozenset[str]] = {}
         self._spec_versions: dict[str, int | None] = {}
         self.producer = make_producer(settings, client_id="driftline-serving", linger_ms=2)
+        self.dead_letters = DeadLetters(
+            self.producer,
+            self.topics.name("events.dead"),
+            service="serving",
+            counter=self.metrics.dead,
+        )
         self.configs = StreamConfigs(settings, client_id="driftline-serving")
         self.configs.catch_up()
         self.subscriber = ModelSubscriber(
@@ -373,26 +379,14 @@ class RequestLoop:
         request: PredictionRequest | None = None,
         stream: str | None = None,
     ) -> None:
-        self.serving.metrics.dead.labels(reason=reason.value).inc()
-        log.error(
-            "unusable prediction request: %s",
+        self.serving.dead_letters.send(
+            record,
+            reason,
             detail,
-            extra=at(record.topic, record.partition, record.offset, reason=reason.value),
-        )
-        self.serving._send(
-            dead_letter(
-                reason=reason,
-                detail=detail,
-                service="serving",
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=record.key,
-                value=record.value,
-                stream=request.stream if request is not None else stream,
-                example_id=request.example_id if request is not None else None,
-                source_event_id=str(request.event_id) if request is not None else None,
-            )
+            what="unusable prediction request",
+            stream=request.stream if request is not None else stream,
+            example_id=request.example_id if request is not None else None,
+            source_event_id=str(request.event_id) if request is not None else None,
         )
 
 

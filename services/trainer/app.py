@@ -28,7 +28,7 @@ import faust
 
 from schemas import CATALOGUE, ReasonCode, StreamConfig, Topics
 from schemas.drift import DriftDetected, RetrainRequested
-from services.common.codec import dead_letter, decode, encode, event_key
+from services.common.codec import dead_letter, decode, encode
 from services.common.errors import CodecError, ConfigError
 from services.common.faust_app import make_app, raw_topic
 from services.common.kafka_client import make_consumer
@@ -156,7 +156,8 @@ class Edge:
             stream=trigger.stream if trigger else None,
             source_event_id=str(trigger.event_id) if trigger else None,
         )
-        delivery = await send(self.dead_topic, event_key(letter), encode(letter), None, None, None)
+        key = message.topic.encode()  # events.dead is keyed by the source topic
+        delivery = await send(self.dead_topic, key, encode(letter), None, None, None)
         await delivery
 
 

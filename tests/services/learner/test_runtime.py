@@ -93,3 +93,30 @@ def test_scheduled_retrain_requests_are_deterministic_and_ask_for_the_window() -
     assert [w for _, w, _ in first] == [250, 250]
     assert {by for _, _, by in first} == {"learner"}
     assert run() == first  # a redelivered stretch re-emits the same ids
+
+
+def test_deduplication_remembers_a_bounded_window_of_ids() -> None:
+    config = cfg()
+    examples = stream(30)
+    state = PartitionState(topic="valid", partition=0)
+    for offset, example in enumerate(examples):
+        state.handle(example, offset=offset, config=config, dedupe_window=10)
+    track = state.streams["s"]
+    assert list(track.seen) == [str(i) for i in range(20, 30)]  # the newest 10, in order
+    again = state.handle(examples[25], offset=30, config=config, dedupe_window=10)
+    assert again.duplicate and state.duplicates == 1
+    older = state.handle(examples[5], offset=31, config=config, dedupe_window=10)
+    assert older.learned  # beyond the window: learned again, as documented
+
+
+def test_a_checkpoint_with_a_set_of_ids_restores_and_still_deduplicates() -> None:
+    config = cfg()
+    examples = stream(5)
+    state = PartitionState(topic="valid", partition=0)
+    for offset, example in enumerate(examples):
+        state.handle(example, offset=offset, config=config)
+    track = state.streams["s"]
+    track.seen = set(track.seen)  # type: ignore[assignment]  # the layout before the bound
+    restored: PartitionState = pickle.loads(pickle.dumps(state))  # noqa: S301 - our bytes
+    assert restored.handle(examples[2], offset=5, config=config).duplicate
+    assert isinstance(restored.streams["s"].seen, dict)
