@@ -100,6 +100,9 @@ def register(sub: Any) -> None:
         default=30.0,
         help="forget handled event ids older than this",
     )
+    gc.add_argument(
+        "--dry-run", action="store_true", help="count what would be removed, remove nothing"
+    )
     gc.add_argument("--json", action="store_true", help="machine-readable output")
     gc.set_defaults(func=gc_cmd)
 
@@ -762,9 +765,10 @@ def gc_cmd(args: argparse.Namespace) -> int:
             keep_versions=args.keep_versions,
             keep_checkpoints=args.keep_checkpoints,
             handled_ttl=timedelta(days=args.handled_ttl_days),
+            dry_run=args.dry_run,
         )
     if args.json:
-        _print_json(report.model_dump(mode="json"))
+        _print_json(report.model_dump(mode="json") | {"dry_run": args.dry_run})
         return 0
     rows = [
         ("artifacts of old unaliased versions", report.artifacts),
@@ -772,7 +776,10 @@ def gc_cmd(args: argparse.Namespace) -> int:
         ("handled event ids", report.handled_events),
         ("relayed outbox rows", report.outbox),
     ]
-    print_table("gc: removed", ("what", "removed"), rows)
+    if args.dry_run:
+        print_table("gc --dry-run: would remove", ("what", "would remove"), rows)
+    else:
+        print_table("gc: removed", ("what", "removed"), rows)
     return 0
 
 

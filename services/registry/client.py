@@ -524,12 +524,17 @@ class Registry:
         keep_checkpoints: int = 3,
         handled_ttl: timedelta = timedelta(days=30),
         outbox_ttl: timedelta = timedelta(days=7),
+        dry_run: bool = False,
     ) -> GcReport:
         """Remove artifacts of unaliased versions beyond the newest ``keep_versions`` per
         model, all but the newest checkpoints, and handled ids and sent events past their TTL.
+
+        ``dry_run``: count what would go (the same statements, rolled back) and delete
+        nothing.
         """
         now = utcnow()
-        with self._tx() as session:
+        session = self._sessions()
+        try:
             keep = repo.aliased_versions(session)
             versions = repo.all_version_keys(session)
             newest: dict[str, list[int]] = {}
@@ -544,7 +549,21 @@ class Registry:
             checkpoints = repo.prune_checkpoints(session, keep=keep_checkpoints)
             handled = repo.prune_handled(session, before=now - handled_ttl)
             outbox = repo.prune_outbox(session, before=now - outbox_ttl)
-        removed = sum(self.store.delete(s) for s in {s for _, _, s in doomed} - live)
+            if dry_run:
+                session.rollback()
+            else:
+                session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        blobs = {s for _, _, s in doomed} - live
+        if dry_run:
+            stored = set(self.store.list_sha256())
+            removed = len(blobs & stored)
+        else:
+            removed = sum(self.store.delete(s) for s in blobs)
         return GcReport(
             artifacts=removed, checkpoints=checkpoints, handled_events=handled, outbox=outbox
         )

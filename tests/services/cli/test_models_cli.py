@@ -207,8 +207,14 @@ def test_runs_and_gc(registry_env: DriftlineSettings, capsys: pytest.CaptureFixt
     assert main(["runs", "show", "nope"]) == 1
     capsys.readouterr()
 
-    report = run_json(capsys, "gc", "--keep-versions", "1", "--keep-checkpoints", "1")
-    assert report == {"artifacts": 1, "checkpoints": 0, "handled_events": 0, "outbox": 0}
+    limits = ("--keep-versions", "1", "--keep-checkpoints", "1")
+    counts = {"artifacts": 1, "checkpoints": 0, "handled_events": 0, "outbox": 0}
+    preview = run_json(capsys, "gc", *limits, "--dry-run")
+    assert preview == counts | {"dry_run": True}
+    versions = run_json(capsys, "models", "show", "sea")["versions"]
+    assert {v["status"] for v in versions} == {"registered"}
+    report = run_json(capsys, "gc", *limits)
+    assert report == counts | {"dry_run": False}
     versions = run_json(capsys, "models", "show", "sea")["versions"]
     assert [(v["version"], v["status"]) for v in versions] == [(2, "registered"), (1, "archived")]
 

@@ -209,7 +209,12 @@ def test_gc_keeps_aliased_and_newest(registry: Registry) -> None:
     for i in range(5):
         registry.save_checkpoint(owner="learner", key="sea", state=i, offsets={})
     registry.mark_handled(consumer="c", event_id="old")
-    report = registry.gc(keep_versions=2, keep_checkpoints=1, handled_ttl=timedelta(seconds=-1))
+    limits = {"keep_versions": 2, "keep_checkpoints": 1, "handled_ttl": timedelta(seconds=-1)}
+    preview = registry.gc(**limits, dry_run=True)  # type: ignore[arg-type]
+    assert {v.status for v in registry.list_versions(model="sea")} == {"registered"}
+    assert registry.load_predictor(model="sea", version=2) is not None  # nothing deleted
+    report = registry.gc(**limits)  # type: ignore[arg-type]
+    assert preview == report
     assert report.artifacts == 2 and report.checkpoints == 4 and report.handled_events == 1
     kept = {v.version: v.status for v in registry.list_versions(model="sea")}
     assert kept == {5: "registered", 4: "registered", 3: "archived", 2: "archived", 1: "registered"}
