@@ -3,29 +3,18 @@ the evaluator as a process, and reading topics back."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 from schemas import CATALOGUE, AliasReason, Event, StreamConfig, Topics
-from services.common.codec import decode, encode, event_key
+from services.common.codec import decode
 from services.common.kafka_client import assign_all, make_consumer, make_producer
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
+from tests.integration.processes import service_env, start_service
 from tests.services.evaluator.data import tree
 
 KEY = "evaluator-test-signing-key"
-
-
-def publish(settings: DriftlineSettings, suffix: str, events: list[Any]) -> None:
-    producer = make_producer(settings)
-    topic = Topics(settings.topic_prefix).name(suffix)
-    for event in events:
-        producer.send(topic, key=event_key(event), value=encode(event))
-    producer.flush()
-    producer.close()
 
 
 def publish_raw(settings: DriftlineSettings, suffix: str, key: bytes, values: list[bytes]) -> None:
@@ -61,30 +50,19 @@ def set_alias(registry: Registry, model: str, alias: str, version: int | None) -
 
 
 def evaluator_env(settings: DriftlineSettings, group: str, **extra: str) -> dict[str, str]:
-    return os.environ | {
-        "DRIFTLINE_KAFKA_BOOTSTRAP": settings.bootstrap,
-        "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
-        "DRIFTLINE_DATA_DIR": str(settings.data_path),
-        "DRIFTLINE_REGISTRY_URL": settings.registry_dsn,
-        "DRIFTLINE_SIGNING_KEY": KEY,
-        "DRIFTLINE_SIGNING_KEY_ID": "k1",
-        "DRIFTLINE_EVALUATOR_GROUP_ID": group,
-        "DRIFTLINE_EVALUATOR_METRICS_PORT": "0",
-        "DRIFTLINE_EVALUATOR_SESSION_TIMEOUT_MS": "6000",
-        "DRIFTLINE_EVALUATOR_CHECKPOINT_INTERVAL_S": "1",
-        "PYTHONPATH": str(Path.cwd()),
+    return service_env(
+        settings,
+        KEY,
+        DRIFTLINE_EVALUATOR_GROUP_ID=group,
+        DRIFTLINE_EVALUATOR_METRICS_PORT="0",
+        DRIFTLINE_EVALUATOR_SESSION_TIMEOUT_MS="6000",
+        DRIFTLINE_EVALUATOR_CHECKPOINT_INTERVAL_S="1",
         **extra,
-    }
+    )
 
 
 def start_evaluator(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.evaluator"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-        )
+    return start_service("evaluator", env, log)
 
 
 class TopicReader:

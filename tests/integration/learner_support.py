@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from river.datasets import synth
 
-from schemas import LabelledExample, StreamConfig, Topics
-from services.common.codec import encode, event_key
-from services.common.kafka_client import make_producer
+from schemas import LabelledExample, StreamConfig
 from services.common.settings import DriftlineSettings
 from services.registry.client import Checkpoint, Registry
+from tests.integration.processes import service_env, start_service
 
 KEY = "learner-test-signing-key"
 FEATURES = ("salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan")
@@ -58,39 +54,19 @@ def examples(stream: str, n: int, seed: int) -> list[LabelledExample]:
     ]
 
 
-def publish(settings: DriftlineSettings, suffix: str, events: list[Any]) -> None:
-    producer = make_producer(settings)
-    topic = Topics(settings.topic_prefix).name(suffix)
-    for event in events:
-        producer.send(topic, key=event_key(event), value=encode(event))
-    producer.flush()
-    producer.close()
-
-
 def learner_env(settings: DriftlineSettings, group: str, **extra: str) -> dict[str, str]:
-    return os.environ | {
-        "DRIFTLINE_KAFKA_BOOTSTRAP": settings.bootstrap,
-        "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
-        "DRIFTLINE_DATA_DIR": str(settings.data_path),
-        "DRIFTLINE_REGISTRY_URL": settings.registry_dsn,
-        "DRIFTLINE_SIGNING_KEY": KEY,
-        "DRIFTLINE_SIGNING_KEY_ID": "k1",
-        "DRIFTLINE_LEARNER_GROUP_ID": group,
-        "DRIFTLINE_LEARNER_METRICS_PORT": "0",
-        "DRIFTLINE_LEARNER_SESSION_TIMEOUT_MS": "6000",
-        "PYTHONPATH": str(Path.cwd()),
+    return service_env(
+        settings,
+        KEY,
+        DRIFTLINE_LEARNER_GROUP_ID=group,
+        DRIFTLINE_LEARNER_METRICS_PORT="0",
+        DRIFTLINE_LEARNER_SESSION_TIMEOUT_MS="6000",
         **extra,
-    }
+    )
 
 
 def start_learner(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.learner"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-        )
+    return start_service("learner", env, log)
 
 
 def checkpoints(registry: Registry, group: str, topic: str, partitions: int) -> list[Checkpoint]:

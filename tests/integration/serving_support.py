@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from schemas import AliasReason, Spec, StreamConfig
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
 from services.registry.client import ANY, Registry
+from tests.integration.processes import start_service
 
 KEY = "serving-test-signing-key"
 FEATURES = ("x0", "x1", "x2")
@@ -102,10 +102,4 @@ def serving_env(settings: DriftlineSettings, port: int, **extra: str) -> dict[st
 
 def start_serving(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """``python -m services.serving`` with its log in ``log``."""
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.serving"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-        )
+    return start_service("serving", env, log)

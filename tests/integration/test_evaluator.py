@@ -18,13 +18,13 @@ from tests.integration.evaluator_support import (
     KEY,
     TopicReader,
     evaluator_env,
-    publish,
     publish_raw,
     register_tree,
     set_alias,
     start_evaluator,
 )
 from tests.integration.polling import wait_for
+from tests.integration.processes import publish
 from tests.services.evaluator.data import config, examples
 
 

@@ -22,10 +22,10 @@ from tests.integration.learner_support import (
     examples,
     learned,
     learner_env,
-    publish,
     start_learner,
 )
 from tests.integration.polling import wait_for
+from tests.integration.processes import publish
 
 
 def test_kill_9_then_resume_exactly_once(

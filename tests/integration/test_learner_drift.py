@@ -18,10 +18,10 @@ from tests.integration.learner_support import (
     KEY,
     learned,
     learner_env,
-    publish,
     start_learner,
 )
 from tests.integration.polling import wait_for
+from tests.integration.processes import publish
 from tests.integration.validator_support import read_all, running_validator
 
 N, SWITCH = 8000, 4000

@@ -18,6 +18,7 @@ from schemas.drift import RetrainRequested
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
 from tests.integration.polling import wait_for
+from tests.integration.processes import publish
 from tests.integration.trainer_support import (
     KEY,
     ModelsTopic,
@@ -26,7 +27,6 @@ from tests.integration.trainer_support import (
     drift,
     examples,
     online_champion,
-    publish,
     publish_raw,
     start_trainer,
     stop,

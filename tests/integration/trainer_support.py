@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,11 +23,12 @@ from schemas import (
     Topics,
 )
 from schemas.drift import DriftDetected
-from services.common.codec import decode, encode, event_key
+from services.common.codec import decode
 from services.common.kafka_client import assign_all, caught_up, make_consumer, make_producer
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
+from tests.integration.processes import service_env, start_service
 
 KEY = "trainer-it-signing-key-0123456"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -85,15 +84,6 @@ def examples(stream: str, n: int, *, before: int) -> list[LabelledExample]:
     return out
 
 
-def publish(settings: DriftlineSettings, suffix: str, events: list[Any]) -> None:
-    producer = make_producer(settings)
-    topic = Topics(settings.topic_prefix).name(suffix)
-    for event in events:
-        producer.send(topic, key=event_key(event), value=encode(event))
-    producer.flush()
-    producer.close()
-
-
 def publish_raw(settings: DriftlineSettings, suffix: str, key: bytes, value: bytes) -> None:
     producer = make_producer(settings)
     producer.send(Topics(settings.topic_prefix).name(suffix), key=key, value=value)
@@ -144,30 +134,19 @@ def drift(stream: str, at: LabelledExample, count: int, version: int | None) -> 
 
 
 def trainer_env(settings: DriftlineSettings, group: str, **extra: str) -> dict[str, str]:
-    return os.environ | {
-        "DRIFTLINE_KAFKA_BOOTSTRAP": settings.bootstrap,
-        "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
-        "DRIFTLINE_DATA_DIR": str(settings.data_path),
-        "DRIFTLINE_REGISTRY_URL": settings.registry_dsn,
-        "DRIFTLINE_SIGNING_KEY": KEY,
-        "DRIFTLINE_SIGNING_KEY_ID": "k1",
-        "DRIFTLINE_TRAINER_GROUP_ID": group,
-        "DRIFTLINE_TRAINER_METRICS_PORT": "0",
-        "DRIFTLINE_TRAINER_SESSION_TIMEOUT_S": "6",
-        "DRIFTLINE_TRAINER_WORKERS": "2",
-        "PYTHONPATH": str(Path.cwd()),
+    return service_env(
+        settings,
+        KEY,
+        DRIFTLINE_TRAINER_GROUP_ID=group,
+        DRIFTLINE_TRAINER_METRICS_PORT="0",
+        DRIFTLINE_TRAINER_SESSION_TIMEOUT_S="6",
+        DRIFTLINE_TRAINER_WORKERS="2",
         **extra,
-    }
+    )
 
 
 def start_trainer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.trainer"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-        )
+    return start_service("trainer", env, log)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
