@@ -260,17 +260,33 @@ def _describe(spec: TopicSpec) -> str:
     return f"{spec.partitions} partition(s), cleanup.policy={spec.cleanup}"
 
 
-def end_offsets(settings: DriftlineSettings, topic: str) -> dict[int, int]:
-    """The next offset to be written, per partition of ``topic``."""
+def offset_bounds(settings: DriftlineSettings, topic: str) -> tuple[dict[int, int], dict[int, int]]:
+    """The first and the next offset of every partition of ``topic``.
+
+    A broker that fails the request raises :class:`BrokerError` (a missing topic:
+    :class:`BrokerUnavailable`), so callers can tell a broker problem from their own.
+    """
     consumer = make_consumer(settings, group_id=None)
     try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:
             raise BrokerUnavailable(f"topic {topic!r} does not exist on {settings.bootstrap}")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+        begin = consumer.beginning_offsets(tps)
+        end = consumer.end_offsets(tps)
+        return (
+            {tp.partition: int(begin[tp]) for tp in tps},
+            {tp.partition: int(end[tp]) for tp in tps},
+        )
+    except KafkaError as exc:
+        raise BrokerError(f"offsets of {topic}: {exc}") from exc
     finally:
         consumer.close()
+
+
+def end_offsets(settings: DriftlineSettings, topic: str) -> dict[int, int]:
+    """The next offset to be written, per partition of ``topic``."""
+    return offset_bounds(settings, topic)[1]
 
 
 def read_between(

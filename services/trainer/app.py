@@ -262,6 +262,7 @@ def run(settings: DriftlineSettings, tsettings: TrainerSettings) -> int:
             metrics=metrics,
             pause=pauser(tsettings),
             drift_wait_s=tsettings.drift_wait_s,
+            broker_retries=tsettings.broker_retries,
         )
         app = build_app(settings, tsettings, Edge(trainer, topics.name("events.dead")))
         worker = faust.Worker(

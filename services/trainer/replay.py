@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from schemas.lineage import OffsetRange
-from services.common.kafka_client import assign_all, make_consumer, read_between
+from services.common.kafka_client import offset_bounds, read_between
 from services.common.settings import DriftlineSettings
 from services.trainer.window import Row, parse
 
@@ -39,17 +39,7 @@ class ReplayStats:
 
 def bounds(settings: DriftlineSettings, topic: str) -> Bounds:
     """The current first and next offsets of every partition of ``topic``."""
-    consumer = make_consumer(settings, group_id=None, client_id="driftline-trainer")
-    try:
-        tps = assign_all(consumer, topic, from_beginning=False)
-        begin = consumer.beginning_offsets(tps)
-        end = consumer.end_offsets(tps)
-        return Bounds(
-            {tp.partition: int(begin[tp]) for tp in tps},
-            {tp.partition: int(end[tp]) for tp in tps},
-        )
-    finally:
-        consumer.close()
+    return Bounds(*offset_bounds(settings, topic))
 
 
 def read_rows(

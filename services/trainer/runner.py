@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import io
+import itertools
 import logging
 import math
 import pickle
@@ -32,7 +33,7 @@ import numpy as np
 from schemas import AliasReason, Lineage, StreamConfig
 from schemas.drift import DriftDetected, RetrainRequested
 from schemas.streams import Spec
-from services.common.errors import DriftlineError
+from services.common.errors import BrokerError, DataExpired, DriftlineError
 from services.common.metrics import Metrics
 from services.common.predictor import Predictor, Vectorizer
 from services.registry.client import (
@@ -168,7 +169,11 @@ class Trainer:
         metrics: TrainerMetrics | None = None,
         pause: Callable[[str], None] | None = None,
         drift_wait_s: float = 0.0,
+        broker_retries: int = 0,
+        retry_backoff_s: float = 2.0,
     ) -> None:
+        self.broker_retries = broker_retries
+        self.retry_backoff_s = retry_backoff_s
         self.registry = registry
         self.configs = configs
         self.replay = replay
@@ -234,7 +239,7 @@ class Trainer:
         self.metrics.in_progress.inc()
         started = time.perf_counter()
         try:
-            result = self._run(trigger, config, run)
+            result = self._run_with_retries(trigger, config, run)
         except Exception as exc:
             self.registry.finish_run(
                 run_id=run.id, status="failed", decision=f"error: {type(exc).__name__}: {exc}"
@@ -247,6 +252,32 @@ class Trainer:
             self.metrics.phase_seconds.labels(phase=phase).observe(seconds)
         self.registry.mark_handled(consumer=SERVICE, event_id=event_id)
         return result
+
+    def _run_with_retries(self, trigger: Trigger, config: StreamConfig, run: TrainingRun) -> Result:
+        """:meth:`_run`, again after a broker error (a restart, a lost leader): the run is
+        resumable, so a retry re-reads the same recorded offsets and reuses the versions it
+        registered. Data that has left retention is not retried."""
+        backoff = self.retry_backoff_s
+        for attempt in itertools.count(1):
+            try:
+                return self._run(trigger, config, run)
+            except DataExpired:
+                raise
+            except BrokerError as exc:
+                if attempt > self.broker_retries:
+                    raise
+                log.warning(
+                    "run %s of %s: %s; retrying in %.0f s (retry %d of %d)",
+                    run.id,
+                    trigger.stream,
+                    exc,
+                    backoff,
+                    attempt,
+                    self.broker_retries,
+                )
+                time.sleep(backoff)  # backing off from a broker that failed, not polling
+                backoff *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _bounds(self, trigger: Trigger, config: StreamConfig) -> Bounds:
         """The valid topic's offsets the run will read, once the drift has data after it.

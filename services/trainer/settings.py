@@ -42,6 +42,12 @@ class TrainerSettings(SettingsBase):
         ge=0,
         description="how long a since_drift run waits for min_size examples after the drift",
     )
+    broker_retries: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description="times a run is retried after a broker error (backoff 2 s, doubling)",
+    )
     session_timeout_s: float = Field(
         default=10.0, ge=1, le=300, description="consumer-group session timeout"
     )

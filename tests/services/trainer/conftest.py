@@ -44,6 +44,7 @@ def make_trainer(registry: Registry, pool: cf.ThreadPoolExecutor) -> Callable[..
         replay: FakeReplay,
         pause: Any = None,
         drift_wait_s: float = 0.0,
+        broker_retries: int = 0,
     ) -> Trainer:
         return Trainer(
             registry=registry,
@@ -52,6 +53,8 @@ def make_trainer(registry: Registry, pool: cf.ThreadPoolExecutor) -> Callable[..
             pool=pool,
             pause=pause,
             drift_wait_s=drift_wait_s,
+            broker_retries=broker_retries,
+            retry_backoff_s=0.01,
         )
 
     return make

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from services.common.errors import BrokerError, DataExpired
 from services.registry.client import Registry
 from services.trainer.replay import Bounds
 from services.trainer.runner import Trainer, UnknownStream
@@ -238,3 +240,54 @@ def test_a_since_drift_run_waits_for_examples_after_the_drift(
     # only examples from after the drift: the old concept is not taught again
     assert rng["start"] >= BEFORE and rng["end"] - rng["start"] >= 500
     assert result.outcome == "promoted"
+
+
+class FlakyReplay(FakeReplay):
+    """A valid topic whose broker fails the first ``failures`` reads with ``error``."""
+
+    def __init__(self, rows: list, failures: int, error: Exception) -> None:
+        super().__init__(rows)
+        self.failures, self.error = failures, error
+
+    def read_back(self, *args: Any, **kwargs: Any) -> list:
+        if self.failures > 0:
+            self.failures -= 1
+            raise self.error
+        return super().read_back(*args, **kwargs)
+
+
+def test_a_broker_error_mid_run_is_retried_and_the_run_resumes(
+    registry: Registry, make_trainer: Callable[..., Trainer], stream_data: list
+) -> None:
+    cfg = config()
+    champion = online_champion(registry, cfg, stream_data[:BEFORE])
+    replay = FlakyReplay(rows("agr", stream_data), 2, BrokerError("leader not available"))
+    trainer = make_trainer({"agr": cfg}, replay, broker_retries=2)
+
+    result = trainer.handle(drift("agr", N - 1, version=champion))
+
+    assert result.outcome == "promoted"
+    (run,) = registry.list_runs(model="agr")
+    assert run.status == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("error", "failures"),
+    [(BrokerError("broker gone"), 3), (DataExpired("offsets below the log start"), 1)],
+)
+def test_a_run_fails_when_retries_run_out_or_the_data_is_gone(
+    registry: Registry,
+    make_trainer: Callable[..., Trainer],
+    stream_data: list,
+    error: Exception,
+    failures: int,
+) -> None:
+    replay = FlakyReplay(rows("agr", stream_data), failures, error)
+    trainer = make_trainer({"agr": config()}, replay, broker_retries=2)
+
+    with pytest.raises(type(error)):
+        trainer.handle(drift("agr", N - 1))
+
+    (run,) = registry.list_runs(model="agr")
+    assert run.status == "failed" and str(error) in (run.decision or "")
+    assert replay.failures == 0  # every failure was met: a DataExpired is not retried
