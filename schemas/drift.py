@@ -27,12 +27,13 @@ class DriftDetected(Event):
 
 
 class RetrainRequested(Event):
-    """Sent by ``driftline retrain``: a manual trigger that follows the drift path."""
+    """Sent by ``driftline retrain`` (manual) or by the learner when ``policy.retrain.every``
+    examples have passed (scheduled): a trigger that follows the drift path."""
 
     event_type: Literal["retrain_requested"] = "retrain_requested"
     stream: str = Field(min_length=1)
     window: int | None = Field(default=None, ge=1, description="examples to train on")
-    requested_by: str = Field(default="cli")
+    requested_by: str = Field(default="cli", description="cli, learner, ...")
     reason: str = Field(default="manual")
 
 
