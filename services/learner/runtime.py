@@ -7,6 +7,7 @@ exactly where it stopped: no example lost, none learned twice.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -33,7 +34,7 @@ class StreamTrack:
     learner_id: str  # config version and first offset: names this learner in version keys
     config_version: int
     first_offset: int
-    seen: dict[str, None] = field(default_factory=dict)  # example ids, oldest first
+    seen: OrderedDict[str, None] = field(default_factory=OrderedDict)  # ids, oldest first
     first_event_time: datetime | None = None
     last_event_time: datetime | None = None
     last_offset: int = -1
@@ -48,13 +49,13 @@ class StreamTrack:
         long the stream runs.
         """
         seen = self.seen
-        if isinstance(seen, set):  # a checkpoint from before the bound: keep its ids
-            seen = self.seen = dict.fromkeys(sorted(seen))
+        if not isinstance(seen, OrderedDict):  # a checkpoint from before the bound
+            seen = self.seen = OrderedDict.fromkeys(sorted(seen))
         if example_id in seen:
             return False
         seen[example_id] = None
         while len(seen) > limit:
-            del seen[next(iter(seen))]
+            seen.popitem(last=False)  # O(1); deleting a plain dict's first key is not
         return True
 
     def lineage(self, topic: str, partition: int) -> Lineage:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from schemas import CATALOGUE, AliasReason, Event, StreamConfig, Topics
-from services.common.codec import decode
-from services.common.kafka_client import assign_all, make_consumer, make_producer
+from schemas import AliasReason, StreamConfig, Topics
+from services.common.kafka_client import make_producer
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
 from tests.integration.processes import service_env, start_service
@@ -63,21 +62,3 @@ def evaluator_env(settings: DriftlineSettings, group: str, **extra: str) -> dict
 
 def start_evaluator(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return start_service("evaluator", env, log)
-
-
-class TopicReader:
-    """Reads a topic from its start, keeping every decoded event in order."""
-
-    def __init__(self, settings: DriftlineSettings, suffix: str) -> None:
-        self.spec = CATALOGUE[suffix]
-        self.consumer = make_consumer(settings, group_id=None, client_id="test-reader")
-        assign_all(self.consumer, Topics(settings.topic_prefix).name(suffix))
-        self.events: list[Event] = []
-
-    def poll(self) -> list[Event]:
-        for records in self.consumer.poll(timeout_ms=200).values():
-            self.events += [decode(r.value, self.spec) for r in records]
-        return self.events
-
-    def close(self) -> None:
-        self.consumer.close()

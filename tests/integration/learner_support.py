@@ -18,7 +18,9 @@ KEY = "learner-test-signing-key"
 FEATURES = ("salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan")
 
 
-def config(stream: str, *, online_every: int = 1000) -> StreamConfig:
+def config(
+    stream: str, *, online_every: int = 1000, retrain_every: int | None = None
+) -> StreamConfig:
     """A published (version 1) config for an Agrawal stream."""
     return StreamConfig.model_validate(
         {
@@ -33,6 +35,7 @@ def config(stream: str, *, online_every: int = 1000) -> StreamConfig:
                 "online_version_every": online_every,
                 "rolling_window": 500,
                 "drift": {"data_drift": False},
+                "retrain": {"every": retrain_every},
             },
         }
     )

@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from services.common.codec import encode, event_key
-from services.common.kafka_client import make_producer
+from schemas import CATALOGUE, Event, Topics
+from services.common.codec import decode, encode, event_key
+from services.common.kafka_client import assign_all, make_consumer, make_producer
 from services.common.settings import DriftlineSettings
 
 
@@ -43,11 +44,27 @@ def start_service(name: str, env: dict[str, str], log: Path) -> subprocess.Popen
 
 def publish(settings: DriftlineSettings, suffix: str, events: Iterable[Any]) -> None:
     """Send ``events`` to the topic ``suffix`` (keyed by the topic table) and flush."""
-    from schemas import Topics
-
     producer = make_producer(settings)
     topic = Topics(settings.topic_prefix).name(suffix)
     for event in events:
         producer.send(topic, key=event_key(event), value=encode(event))
     producer.flush()
     producer.close()
+
+
+class TopicReader:
+    """Reads a topic from its start, keeping every decoded event in order."""
+
+    def __init__(self, settings: DriftlineSettings, suffix: str) -> None:
+        self.spec = CATALOGUE[suffix]
+        self.consumer = make_consumer(settings, group_id=None, client_id="test-reader")
+        assign_all(self.consumer, Topics(settings.topic_prefix).name(suffix))
+        self.events: list[Event] = []
+
+    def poll(self) -> list[Event]:
+        for records in self.consumer.poll(timeout_ms=200).values():
+            self.events += [decode(r.value, self.spec) for r in records]
+        return self.events
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -16,7 +16,6 @@ from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
 from tests.integration.evaluator_support import (
     KEY,
-    TopicReader,
     evaluator_env,
     publish_raw,
     register_tree,
@@ -24,7 +23,7 @@ from tests.integration.evaluator_support import (
     start_evaluator,
 )
 from tests.integration.polling import wait_for
-from tests.integration.processes import publish
+from tests.integration.processes import TopicReader, publish
 from tests.services.evaluator.data import config, examples
 
 

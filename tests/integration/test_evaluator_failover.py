@@ -16,14 +16,13 @@ from services.localbroker.ports import free_ports
 from services.registry.client import Registry
 from tests.integration.evaluator_support import (
     KEY,
-    TopicReader,
     evaluator_env,
     register_tree,
     set_alias,
     start_evaluator,
 )
 from tests.integration.polling import wait_for
-from tests.integration.processes import publish
+from tests.integration.processes import TopicReader, publish
 from tests.services.evaluator.data import config, examples
 
 

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from schemas import Topics
+from schemas import RetrainRequested, Topics
 from services.common.settings import DriftlineSettings
 from services.learner.core import StreamLearner
 from services.learner.runtime import PartitionState
@@ -25,7 +25,7 @@ from tests.integration.learner_support import (
     start_learner,
 )
 from tests.integration.polling import wait_for
-from tests.integration.processes import publish
+from tests.integration.processes import TopicReader, publish
 
 
 def test_kill_9_then_resume_exactly_once(
@@ -33,7 +33,7 @@ def test_kill_9_then_resume_exactly_once(
 ) -> None:
     settings = settings_factory(signing_key=KEY, signing_key_id="k1")
     topics = Topics(settings.topic_prefix)
-    cfg = config("agr", online_every=1000)
+    cfg = config("agr", online_every=1000, retrain_every=700)
     data = examples("agr", 5000, seed=7)
     redelivered = data[1000:1100]  # the validator re-emits some after its own crash
     publish(settings, "streams", [cfg])
@@ -76,8 +76,11 @@ def test_kill_9_then_resume_exactly_once(
         assert state.duplicates == 100
 
         reference = StreamLearner(cfg)
-        for ex in data:
-            reference.process(ex.features, ex.label)
+        due = [
+            o.example_count
+            for o in (reference.process(ex.features, ex.label) for ex in data)
+            if o.retrain_due
+        ]
         probe = examples("agr", 300, seed=99)
         crashed = track.learner.predictor()
         assert [crashed.predict_proba_one(p.features) for p in probe] == [
@@ -95,6 +98,19 @@ def test_kill_9_then_resume_exactly_once(
         ]
         info = registry.get_model(name="agr")
         assert info is not None and info.aliases == {"champion": 5, "online": 5}
+
+        # the scheduled retrain requests: each one published at least once across the
+        # kill, under the same id when published again, and none extra
+        drift = TopicReader(settings, "drift")
+        wait_for(lambda: len({e.event_id for e in drift.poll()}) >= len(due), 60, "the requests")
+        requests = [e for e in drift.poll() if isinstance(e, RetrainRequested)]
+        drift.close()
+        assert len(due) == 7 and len({r.event_id for r in requests}) == len(due)
+        assert {(r.requested_by, r.window, r.stream) for r in requests} == {
+            ("learner", cfg.policy.retrain.window, "agr")
+        }
+        reasons = {r.reason for r in requests}
+        assert all(any(f"(example {n})" in reason for reason in reasons) for n in due)
     finally:
         registry.close()
 

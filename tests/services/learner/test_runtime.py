@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 
 from schemas import LabelledExample, StreamConfig
@@ -119,4 +120,4 @@ def test_a_checkpoint_with_a_set_of_ids_restores_and_still_deduplicates() -> Non
     track.seen = set(track.seen)  # type: ignore[assignment]  # the layout before the bound
     restored: PartitionState = pickle.loads(pickle.dumps(state))  # noqa: S301 - our bytes
     assert restored.handle(examples[2], offset=5, config=config).duplicate
-    assert isinstance(restored.streams["s"].seen, dict)
+    assert isinstance(restored.streams["s"].seen, OrderedDict)
