@@ -145,6 +145,46 @@ def test_promote_then_rollback(
         registry.close()
 
 
+def test_a_first_start_from_latest_scores_only_what_comes_after_it(
+    settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
+) -> None:
+    settings = settings_factory(signing_key=KEY, signing_key_id="k1")
+    cfg = config("loans")
+    publish(settings, "streams", [cfg])
+    registry = Registry.open(settings)
+    set_alias(registry, "loans", "champion", register_tree(registry, cfg, 0))
+    history = examples("loans", 0, 300, seed=5)  # on the topic before the evaluator starts
+    publish(settings, "examples.valid", history)
+    env = evaluator_env(
+        settings,
+        f"ev-{uuid.uuid4().hex[:8]}",
+        DRIFTLINE_EVALUATOR_SNAPSHOT_EVERY="100",
+        DRIFTLINE_EVALUATOR_START_FROM="latest",
+    )
+    log = tmp_path / "evaluator.log"
+    metrics = TopicReader(settings, "metrics")
+    proc = start_evaluator(env, log)
+    try:
+        first_new = 10_000  # ids and event times of the later examples start here
+        feed_until(
+            lambda: len(champion_snapshots(metrics)) >= 2,
+            settings,
+            concept=0,
+            start=first_new,
+            proc=proc,
+            log=log,
+        )
+        served = champion_snapshots(metrics)
+        newest_old = max(e.event_time for e in history)
+        assert all(s.event_time > newest_old for s in served), [s.event_time for s in served]
+        assert served[0].example_count == 100  # counted from the first new example
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        metrics.close()
+        registry.close()
+
+
 def feed_until(
     done: Callable[[], bool],
     settings: DriftlineSettings,
