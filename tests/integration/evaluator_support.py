@@ -4,14 +4,15 @@ the evaluator as a process, and reading topics back."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from schemas import AliasReason, StreamConfig, Topics
 from services.common.kafka_client import make_producer
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
-from tests.integration.processes import service_env, start_service
-from tests.services.evaluator.data import tree
+from tests.integration.processes import publish, service_env, start_service
+from tests.services.evaluator.data import config, tree
 
 KEY = "evaluator-test-signing-key"
 
@@ -23,6 +24,16 @@ def publish_raw(settings: DriftlineSettings, suffix: str, key: bytes, values: li
         producer.send(topic, key=key, value=value)
     producer.flush()
     producer.close()
+
+
+def loans_stream(
+    settings_factory: Callable[..., DriftlineSettings],
+) -> tuple[DriftlineSettings, StreamConfig, Registry]:
+    """Signing settings, the ``loans`` config published on ``streams``, an open registry."""
+    settings = settings_factory(signing_key=KEY, signing_key_id="k1")
+    cfg = config("loans")
+    publish(settings, "streams", [cfg])
+    return settings, cfg, Registry.open(settings)
 
 
 def register_tree(registry: Registry, cfg: StreamConfig, function: int) -> int:

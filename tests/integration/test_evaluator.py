@@ -13,10 +13,9 @@ from pathlib import Path
 
 from schemas import DeadLetter, MetricSnapshot
 from services.common.settings import DriftlineSettings
-from services.registry.client import Registry
 from tests.integration.evaluator_support import (
-    KEY,
     evaluator_env,
+    loans_stream,
     publish_raw,
     register_tree,
     set_alias,
@@ -24,7 +23,7 @@ from tests.integration.evaluator_support import (
 )
 from tests.integration.polling import wait_for
 from tests.integration.processes import TopicReader, publish
-from tests.services.evaluator.data import config, examples
+from tests.services.evaluator.data import examples
 
 
 def champion_snapshots(reader: TopicReader) -> list[MetricSnapshot]:
@@ -38,10 +37,7 @@ def champion_snapshots(reader: TopicReader) -> list[MetricSnapshot]:
 def test_promote_then_rollback(
     settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
 ) -> None:
-    settings = settings_factory(signing_key=KEY, signing_key_id="k1")
-    cfg = config("loans")
-    publish(settings, "streams", [cfg])
-    registry = Registry.open(settings)
+    settings, cfg, registry = loans_stream(settings_factory)
     old = register_tree(registry, cfg, 0)  # knows concept 0
     new = register_tree(registry, cfg, 2)  # knows concept 2
     set_alias(registry, "loans", "champion", old)
@@ -148,10 +144,7 @@ def test_promote_then_rollback(
 def test_a_first_start_from_latest_scores_only_what_comes_after_it(
     settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
 ) -> None:
-    settings = settings_factory(signing_key=KEY, signing_key_id="k1")
-    cfg = config("loans")
-    publish(settings, "streams", [cfg])
-    registry = Registry.open(settings)
+    settings, cfg, registry = loans_stream(settings_factory)
     set_alias(registry, "loans", "champion", register_tree(registry, cfg, 0))
     history = examples("loans", 0, 300, seed=5)  # on the topic before the evaluator starts
     publish(settings, "examples.valid", history)

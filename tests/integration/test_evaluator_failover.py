@@ -13,17 +13,16 @@ import httpx
 from schemas import LabelledExample, MetricSnapshot, ModelAnswer, ShadowPair
 from services.common.settings import DriftlineSettings
 from services.localbroker.ports import free_ports
-from services.registry.client import Registry
 from tests.integration.evaluator_support import (
-    KEY,
     evaluator_env,
+    loans_stream,
     register_tree,
     set_alias,
     start_evaluator,
 )
 from tests.integration.polling import wait_for
 from tests.integration.processes import TopicReader, publish
-from tests.services.evaluator.data import config, examples
+from tests.services.evaluator.data import examples
 
 
 def wrong_pair(example: LabelledExample) -> ShadowPair:
@@ -47,10 +46,7 @@ def scrape(port: int) -> str:
 def test_a_standby_takes_over_from_the_checkpoint(
     settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
 ) -> None:
-    settings = settings_factory(signing_key=KEY, signing_key_id="k1")
-    cfg = config("loans")
-    publish(settings, "streams", [cfg])
-    registry = Registry.open(settings)
+    settings, cfg, registry = loans_stream(settings_factory)
     set_alias(registry, "loans", "champion", register_tree(registry, cfg, 0))
     env = evaluator_env(
         settings, f"ev-{uuid.uuid4().hex[:8]}", DRIFTLINE_EVALUATOR_SNAPSHOT_EVERY="100"
