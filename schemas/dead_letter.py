@@ -25,6 +25,7 @@ class ReasonCode(StrEnum):
     UNKNOWN_CATEGORY = "unknown_category"
     BAD_LABEL = "bad_label"
     DUPLICATE_EXAMPLE_ID = "duplicate_example_id"
+    CONFLICTING_REDELIVERY = "conflicting_redelivery"  # accepted ids, other content
     OVERSIZE = "oversize"
     EVENT_TIME_FUTURE = "event_time_future"
     EVENT_TIME_TOO_OLD = "event_time_too_old"

@@ -58,22 +58,39 @@ def _adapter(annotation: Any) -> TypeAdapter[Any]:
     return TypeAdapter(annotation)
 
 
-def decode(data: bytes, target: TopicSpec | type[Event]) -> Event:
+def decode(data: bytes | None, target: TopicSpec | type[Event]) -> Event:
     """Validate ``data`` as one of the target's event classes.
 
-    Raises :class:`UnparseableEvent`, :class:`UnsupportedSchemaVersion` or
-    :class:`ContractViolation`, each carrying its dead-letter reason code.
+    Raises :class:`UnparseableEvent` (also for a record without a value: a tombstone),
+    :class:`UnsupportedSchemaVersion` or :class:`ContractViolation`, each carrying its
+    dead-letter reason code.
     """
+    if data is None:
+        raise UnparseableEvent("no value (a tombstone)")
     annotation = target.event if isinstance(target, TopicSpec) else target
     try:
         event: Event = _adapter(annotation).validate_json(data)
         return event
     except ValidationError as exc:
         raise _diagnose(data, target, exc) from exc
+    except RecursionError as exc:  # a validator deeper than the stack: never a handler error
+        raise UnparseableEvent(_TOO_DEEP) from exc
+
+
+# What a producer is told when its JSON nests deeper than the parser goes.
+_TOO_DEEP = (
+    "JSON nested too deeply to parse (over about 200 levels of arrays or objects); "
+    "events are flat: an example's features are one object of numbers, strings and bools"
+)
 
 
 def _diagnose(data: bytes, target: TopicSpec | type[Event], exc: ValidationError) -> Exception:
     """The most specific reason why ``data`` did not validate."""
+    if any(
+        err["type"] == "json_invalid" and "recursion limit" in str(err.get("ctx", {}).get("error"))
+        for err in exc.errors()
+    ):
+        return UnparseableEvent(_TOO_DEEP)
     classes = target.event_classes if isinstance(target, TopicSpec) else (target,)
     try:
         text = data.decode("utf-8")
@@ -83,6 +100,8 @@ def _diagnose(data: bytes, target: TopicSpec | type[Event], exc: ValidationError
         obj = json.loads(text)
     except ValueError as err:
         return UnparseableEvent(f"not JSON: {err}")
+    except RecursionError:
+        return UnparseableEvent(_TOO_DEEP)
     if not isinstance(obj, dict):
         return ContractViolation(f"expected a JSON object, got {type(obj).__name__}")
     by_type = {cls.type_name(): cls for cls in classes}

@@ -87,7 +87,7 @@ class DeadLetters:
             partition=record.partition,
             offset=record.offset,
             key=record.key,
-            value=record.value,
+            value=record.value if record.value is not None else b"",  # b"": a tombstone
             stream=stream,
             example_id=example_id,
             source_event_id=source_event_id,

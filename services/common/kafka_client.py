@@ -13,15 +13,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka import (
+    ConsumerRebalanceListener,
+    KafkaAdminClient,
+    KafkaConsumer,
+    KafkaProducer,
+    TopicPartition,
+)
+from kafka import errors as KafkaErrors
+from kafka.admin import ConfigResource, ConfigResourceType, MemberToRemove, NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
 
 from schemas import TopicSpec
 from services.common.errors import BrokerError, BrokerUnavailable, DataExpired
 from services.common.settings import DriftlineSettings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PROBE_TOPIC = "__driftline_probe"
 
@@ -173,6 +182,44 @@ def make_consumer(
     }
     config.update(overrides)
     return _connect(KafkaConsumer, settings, *topics, **config)
+
+
+def leave_group(
+    settings: DriftlineSettings, group_id: str, instance_id: str, *, reason: str = "stopped"
+) -> bool:
+    """Remove the static member ``instance_id`` from ``group_id`` (LeaveGroup v3+).
+
+    A static member (``group_instance_id``) sends no LeaveGroup when it closes: the
+    coordinator keeps its partitions for it until the session timeout, which is what
+    makes a restart fast. A replica that stops for good calls this after closing its
+    consumer, so the group rebalances at once. Best effort: returns whether the broker
+    removed the member, logs why not.
+    """
+    try:
+        admin = make_admin(settings, request_timeout_ms=3_000, bootstrap_timeout_ms=3_000)
+    except BrokerError as exc:
+        log.warning("could not leave group %s as %s: %s", group_id, instance_id, exc)
+        return False
+    try:
+        member = MemberToRemove(group_instance_id=instance_id, reason=reason)
+        result = admin.remove_group_members(group_id, [member])
+        errors = [err for err in result.values() if err is not KafkaErrors.NoError]
+        if errors:
+            # UnknownMemberId: not in the group (never joined, or already removed)
+            log.info("leaving group %s as %s: %s", group_id, instance_id, errors[0].__name__)
+            return False
+        log.info("left group %s as %s", group_id, instance_id)
+        return True
+    except (KafkaError, OSError) as exc:
+        log.warning("could not leave group %s as %s: %s", group_id, instance_id, exc)
+        return False
+    finally:
+        admin.close()
+
+
+def is_fenced(exc: BaseException) -> bool:
+    """True when ``exc`` says another consumer took this one's ``group_instance_id``."""
+    return isinstance(exc, KafkaErrors.FencedInstanceIdError)
 
 
 def make_admin(settings: DriftlineSettings, **overrides: Any) -> KafkaAdminClient:
@@ -359,3 +406,41 @@ def caught_up(consumer: KafkaConsumer, tps: list[Any]) -> bool:
     """True when the consumer's position is at the end of every partition."""
     end = consumer.end_offsets(tps)
     return all(consumer.position(tp) >= end[tp] for tp in tps)
+
+
+def canonical_partition(key: bytes, count: int) -> int:
+    """The partition Kafka's Java client (and kafka-python) give ``key`` among ``count``:
+    murmur2 of the key, made positive, modulo the count.
+
+    Whatever partitioner a producer used, a service that routes by this function puts
+    every record of one key on one partition (the validator does so for streams).
+
+    >>> canonical_partition(b"phishing", 4), canonical_partition(b"phishing", 1)
+    (1, 0)
+    """
+    if count < 1:
+        raise ValueError("a topic has at least one partition")
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % count
+
+
+def subscribe_from_beginning(consumer: KafkaConsumer, topic: str) -> dict[int, int]:
+    """Join the consumer's group on ``topic`` but read every partition it is given from
+    the beginning; returns the offsets the group had committed (by partition, 0 for none).
+
+    For a group that remembers how far it handled a topic while still reading what came
+    before (``driftline dlq replay``); the caller commits as usual.
+    """
+    partitions = sorted(consumer.partitions_for_topic(topic) or ())
+    committed = {p: consumer.committed(TopicPartition(topic, p)) or 0 for p in partitions}
+
+    class FromBeginning(ConsumerRebalanceListener):  # type: ignore[misc]
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            pass
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            if assigned:
+                consumer.seek_to_beginning(*assigned)
+
+    consumer.subscribe([topic], listener=FromBeginning())
+    return committed

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import socket
 
+BACKLOG = 2048
 
-def listen(host: str, port: int) -> socket.socket:
+
+def listen(host: str, port: int, *, accept: bool = True) -> socket.socket:
     """A listening socket, bound first so a busy port is reported before anything starts.
+
+    ``accept=False`` only binds: connections are refused until the caller calls
+    ``sock.listen(BACKLOG)`` (serving opens HTTP once its models are loaded, so a client
+    is never left waiting in the backlog or answered 503 by a replica that is starting).
 
     ``proto=IPPROTO_TCP``: asyncio sets TCP_NODELAY only on sockets that say so, and
     uvicorn writes a response's head and body separately; with Nagle on, each small
@@ -24,7 +30,8 @@ def listen(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
-        sock.listen(2048)
+        if accept:
+            sock.listen(BACKLOG)
     except OSError:
         sock.close()
         raise

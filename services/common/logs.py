@@ -13,8 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from services.common import log_throttle
 
 # Attributes of every LogRecord; anything else on a record came in through `extra`.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -23,6 +27,52 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskN
 def at(topic: str, partition: int, offset: int, **fields: Any) -> dict[str, Any]:
     """``extra`` fields naming a message's topic, partition and offset."""
     return {"topic": topic, "partition": partition, "offset": offset, **fields}
+
+
+class Throttle:
+    """At most ``per_s`` lines a second through ``logger``; the rest are counted, and the
+    next line let through says how many were held back.
+
+    For what a flood of bad records would otherwise write once per record.
+
+    >>> held = Throttle(logging.getLogger("demo"), per_s=2, clock=lambda: 0.0)
+    >>> [held.warning("bad record %d", i) for i in range(4)], held.suppressed
+    ([True, True, False, False], 2)
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        per_s: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.per_s = per_s
+        self.clock = clock
+        self.suppressed = 0
+        self._window = -1.0
+        self._used = 0
+
+    def warning(self, msg: str, *args: Any, extra: dict[str, Any] | None = None) -> bool:
+        """Log ``msg`` at WARNING unless this second's lines are spent; True when logged."""
+        return self.log(logging.WARNING, msg, *args, extra=extra)
+
+    def log(self, level: int, msg: str, *args: Any, extra: dict[str, Any] | None = None) -> bool:
+        """Log ``msg`` at ``level`` unless this second's lines are spent; True when logged."""
+        now = self.clock()
+        if now - self._window >= 1.0:
+            self._window, self._used = now, 0
+        if self._used >= self.per_s:
+            self.suppressed += 1
+            return False
+        self._used += 1
+        if self.suppressed:
+            msg += " (%d similar lines held back)"
+            args = (*args, self.suppressed)
+            self.suppressed = 0
+        self.logger.log(level, msg, *args, extra=extra)
+        return True
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
@@ -65,12 +115,19 @@ class TextFormatter(logging.Formatter):
 
 
 def configure_logging(service: str, *, fmt: str = "text", level: str = "INFO") -> None:
-    """Send every log record to stderr in the chosen format (replaces earlier handlers)."""
+    """Send every log record to stderr in the chosen format (replaces earlier handlers).
+
+    Repeated lines are rate-limited (:class:`~services.common.log_throttle.LogThrottle`):
+    the Kafka client libraries' loggers at every level, ours from WARNING up, so that a
+    broker outage logs a few lines a second and a count of what was suppressed.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter(service))
+    log_throttle.install(handler)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+        log_throttle.uninstall(old)
     root.addHandler(handler)
     root.setLevel(level)
     # kafka-python and aiokafka log every connection attempt and retry they handle

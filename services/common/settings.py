@@ -101,6 +101,21 @@ class DriftlineSettings(SettingsBase):
         description="base URL of the registry's HTTP API (e.g. http://registry:8300); "
         "artifacts not readable locally are fetched from its /artifacts/{sha256}",
     )
+    registry_keep_checkpoints: int = Field(
+        default=3,
+        ge=0,
+        le=10_000,
+        description="checkpoints kept per owner and key, pruned with every save "
+        "(0: keep all until `driftline gc`)",
+    )
+    registry_keep_online_versions: int = Field(
+        default=10,
+        ge=0,
+        le=100_000,
+        description="per model, the newest online versions whose artifacts are kept, pruned "
+        "after every online registration; aliased and recently aliased versions and batch "
+        "versions are always kept (0: keep all until `driftline gc`)",
+    )
     signing_key: SecretStr | None = None
     signing_key_id: str | None = None
     verify_keys: SecretStr | None = Field(

@@ -1,17 +1,28 @@
 """The latest stream config of every stream, followed live from the compacted ``streams``
-topic. Synchronous: the owner calls :meth:`StreamConfigs.refresh` from its own loop."""
+topic. Synchronous: the owner calls :meth:`StreamConfigs.refresh` from its own loop.
+
+Any principal that can write to ``streams`` can write anything there, so a record is
+applied only when it is a config of the stream named by its key with a newer version
+than the one in force. Anything else (not JSON, a broken contract, no version, a stream
+in the value other than the key, an older or equal version) leaves the config in force
+as it was, is counted by reason in :attr:`StreamConfigs.unusable` (and in the owner's
+``counter``, when it passes one) and logged with its position, at most a few lines a
+second. A tombstone (a key with no value) deletes its stream, as ``driftline spec``
+means it to.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 from schemas import StreamConfig, Topics
 from services.common.codec import decode
 from services.common.errors import BrokerError, CodecError
 from services.common.kafka_client import assign_all, caught_up, make_consumer
-from services.common.logs import at
+from services.common.logs import Throttle, at
 from services.common.settings import DriftlineSettings
 
 log = logging.getLogger(__name__)
@@ -19,13 +30,31 @@ log = logging.getLogger(__name__)
 # A change on the topic: a new config version, or the name of a deleted stream.
 Change = StreamConfig | str
 
+# Why a record of the streams topic was not applied (the ``reason`` label of the counter):
+# the codec's reason codes (unparseable, contract_violation, unsupported_schema_version),
+# and these.
+NO_VERSION = "no_version"  # a config without the version `driftline spec publish` gives
+KEY_MISMATCH = "key_mismatch"  # the value names another stream than the record's key
+STALE_VERSION = "stale_version"  # not newer than the version in force
+
 
 class StreamConfigs:
     """Stream name -> its newest published config (tombstones remove a stream)."""
 
-    def __init__(self, settings: DriftlineSettings, *, client_id: str = "driftline") -> None:
+    def __init__(
+        self,
+        settings: DriftlineSettings,
+        *,
+        client_id: str = "driftline",
+        counter: Any | None = None,
+    ) -> None:
+        """``counter``: a Prometheus counter with a ``reason`` label, counting the records
+        that were not applied (optional; :attr:`unusable` counts them either way)."""
         self.topic = Topics(settings.topic_prefix).name("streams")
+        self.unusable: Counter[str] = Counter()
+        self._counter = counter
         self._configs: dict[str, StreamConfig] = {}
+        self._throttle = Throttle(log, per_s=5)
         self._consumer = make_consumer(settings, group_id=None, client_id=client_id)
         try:
             self._tps = assign_all(self._consumer, self.topic)
@@ -67,25 +96,56 @@ class StreamConfigs:
         changed: list[Change] = []
         for records in batches.values():
             for record in records:
-                if record.value is None:  # a tombstone: the stream was deleted
-                    if record.key is not None:
-                        name = record.key.decode(errors="replace")
-                        self._configs.pop(name, None)
-                        changed.append(name)
-                    continue
-                try:
-                    config = decode(record.value, StreamConfig)
-                except CodecError as exc:
-                    log.warning(
-                        "ignoring a bad stream config: %s",
-                        exc,
-                        extra=at(record.topic, record.partition, record.offset),
-                    )
-                    continue
-                if not isinstance(config, StreamConfig) or config.version is None:
-                    continue
-                current = self._configs.get(config.stream)
-                if current is None or (current.version or 0) < config.version:
-                    self._configs[config.stream] = config
-                    changed.append(config)
+                change = self._one(record)
+                if change is not None:
+                    changed.append(change)
         return changed
+
+    def _one(self, record: Any) -> Change | None:
+        """The change ``record`` makes, or None (counted and logged when unusable)."""
+        key = None if record.key is None else bytes(record.key).decode(errors="replace")
+        if record.value is None:  # a tombstone: the stream was deleted
+            if key is None:
+                self._unusable(record, "unparseable", "a record with neither key nor value")
+                return None
+            self._configs.pop(key, None)
+            return key
+        try:
+            config = decode(record.value, StreamConfig)
+        except CodecError as exc:
+            self._unusable(record, exc.reason.value, str(exc))
+            return None
+        if not isinstance(config, StreamConfig):  # pragma: no cover - decode's target
+            return None
+        if config.version is None:
+            self._unusable(record, NO_VERSION, f"a config of {config.stream!r} without a version")
+            return None
+        if key != config.stream:
+            self._unusable(
+                record,
+                KEY_MISMATCH,
+                f"a config of {config.stream!r} under the key {key!r}",
+            )
+            return None
+        current = self._configs.get(config.stream)
+        if current is not None and (current.version or 0) >= config.version:
+            if current.version != config.version or current != config:
+                self._unusable(
+                    record,
+                    STALE_VERSION,
+                    f"{config.stream!r} v{config.version} is not newer than "
+                    f"v{current.version} in force",
+                )
+            return None
+        self._configs[config.stream] = config
+        return config
+
+    def _unusable(self, record: Any, reason: str, detail: str) -> None:
+        self.unusable[reason] += 1
+        if self._counter is not None:
+            self._counter.labels(reason=reason).inc()
+        self._throttle.warning(
+            "ignoring an unusable record on the streams topic (the config in force stays): %s",
+            detail,
+            extra=at(record.topic, record.partition, record.offset, reason=reason),
+        )

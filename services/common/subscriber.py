@@ -25,6 +25,23 @@ logs, counts and calls ``on_failure``.
 Reason codes of :class:`LoadFailure`: ``unsigned``, ``unknown_key_id``, ``bad_signature``,
 ``sha256_mismatch``, ``incompatible_spec``, ``fetch_failed`` (retried every
 ``retry_interval_s``), ``load_failed``, ``warmup_failed``.
+
+**Unusable records.** Only the registry writes ``models``, but anyone with write access
+can, so a record is refused, counted by kind in :attr:`ModelSubscriber.refused` and logged
+(at most a few lines a second) when it is: not UTF-8 or not JSON (``unparseable_event``),
+of an unknown ``event_type`` (``unknown_event_type``), of a newer schema
+(``unsupported_schema_version``), otherwise against the contract (``contract_violation``),
+under a key that is not its own (``key_mismatch``: ``sea@champion`` must hold the
+``champion`` move of ``sea``), or a tombstone (``tombstone``: the registry removes an
+alias with an alias-moved event to no version and never deletes a key). A refused record
+changes nothing: the last valid version and alias stay. An event whose ``event_id`` was
+already applied under its key (a relay's redelivery, the registry re-asserting a value)
+is skipped, so an older value re-sent late never moves an alias back.
+
+The subscriber is a library inside other teams' processes, so it writes no dead letters
+of its own: the registry, which follows ``models`` as its writer, letters each unusable
+record once and re-publishes the key's valid value (a letter per replica would multiply
+them). A process that wants letters anyway passes ``dead_letters``.
 """
 
 from __future__ import annotations
@@ -44,13 +61,15 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from schemas import AliasMoved, FeatureSpec, ModelVersionPublished, Topics, utcnow
+from schemas import AliasMoved, FeatureSpec, ModelVersionPublished, ReasonCode, Topics, utcnow
 from schemas.topics import CATALOGUE
 from services.common import artifacts
+from services.common.backoff import Backoff
 from services.common.codec import decode
-from services.common.errors import CodecError
+from services.common.dead_letters import DeadLetters
+from services.common.errors import CodecError, UnparseableEvent, UnsupportedSchemaVersion
 from services.common.kafka_client import assign_all, make_consumer
-from services.common.logs import at
+from services.common.logs import Throttle, at
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
 from services.common.signing import Keyring, Signature, SignatureError
@@ -59,6 +78,15 @@ log = logging.getLogger(__name__)
 
 PINNED = "pinned"  # the slot name of a pinned version in :meth:`ModelSubscriber.loaded`
 TRANSIENT = frozenset({"fetch_failed"})  # reasons worth retrying later
+REFUSALS = (  # kinds of unusable records on the models topic (see the module docstring)
+    "unparseable_event",
+    "unknown_event_type",
+    "unsupported_schema_version",
+    "contract_violation",
+    "key_mismatch",
+    "tombstone",
+)
+APPLIED_IDS_PER_KEY = 64  # event ids remembered per key, to skip redeliveries
 FETCH_TIMEOUT_S = 30.0
 
 
@@ -212,6 +240,9 @@ class ModelSubscriber:
         The Kafka client id.
     retry_interval_s
         How often a version that could not be fetched is tried again.
+    dead_letters
+        Where to letter unusable records (default: nowhere, they are counted and logged;
+        the registry letters them).
 
     Examples
     --------
@@ -234,6 +265,7 @@ class ModelSubscriber:
         client_id: str = "driftline-subscriber",
         on_remove: Callable[[LoadedModel], None] | None = None,
         retry_interval_s: float = 5.0,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         if not aliases and not pins:
             raise ValueError("follow at least one alias or pin one version")
@@ -267,7 +299,18 @@ class ModelSubscriber:
         self._reported: set[tuple[str, int, str]] = set()
         self._cache: OrderedDict[tuple[str, int], tuple[Predictor, float]] = OrderedDict()
         self._retry_at = 0.0
-        self.stats = {"events": 0, "bad_events": 0, "swaps": 0, "failures": 0, "removals": 0}
+        self.stats = {
+            "events": 0,
+            "bad_events": 0,
+            "duplicates": 0,
+            "swaps": 0,
+            "failures": 0,
+            "removals": 0,
+        }
+        self.refused: dict[str, int] = dict.fromkeys(REFUSALS, 0)  # unusable records by kind
+        self.dead_letters = dead_letters
+        self._applied: dict[str, OrderedDict[str, None]] = {}  # key -> event ids applied
+        self._throttle = Throttle(log, per_s=5)
         self.error: BaseException | None = None
 
     # -- life cycle -----------------------------------------------------------------
@@ -399,14 +442,20 @@ class ModelSubscriber:
 
     def _run(self) -> None:
         consumer = self._consumer
+        backoff = Backoff(max_s=10.0)
         try:
             while not self._stop.is_set():
                 try:
                     batches = consumer.poll(timeout_ms=200)
                 except Exception as exc:  # noqa: BLE001 - kafka-python retries; keep going
-                    log.warning("polling %s failed: %s", self.topic, exc)
-                    self._stop.wait(1.0)
+                    delay = backoff.failed()
+                    if backoff.should_log():
+                        log.warning(
+                            "polling %s failed (%d in a row): %s", self.topic, backoff.failures, exc
+                        )
+                    self._stop.wait(delay)
                     continue
+                backoff.succeeded()
                 self._process([r for records in batches.values() for r in records])
                 if not self._caught_up.is_set() and all(
                     consumer.position(tp) >= end for tp, end in self._start_end.items()
@@ -453,26 +502,40 @@ class ModelSubscriber:
     def _apply(self, record: Any) -> set[str]:
         """Record one event of the topic; returns the model it touched (if followed)."""
         self.stats["events"] += 1
-        if record.value is None:  # a tombstone: the key's version or alias is gone
-            key = record.key.decode(errors="replace") if record.key else ""
-            return self._tombstone(key)
+        key = record.key.decode(errors="replace") if record.key is not None else None
+        if record.value is None:
+            self._refuse(record, "tombstone", f"a tombstone under {key!r}")
+            return set()
         try:
             event = decode(record.value, CATALOGUE["models"])
+        except UnparseableEvent as exc:
+            self._refuse(record, "unparseable_event", exc.detail, exc.reason)
+            return set()
+        except UnsupportedSchemaVersion as exc:
+            self._refuse(record, "unsupported_schema_version", exc.detail, exc.reason)
+            return set()
         except CodecError as exc:
-            self.stats["bad_events"] += 1
-            log.error(
-                "skipping an unusable models event: %s",
-                exc,
-                extra=at(record.topic, record.partition, record.offset, reason=exc.reason.value),
-            )
+            kind = "unknown_event_type" if exc.detail.startswith("event_type") else None
+            self._refuse(record, kind or "contract_violation", exc.detail, exc.reason)
             return set()
-        if not self._wanted(event.model):  # type: ignore[attr-defined]
+        assert isinstance(event, ModelVersionPublished | AliasMoved)  # noqa: S101 - the union
+        if key != event.key:
+            detail = f"a {event.event_type} for {event.key!r} under the key {key!r}"
+            self._refuse(record, "key_mismatch", detail, ReasonCode.CONTRACT_VIOLATION)
             return set()
+        if not self._wanted(event.model):
+            return set()
+        applied = self._applied.setdefault(event.key, OrderedDict())
+        if str(event.event_id) in applied:
+            self.stats["duplicates"] += 1  # a redelivery or a re-assertion: already applied
+            return set()
+        applied[str(event.event_id)] = None
+        while len(applied) > APPLIED_IDS_PER_KEY:
+            applied.popitem(last=False)
         with self._lock:
             if isinstance(event, ModelVersionPublished):
                 self._versions.setdefault(event.model, {})[event.version] = event
                 return {event.model}
-            assert isinstance(event, AliasMoved)  # noqa: S101 - the topic's union
             table = self._alias_table.setdefault(event.model, {})
             if event.to_version is None:
                 table.pop(event.alias, None)
@@ -480,18 +543,29 @@ class ModelSubscriber:
                 table[event.alias] = event.to_version
             return {event.model}
 
-    def _tombstone(self, key: str) -> set[str]:
-        with self._lock:
-            if "@" in key:
-                model, _, alias = key.rpartition("@")
-                if self._wanted(model):
-                    self._alias_table.get(model, {}).pop(alias, None)
-                    return {model}
-            elif ":v" in key:
-                model, _, number = key.rpartition(":v")
-                if self._wanted(model) and number.isdigit():
-                    self._versions.get(model, {}).pop(int(number), None)
-        return set()
+    def _refuse(
+        self,
+        record: Any,
+        kind: str,
+        detail: str,
+        reason: ReasonCode = ReasonCode.CONTRACT_VIOLATION,
+    ) -> None:
+        """Count and log an unusable record (a letter too, with ``dead_letters``); the
+        versions and aliases known stay as they were."""
+        self.stats["bad_events"] += 1
+        self.refused[kind] += 1
+        self._throttle.log(
+            logging.ERROR,
+            "skipping an unusable models record (%s): %s",
+            kind,
+            detail,
+            extra=at(record.topic, record.partition, record.offset, reason=kind),
+        )
+        if self.dead_letters is not None:
+            try:
+                self.dead_letters.send(record, reason, f"{kind}: {detail}", what="models record")
+            except Exception:  # noqa: BLE001 - a letter that cannot be sent is logged only
+                log.debug("cannot dead-letter a models record", exc_info=True)
 
     # -- loading --------------------------------------------------------------------
 

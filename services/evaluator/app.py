@@ -25,6 +25,13 @@ drift its accuracy can fall below the learner's online model, which keeps adapti
 version and no ``challenger`` is set, the latest ``online`` snapshot is challenged against
 it under the same sequential rule; if it wins, ``champion`` moves to it (reason
 ``promoted``), and the learner then moves an online champion along with its snapshots.
+
+**No poison pills.** A record the evaluator cannot use is a counted letter on
+``events.dead`` (``evaluator_dead_letters_total{reason}``), never a crash and never
+scored: on ``examples.valid``, one that is not JSON, breaks the contract, names a stream
+without a config or breaks its stream's spec (whoever wrote it); on ``shadow``, a pair
+whose answers the stream's spec rules out; and any record a model fails on or that
+raises while it is handled (``handler_error``).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, defaultdict
+from types import SimpleNamespace
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, TopicPartition
@@ -47,6 +55,7 @@ from schemas import (
     Topics,
 )
 from services.common.codec import decode, encode, event_key
+from services.common.conformance import nonconformance
 from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError
 from services.common.kafka_client import make_consumer, make_producer
@@ -56,6 +65,7 @@ from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
 from services.common.subscriber import LoadedModel, ModelSubscriber
 from services.evaluator.runtime import Decision, EvaluatorState, Labelled, Role, Served
+from services.evaluator.screen import pair_nonconformance
 from services.evaluator.settings import EvaluatorSettings
 from services.registry.client import AliasConflict, FrozenModel, NotFound, Registry
 
@@ -85,6 +95,7 @@ class Evaluator:
         self._lock = threading.Lock()  # predecessors are added from the subscriber's thread
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
+        self._records: dict[tuple[str, int, int], Any] = {}  # this step's labelled records
         self.metrics = Metrics("evaluator")
         m = self.metrics
         self.examples = m.counter(
@@ -255,10 +266,20 @@ class Evaluator:
         for tp, records in batches.items():
             (pairs if tp.topic == self.shadow else labels).extend(records)
         for record in pairs:
-            self._pair(record)
+            try:
+                self._pair(record)
+            except Exception as exc:  # noqa: BLE001 - one record never stops the evaluator
+                self.state.advance(record.topic, record.partition, record.offset)
+                self._dead(record, ReasonCode.HANDLER_ERROR, f"{type(exc).__name__}: {exc}")
         by_stream: dict[str, list[Labelled]] = defaultdict(list)
+        self._records = {(r.topic, r.partition, r.offset): r for r in labels}
         for record in labels:
-            item = self._labelled(record)
+            try:
+                item = self._labelled(record)
+            except Exception as exc:  # noqa: BLE001 - one record never stops the evaluator
+                self.state.advance(record.topic, record.partition, record.offset)
+                self._dead(record, ReasonCode.HANDLER_ERROR, f"{type(exc).__name__}: {exc}")
+                continue
             if item is not None:
                 by_stream[item.example.stream].append(item)
         for stream, items in by_stream.items():
@@ -289,6 +310,15 @@ class Evaluator:
             self._dead(record, exc.reason, exc.detail)
             return
         assert isinstance(pair, ShadowPair)  # noqa: S101 - decode's target
+        config = self._config(pair.stream)
+        problem = (
+            (ReasonCode.UNKNOWN_STREAM, f"no config for stream {pair.stream!r}")
+            if config is None
+            else pair_nonconformance(pair, config.spec)
+        )
+        if problem is not None:
+            self._dead(record, *problem, stream=pair.stream, example_id=pair.example_id)
+            return
         self.state.add_pair(pair, now=record.timestamp / 1000.0)
 
     def _labelled(self, record: Any) -> Labelled | None:
@@ -299,15 +329,18 @@ class Evaluator:
             self._dead(record, exc.reason, exc.detail)
             return None
         assert isinstance(example, LabelledExample)  # noqa: S101 - decode's target
-        if self._config(example.stream) is None:
-            self.state.advance(record.topic, record.partition, record.offset)
-            self._dead(
-                record,
+        config = self._config(example.stream)
+        problem = (
+            (
                 ReasonCode.UNKNOWN_STREAM,
                 f"no config for stream {example.stream!r} on the streams topic",
-                stream=example.stream,
-                example_id=example.example_id,
             )
+            if config is None
+            else nonconformance(example, config.spec)
+        )
+        if problem is not None:
+            self.state.advance(record.topic, record.partition, record.offset)
+            self._dead(record, *problem, stream=example.stream, example_id=example.example_id)
             return None
         return Labelled(
             example=example,
@@ -330,15 +363,20 @@ class Evaluator:
         models = self._served(stream)
         try:
             out = self.state.handle(items, config=config, models=models, model=stream)
-        except Exception:  # noqa: BLE001 - a model that fails to predict
+        except Exception as exc:  # noqa: BLE001 - the core isolates records; a last resort
             log.exception("scoring %s failed; the batch is not scored", stream)
             for item in items:
                 self.state.advance(item.topic, item.partition, item.offset)
+                self._dead_item(item, f"{type(exc).__name__}: {exc}")
             self.examples.labels(stream=stream, outcome="error").inc(len(items))
             return
+        for item, error in out.refused:
+            self._dead_item(item, error)
+        if out.refused:
+            self.examples.labels(stream=stream, outcome="error").inc(len(out.refused))
         self.examples.labels(stream=stream, outcome="scored").inc(out.scored)
         self.examples.labels(stream=stream, outcome="duplicate").inc(out.duplicates)
-        unscored = len(items) - out.scored - out.duplicates
+        unscored = len(items) - out.scored - out.duplicates - len(out.refused)
         if unscored:
             self.examples.labels(stream=stream, outcome="unscored").inc(unscored)
         if out.learned_skips:
@@ -487,6 +525,23 @@ class Evaluator:
         example_id: str | None = None,
     ) -> None:
         self.dead_letters.send(record, reason, detail, stream=stream, example_id=example_id)
+
+    def _dead_item(self, item: Labelled, error: str) -> None:
+        """Dead-letter a labelled example that failed while it was scored."""
+        record = self._records.get((item.topic, item.partition, item.offset)) or SimpleNamespace(
+            topic=item.topic,
+            partition=item.partition,
+            offset=item.offset,
+            key=item.example.stream.encode(),
+            value=encode(item.example),
+        )
+        self._dead(
+            record,
+            ReasonCode.HANDLER_ERROR,
+            error,
+            stream=item.example.stream,
+            example_id=item.example.example_id,
+        )
 
     def checkpoint(self) -> None:
         """Flush outputs, then save the state with its positions (signed), then commit them

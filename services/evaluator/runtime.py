@@ -10,6 +10,10 @@ An example is scored by a version only if that version did not learn from it: an
 example inside the version's lineage (its training offsets) is skipped for that version
 and counted, so a lagging evaluator never flatters an online model with examples it
 has already learned.
+
+One record never fails a batch: an example a version cannot predict (or that cannot be
+scored) is left out of every role's metrics and returned in :attr:`Outcome.refused`
+with the error, for the edge to dead-letter; the rest of the batch is scored.
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ class Outcome:
     duplicates: int = 0
     learned_skips: int = 0
     from_shadow: int = 0
+    refused: list[tuple[Labelled, str]] = field(default_factory=list)  # (example, error)
 
 
 @dataclass
@@ -249,8 +254,10 @@ class EvaluatorState:
         pairs = [
             self.join.take(stream, item.example.example_id, now=item.timestamp_s) for item in fresh
         ]
+        failed: dict[int, str] = {}
         answers = {
-            role: self._answers(m, role, fresh, pairs, task, out) for role, m in served.items()
+            role: self._answers(m, role, fresh, pairs, task, out, failed)
+            for role, m in served.items()
         }
         promote = PromotionRule(
             min_examples=policy.shadow_min_examples,
@@ -263,7 +270,18 @@ class EvaluatorState:
         challenge = self._challenge(stream, metric, champion, challenger)
         for i, item in enumerate(fresh):
             ex = item.example
-            scores: dict[Role, float] = {}
+            if i in failed:
+                out.refused.append((item, failed[i]))
+                continue
+            try:  # scored by every role or by none: the scores first, then the records
+                scores = {
+                    role: example_score(metric, task, ex.label, *answer)
+                    for role, answer in ((r, answers[r][i]) for r in served)
+                    if answer is not None
+                }
+            except Exception as exc:  # noqa: BLE001 - an answer that cannot be scored
+                out.refused.append((item, f"scoring: {type(exc).__name__}: {exc}"))
+                continue
             for role, m in served.items():
                 answer = answers[role][i]
                 if answer is None:
@@ -297,7 +315,6 @@ class EvaluatorState:
                     )
                     if served_snap is not None:
                         out.snapshots.append(served_snap)
-                scores[role] = example_score(metric, task, ex.label, prediction, proba)
             if scores:
                 out.scored += 1
             if policy.frozen:
@@ -358,10 +375,13 @@ class EvaluatorState:
         pairs: Sequence[ShadowPair | None],
         task: str,
         out: Outcome,
+        failed: dict[int, str],
     ) -> list[tuple[Any, dict[str, float] | None] | None]:
         """Each example's (prediction, probabilities) by this version, None when skipped.
 
-        A joined shadow pair that names this version gives the answer served live.
+        A joined shadow pair that names this version gives the answer served live. When
+        the version fails on the batch, each example is predicted alone and the ones it
+        fails on are added to ``failed`` (index -> error).
         """
         result: list[tuple[Any, dict[str, float] | None] | None] = [None] * len(fresh)
         todo: list[int] = []
@@ -380,12 +400,25 @@ class EvaluatorState:
                 out.from_shadow += 1
             else:
                 todo.append(i)
-        if todo:
-            xs = [fresh[i].example.features for i in todo]
-            predictions = served.predictor.predict_many(xs)
-            probas = (
-                served.predictor.predict_proba_many(xs) if task == "class" else [None] * len(xs)
-            )
-            for i, p, pr in zip(todo, predictions, probas, strict=True):
-                result[i] = (p, pr)
+        if not todo:
+            return result
+        try:
+            batch = _predict(served.predictor, [fresh[i].example.features for i in todo], task)
+        except Exception:  # noqa: BLE001 - find the examples it fails on, one at a time
+            for i in todo:
+                try:
+                    result[i] = _predict(served.predictor, [fresh[i].example.features], task)[0]
+                except Exception as exc:  # noqa: BLE001 - this example is refused
+                    failed.setdefault(i, f"{role} v{served.version}: {type(exc).__name__}: {exc}")
+            return result
+        for i, predicted in zip(todo, batch, strict=True):
+            result[i] = predicted
         return result
+
+
+def _predict(
+    predictor: Predictor, xs: list[dict[str, Any]], task: str
+) -> list[tuple[Any, dict[str, float] | None]]:
+    predictions = predictor.predict_many(xs)
+    probas = predictor.predict_proba_many(xs) if task == "class" else [None] * len(xs)
+    return list(zip(predictions, probas, strict=True))

@@ -22,7 +22,7 @@ from schemas import AliasReason, LabelledExample, ReasonCode, Topics
 from services.common.codec import decode, encode, event_key
 from services.common.dead_letters import DeadLetters
 from services.common.errors import CodecError
-from services.common.kafka_client import make_consumer, make_producer
+from services.common.kafka_client import is_fenced, make_consumer, make_producer
 from services.common.logs import at
 from services.common.metrics import Metrics
 from services.common.settings import DriftlineSettings
@@ -65,7 +65,22 @@ class Learner:
         self.versions = m.counter("learner_versions_total", "Online versions.", ["stream"])
         self.checkpoints = m.histogram("learner_checkpoint_seconds", "Checkpoint time.")
         self.dead = m.counter("learner_dead_letters_total", "Unusable records.", ["reason"])
-        self.configs = StreamConfigs(settings, client_id="driftline-learner")
+        self.stream_examples = m.gauge(
+            "learner_stream_examples",
+            "Distinct examples the stream's learner has learned, across restarts (its "
+            "checkpointed count; learner_examples_total counts this process's only).",
+            ["stream"],
+        )
+        self._seen_gauges: dict[str, Any] = {}  # per-stream gauge children
+        self.configs = StreamConfigs(
+            settings,
+            client_id="driftline-learner",
+            counter=m.counter(
+                "learner_stream_config_rejects_total",
+                "Records of the streams topic that were not applied.",
+                ["reason"],
+            ),
+        )
         self.producer = make_producer(settings, client_id="driftline-learner")
         self.dead_letters = DeadLetters(
             self.producer, self.topics.name("events.dead"), service="learner", counter=self.dead
@@ -73,6 +88,7 @@ class Learner:
         self.consumer = make_consumer(
             settings,
             group_id=service.group_id,
+            group_instance_id=service.member(settings),  # static: a restart resumes at once
             client_id="driftline-learner",
             max_poll_records=service.max_poll_records,
             session_timeout_ms=service.session_timeout_ms,
@@ -88,6 +104,8 @@ class Learner:
             if cp is not None and isinstance(cp.state, PartitionState):
                 self.states[tp.partition] = cp.state
                 self.consumer.seek(tp, cp.state.next_offset)
+                for stream, track in cp.state.streams.items():
+                    self._examples_gauge(stream).set(track.learner.examples_seen)
                 log.info(
                     "restored checkpoint", extra=at(tp.topic, tp.partition, cp.state.next_offset)
                 )
@@ -103,8 +121,11 @@ class Learner:
         """Checkpoint what is being handed over, then forget it."""
         self.checkpoint({tp.partition for tp in partitions} & self.dirty)
         for tp in partitions:
-            self.states.pop(tp.partition, None)
+            gone = self.states.pop(tp.partition, None)
             self.dirty.discard(tp.partition)
+            for stream in gone.streams if gone is not None else ():
+                if self._seen_gauges.pop(stream, None) is not None:
+                    self.stream_examples.remove(stream)  # its new owner reports it
 
     def _key(self, partition: int) -> str:
         return f"{self.service.group_id}/{self.valid}/{partition}"
@@ -162,14 +183,30 @@ class Learner:
             )
             state.next_offset = record.offset + 1
             return
-        handled = state.handle(
-            example,
-            offset=record.offset,
-            config=config,
-            metrics_every=self.service.metrics_every,
-            dedupe_window=self.service.dedupe_window,
-        )
+        try:
+            handled = state.handle(
+                example,
+                offset=record.offset,
+                config=config,
+                metrics_every=self.service.metrics_every,
+                dedupe_window=self.service.dedupe_window,
+            )
+        except Exception as exc:  # noqa: BLE001 - no record may stop the learner
+            state.next_offset = record.offset + 1
+            self.since_checkpoint += 1
+            self._dead(
+                record,
+                ReasonCode.HANDLER_ERROR,
+                f"the model refused this example ({type(exc).__name__}: {str(exc)[:300]}); "
+                "not learned",
+                example=example,
+            )
+            return
         self.since_checkpoint += 1
+        if handled.rejected is not None:
+            reason, detail = handled.rejected
+            self._dead(record, reason, f"{detail}; not learned", example=example)
+            return
         if handled.duplicate:
             self.duplicates.labels(stream=handled.stream).inc()
             return
@@ -177,6 +214,8 @@ class Learner:
         if counter is None:
             counter = self._learned[handled.stream] = self.learned.labels(stream=handled.stream)
         counter.inc()
+        if handled.outcome is not None:
+            self._examples_gauge(handled.stream).set(handled.outcome.example_count)
         for event in handled.drift:
             self._send("drift", event)
             self.drifts.labels(stream=handled.stream, kind=event.kind).inc()
@@ -210,8 +249,28 @@ class Learner:
     def _send(self, suffix: str, event: Any) -> None:
         self.producer.send(self.topics.name(suffix), key=event_key(event), value=encode(event))
 
-    def _dead(self, record: Any, reason: ReasonCode, detail: str) -> None:
-        self.dead_letters.send(record, reason, detail)
+    def _dead(
+        self,
+        record: Any,
+        reason: ReasonCode,
+        detail: str,
+        *,
+        example: LabelledExample | None = None,
+    ) -> None:
+        self.dead_letters.send(
+            record,
+            reason,
+            detail,
+            stream=example.stream if example is not None else None,
+            example_id=example.example_id if example is not None else None,
+            source_event_id=str(example.event_id) if example is not None else None,
+        )
+
+    def _examples_gauge(self, stream: str) -> Any:
+        gauge = self._seen_gauges.get(stream)
+        if gauge is None:
+            gauge = self._seen_gauges[stream] = self.stream_examples.labels(stream=stream)
+        return gauge
 
     # -- online versions ------------------------------------------------------------
 
@@ -244,6 +303,14 @@ class Learner:
                 return
             try:
                 online = info.aliases.get("online")
+                if online is not None and online > version:
+                    # A snapshot re-registered after a restart (its idempotency key gives
+                    # back the version it had) or another state of the stream: aliases
+                    # move backwards only by a decision (rollback, promote), never here.
+                    log.info(
+                        "online alias of %s stays at v%d (newer than v%d)", stream, online, version
+                    )
+                    return
                 if online != version:
                     self.registry.move_alias(
                         model=stream,
@@ -264,7 +331,7 @@ class Learner:
                         actor="learner",
                         evidence={"rule": "no champion: the first online snapshot"},
                     )
-                elif champion != version:
+                elif champion < version:
                     current = self.registry.get_version(model=stream, version=champion)
                     if current is not None and current.kind == "online":
                         self.registry.move_alias(
@@ -309,6 +376,8 @@ class Learner:
             try:
                 self.consumer.commit(commits)
             except Exception as exc:  # noqa: BLE001 - informational; checkpoints hold the truth
+                if is_fenced(exc):  # another replica runs under this instance id: stop
+                    raise
                 log.warning("offset commit failed (checkpoint saved): %s", exc)
         self.dirty -= partitions
         self.since_checkpoint = 0

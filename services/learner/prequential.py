@@ -110,23 +110,32 @@ class Prequential:
         return label, proba
 
     def step(self, x: dict[str, Any], y: Any) -> Step:
-        """Predict ``x``, score the prediction against ``y``, then learn ``(x, y)``."""
+        """Predict ``x``, score the prediction against ``y``, then learn ``(x, y)``.
+
+        What can fail on a value (the prediction, the error) runs before anything is
+        changed, and the metrics and the count change only once ``learn_one`` returned: an
+        exception leaves them as they were. River has no transactional ``learn_one``, so a
+        model that raises half-way may keep that half (a scaler that counted the row when
+        the regressor after it refused it); the edge checks each example against its spec
+        first, so values River refuses do not get this far.
+        """
         prediction, proba = self.predict(x)
+        if self.task == "class":
+            error = 0.0 if prediction is not None and prediction == y else 1.0
+        elif prediction is not None:
+            error = abs(float(y) - float(prediction))
+        else:
+            error = abs(float(y))
+        self.model.learn_one(x, y)
         if self.task == "class":
             if prediction is not None:
                 self._update("accuracy", y, prediction)
                 self._update("f1_macro", y, prediction)
             if proba:
                 self._update("log_loss", y, proba)
-            error = 0.0 if prediction is not None and prediction == y else 1.0
-        else:
-            if prediction is not None:
-                for name in METRICS["number"]:
-                    self._update(name, y, prediction)
-                error = abs(float(y) - float(prediction))
-            else:
-                error = abs(float(y))
-        self.model.learn_one(x, y)
+        elif prediction is not None:
+            for name in METRICS["number"]:
+                self._update(name, y, prediction)
         self.example_count += 1
         return Step(prediction=prediction, probabilities=proba, error=error)
 

@@ -3,6 +3,11 @@
 Pure: no Kafka, no registry. :class:`PartitionState` is picklable; the edge checkpoints
 it (signed) together with the partition's next offset, so a restored state continues
 exactly where it stopped: no example lost, none learned twice.
+
+The valid topic is not trusted: an example that breaks its stream's spec is refused
+(:attr:`Handled.rejected`, for the edge to dead-letter) and neither learned nor
+remembered, so the partition moves past it and a corrected example under the same id is
+still learned.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from schemas import (
     DriftDetected,
     LabelledExample,
     MetricSnapshot,
+    ReasonCode,
     RetrainRequested,
     StreamConfig,
     derive_id,
 )
 from schemas.lineage import Lineage, OffsetRange
+from services.common.conformance import nonconformance
 from services.learner.core import Outcome, StreamLearner
 
 DEDUPE_WINDOW = 100_000
@@ -88,6 +95,8 @@ class Handled:
     retrain: RetrainRequested | None = None
     version_due: bool = False
     rebuilt: bool = False
+    rejected: tuple[ReasonCode, str] | None = None
+    """Why the example was refused (it breaks the stream's spec), with a detail."""
 
 
 @dataclass
@@ -112,9 +121,15 @@ class PartitionState:
         """Learn one example at ``offset`` (test-then-train), de-duplicated by example id
         among the stream's last ``dedupe_window`` examples.
 
-        A config whose spec or model differs from the learner's starts a new learner.
+        An example that breaks ``config.spec`` is refused (``rejected``): not learned,
+        not remembered. A config whose spec or model differs from the learner's starts a
+        new learner. An exception from the model (River refusing a value) propagates with
+        the example not remembered and not counted; the position moves past it either way.
         """
         self.next_offset = offset + 1
+        problem = nonconformance(example, config.spec)
+        if problem is not None:
+            return Handled(stream=example.stream, learned=False, rejected=problem)
         track = self.streams.get(example.stream)
         rebuilt = False
         if track is None or (
@@ -134,7 +149,11 @@ class PartitionState:
         if not track.remember(example.example_id, dedupe_window):
             self.duplicates += 1
             return Handled(stream=example.stream, learned=False, duplicate=True)
-        outcome = track.learner.process(example.features, example.label)
+        try:
+            outcome = track.learner.process(example.features, example.label)
+        except Exception:
+            track.seen.pop(example.example_id, None)  # not learned: not a duplicate later
+            raise
         track.last_offset = offset
         track.first_event_time = track.first_event_time or example.event_time
         track.last_event_time = example.event_time
@@ -201,9 +220,17 @@ class PartitionState:
         )
 
     def version_key(self, stream: str) -> str:
-        """The idempotency key of the stream's online version at its current count."""
+        """The idempotency key of the stream's online version at its current count.
+
+        It names the partition: two states of one stream (on two partitions, after the
+        valid topic grew) never share a key, so the registry never hands one the
+        other's version.
+        """
         track = self.streams[stream]
-        return f"learner/{stream}/{track.learner_id}/{track.learner.examples_seen}"
+        return (
+            f"learner/{stream}/{self.topic}/{self.partition}/{track.learner_id}/"
+            f"{track.learner.examples_seen}"
+        )
 
 
 def _needs_rebuild(current: StreamConfig, new: StreamConfig) -> bool:

@@ -4,7 +4,11 @@ Wiring only: settings, logging, the registry (migrated at start-up), a thread re
 the outbox to Kafka every ``DRIFTLINE_REGISTRY_RELAY_INTERVAL_S`` (at once after a move
 made through the API, and at start-up, so rows left by a crashed writer are published),
 and uvicorn. Kafka being unreachable does not stop the API: events wait in the outbox
-and the relay keeps trying. SIGTERM or SIGINT stops it cleanly within 10 s (exit 0).
+and the relay keeps trying. A second thread (:class:`~services.registry.warden.Warden`)
+follows ``models`` and ``streams``: an unusable record there, or one the registry did not
+write, is a letter on ``events.dead``, and the key's current value is queued in the outbox
+again, so consumers that start after compaction still see it. SIGTERM or SIGINT stops it
+cleanly within 10 s (exit 0).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.common.errors import ConfigError, DriftlineError
-from services.common.kafka_client import make_producer
+from services.common.kafka_client import make_consumer, make_producer
 from services.common.listen import listen
 from services.common.logs import configure_logging
 from services.common.metrics import Metrics
@@ -31,6 +35,7 @@ from services.common.shutdown import GracefulShutdown
 from services.registry.api import create_app
 from services.registry.client import Registry
 from services.registry.settings import RegistrySettings
+from services.registry.warden import Warden
 
 log = logging.getLogger("services.registry")
 
@@ -166,6 +171,20 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
             interval_s=service.relay_interval_s,
             metrics=metrics,
         )
+        warden = Warden(
+            registry,
+            consumer_factory=partial(
+                make_consumer,
+                settings,
+                group_id=None,
+                client_id="driftline-registry-warden",
+                fetch_max_wait_ms=200,
+            ),
+            producer_factory=partial(make_producer, settings, client_id="driftline-registry"),
+            topics=registry.topics,
+            metrics=metrics,
+            on_reassert=relay.kick,
+        )
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
         app = create_app(registry, admin_token=token, metrics=metrics, on_change=relay.kick)
         try:
@@ -192,6 +211,7 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
         code = 0
         try:
             relay.start()
+            warden.start()
             http.start()
             log.info(
                 "registry API on http://%s:%d (database %s, admin endpoints %s)",
@@ -212,6 +232,7 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
                 deadline = time.monotonic() + GRACE_S - 1.0
             server.should_exit = True
             http.join(max(0.1, deadline - time.monotonic() - 1.0))
+            warden.stop(min(RELAY_GRACE_S, max(0.1, deadline - time.monotonic())))
             # An attempt stuck on an unreachable broker is not worth waiting for: its rows
             # stay queued for the next start.
             relay_done = relay.stop(min(RELAY_GRACE_S, max(0.1, deadline - time.monotonic())))

@@ -17,6 +17,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -45,6 +46,7 @@ from services.registry.store import ArtifactStore, open_store
 
 log = logging.getLogger(__name__)
 ANY = repo.ANY
+OUTBOX_TTL = timedelta(days=7)  # relayed events kept this long (gc's default too)
 
 __all__ = [
     "ANY",
@@ -58,9 +60,38 @@ __all__ = [
     "NotFound",
     "Registry",
     "RegistryError",
+    "Retention",
     "SpecVersion",
     "TrainingRun",
 ]
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What the registry prunes by itself, so that a long run's storage stays bounded.
+
+    ``keep_checkpoints``: per (owner, key), the newest checkpoints kept; older ones (row
+    and bytes) go in the transaction of each save. ``keep_online_versions``: per model,
+    the newest online versions whose artifacts are kept; after each online registration
+    older ones are marked ``archived`` (the row and its lineage stay) and their bytes are
+    deleted, except versions an alias points at or pointed at in its last moves, the
+    snapshots a running training run needs, and every batch version. 0 turns either off
+    (``driftline gc`` still prunes on demand).
+
+    >>> Retention().keep_checkpoints, Retention(keep_online_versions=0).keep_online_versions
+    (3, 0)
+    """
+
+    keep_checkpoints: int = 3
+    keep_online_versions: int = 10
+
+    @classmethod
+    def from_settings(cls, settings: DriftlineSettings) -> Retention:
+        """``DRIFTLINE_REGISTRY_KEEP_CHECKPOINTS`` and ``..._KEEP_ONLINE_VERSIONS``."""
+        return cls(
+            keep_checkpoints=settings.registry_keep_checkpoints,
+            keep_online_versions=settings.registry_keep_online_versions,
+        )
 
 
 class Registry:
@@ -83,6 +114,8 @@ class Registry:
     producer_factory
         Builds the Kafka producer for the outbox relay; None disables relaying
         (the rows wait for a process that relays).
+    retention
+        What is pruned automatically (default: :class:`Retention`'s defaults).
     """
 
     def __init__(
@@ -93,8 +126,10 @@ class Registry:
         keyring: Keyring,
         topics: Topics,
         producer_factory: Any = None,
+        retention: Retention | None = None,
     ) -> None:
         self.engine = engine
+        self.retention = retention or Retention()
         self.store = store
         self.keyring = keyring
         self.topics = topics
@@ -114,6 +149,7 @@ class Registry:
             keyring=Keyring.from_settings(settings),
             topics=Topics(settings.topic_prefix),
             producer_factory=(lambda: make_producer(settings)) if relay else None,
+            retention=Retention.from_settings(settings),
         )
         if relay:
             registry._after_commit()  # what a crashed writer left; failures stay queued
@@ -131,6 +167,22 @@ class Registry:
     def _tx(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def _tx_or_preview(self, dry_run: bool) -> Iterator[Session]:
+        """A transaction that commits, or (``dry_run``) runs and then rolls back."""
+        session = self._sessions()
+        try:
+            yield session
+            if dry_run:
+                session.rollback()
+            else:
+                session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
 
     # -- the outbox relay -----------------------------------------------------------
 
@@ -216,7 +268,9 @@ class Registry:
 
         With an ``idempotency_key`` (say ``learner:sea:2000``), registering again under
         the same key returns the version registered first: a retry after a crash never
-        makes a second version.
+        makes a second version. After an online version, the model's online artifacts
+        beyond :attr:`Retention.keep_online_versions` are collected (see
+        :meth:`collect_artifacts`); a failure there is logged, never raised.
         """
         if idempotency_key is not None:
             with self._tx() as session:
@@ -258,7 +312,22 @@ class Registry:
                 idempotency_key=idempotency_key,
             )
         self._after_commit()
+        if kind == "online" and self.retention.keep_online_versions > 0:
+            self._retain_online(model)
         return created
+
+    def _retain_online(self, model: str) -> None:
+        """The automatic pass after an online registration: old online artifacts of
+        ``model``, and relayed outbox rows past :data:`OUTBOX_TTL`. Logged, never raised:
+        the version is registered, and the next registration tries again."""
+        try:
+            self.collect_artifacts(
+                keep_versions=self.retention.keep_online_versions, kind="online", model=model
+            )
+            with self._tx() as session:
+                repo.prune_outbox(session, before=utcnow() - OUTBOX_TTL)
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.exception("pruning old online artifacts of %s failed", model)
 
     def get_version(self, *, model: str, version: int) -> ModelVersion | None:
         """One version, or None."""
@@ -389,41 +458,74 @@ class Registry:
         offsets: dict[str, Any],
         meta: dict[str, Any] | None = None,
     ) -> str:
-        """Sign and store ``state`` with the offsets it covers, in one transaction."""
+        """Sign ``state``, store its bytes in the artifact store (content-addressed) and
+        record the row with the offsets it covers; returns the bytes' sha256.
+
+        In the same transaction, all but the newest :attr:`Retention.keep_checkpoints`
+        rows of ``owner``/``key`` are deleted; after commit, so are their bytes unless
+        another row still points at the same sha256.
+        """
         blob = artifacts.dump_blob(state)
         signature = self.keyring.sign(blob)
+        self.store.put(blob, signature.sha256)  # before the row: a row never lacks its bytes
+        keep = self.retention.keep_checkpoints
         with self._tx() as session:
             repo.insert_checkpoint(
                 session,
                 owner=owner,
                 key=key,
                 offsets=offsets,
-                blob=blob,
+                blob=None,
                 sha256=signature.sha256,
                 signature=signature.signature or "",
                 key_id=signature.key_id or "",
                 meta=meta or {},
             )
+            orphans: set[str] = set()
+            if keep > 0:
+                _, pruned = repo.prune_checkpoints(session, keep=keep, owner=owner, key=key)
+                orphans = set(pruned) - repo.referenced_sha256(session, shas=pruned)
+        self._delete_bytes(orphans)
         return signature.sha256
 
     def load_checkpoint(self, *, owner: str, key: str) -> Checkpoint | None:
-        """The newest checkpoint, verified before it is unpickled (None: none yet)."""
+        """The newest checkpoint, verified before it is unpickled (None: none yet).
+
+        Its bytes come from the artifact store, or from the row itself for checkpoints
+        written before they moved there. When the newest one's bytes are missing from the
+        store, the next older checkpoint is used (and a warning logged); a signature or
+        digest that does not match is raised, never skipped.
+        """
         with self._tx() as session:
-            row = repo.latest_checkpoint(session, owner=owner, key=key)
-            if row is None:
-                return None
-            blob, expected = row.blob, Signature(row.sha256, row.signature, row.key_id)
-            offsets, meta, created = row.offsets, row.meta, repo.aware(row.created_at)
-        state = artifacts.load_blob(blob, expected, self.keyring)
-        return Checkpoint(
-            owner=owner,
-            key=key,
-            offsets=offsets,
-            state=state,
-            meta=meta,
-            sha256=expected.sha256,
-            created_at=created,
-        )
+            rows = [
+                (r.blob, r.sha256, r.signature, r.key_id, r.offsets, r.meta, r.created_at)
+                for r in repo.checkpoints_newest_first(session, owner=owner, key=key)
+            ]
+        for blob, sha256, signed, key_id, offsets, meta, created in rows:
+            expected = Signature(sha256, signed, key_id)
+            if blob is None:
+                try:
+                    blob = self.store.get_by_sha256(expected.sha256)
+                except NotFound:
+                    log.warning(
+                        "checkpoint %s of %s/%s: bytes missing from the artifact store; "
+                        "trying an older one",
+                        expected.sha256[:12],
+                        owner,
+                        key,
+                    )
+                    continue
+            state = artifacts.load_blob(blob, expected, self.keyring)
+            return Checkpoint(
+                owner=owner,
+                key=key,
+                offsets=offsets,
+                state=state,
+                meta=meta,
+                sha256=expected.sha256,
+                created_at=repo.aware(created),
+            )
+        return None
 
     # -- training runs ----------------------------------------------------------------
 
@@ -515,7 +617,61 @@ class Registry:
         with self._tx() as session:
             return repo.was_handled(session, consumer=consumer, event_id=event_id)
 
-    # -- garbage collection -----------------------------------------------------------
+    # -- retention and garbage collection ---------------------------------------------
+
+    def collect_artifacts(
+        self,
+        *,
+        keep_versions: int,
+        kind: str | None = None,
+        model: str | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Archive versions whose artifacts nothing needs and delete their bytes; returns
+        how many blobs were (``dry_run``: would be) removed.
+
+        Per model, the newest ``keep_versions`` live versions (of ``kind``; None: of any
+        kind) are kept, and so are aliased and recently aliased versions and what running
+        training runs need (:func:`services.registry.repository.collect_versions`).
+        Version rows stay (``status`` becomes ``archived``), so lineage stays auditable.
+        Both ``driftline gc`` and the automatic pruning after each online registration
+        (``kind="online"``) call this.
+        """
+        with self._tx_or_preview(dry_run) as session:
+            doomed = repo.collect_versions(
+                session, keep_newest=keep_versions, kind=kind, model=model
+            )
+            shas = {s for _, _, s in doomed}
+            orphans = shas - repo.referenced_sha256(session, shas=shas)
+        if dry_run:
+            return len(orphans & set(self.store.list_sha256()))
+        return self._delete_bytes(orphans)
+
+    def _delete_bytes(self, shas: set[str]) -> int:
+        """Delete blobs no row points at any more (after the commit that dropped them)."""
+        removed = 0
+        for sha in sorted(shas):
+            try:
+                removed += self.store.delete(sha)
+            except OSError:  # a later prune or gc finds it again
+                log.warning("could not delete blob %s from the artifact store", sha[:12])
+        return removed
+
+    def compact(self) -> bool:
+        """Give freed database pages back to the file system (SQLite ``VACUUM``).
+
+        Not needed to keep a file from growing (SQLite reuses freed pages), but a file
+        that grew while checkpoints were kept in the database shrinks only this way.
+        Returns False on other databases (PostgreSQL's autovacuum reuses space itself).
+        """
+        if self.engine.dialect.name != "sqlite":
+            return False
+        raw = self.engine.raw_connection()
+        try:
+            raw.cursor().execute("VACUUM")
+        finally:
+            raw.close()
+        return True
 
     def gc(
         self,
@@ -523,47 +679,27 @@ class Registry:
         keep_versions: int = 10,
         keep_checkpoints: int = 3,
         handled_ttl: timedelta = timedelta(days=30),
-        outbox_ttl: timedelta = timedelta(days=7),
+        outbox_ttl: timedelta = OUTBOX_TTL,
         dry_run: bool = False,
     ) -> GcReport:
         """Remove artifacts of unaliased versions beyond the newest ``keep_versions`` per
-        model, all but the newest checkpoints, and handled ids and sent events past their TTL.
+        model (of any kind; see :meth:`collect_artifacts` for what else is kept), all but
+        the newest checkpoints (rows and bytes), and handled ids and sent events past
+        their TTL; then compact a SQLite file.
 
         ``dry_run``: count what would go (the same statements, rolled back) and delete
         nothing.
         """
         now = utcnow()
-        session = self._sessions()
-        try:
-            keep = repo.aliased_versions(session)
-            versions = repo.all_version_keys(session)
-            newest: dict[str, list[int]] = {}
-            for model, version, _ in versions:
-                newest.setdefault(model, []).append(version)
-            for model, numbers in newest.items():
-                keep |= {(model, v) for v in sorted(numbers)[-keep_versions:]}
-            doomed = [(m, v, s) for m, v, s in versions if (m, v) not in keep]
-            live = {s for m, v, s in versions if (m, v) in keep}
-            for model, version, _ in doomed:
-                repo.mark_archived(session, model=model, version=version)
-            checkpoints = repo.prune_checkpoints(session, keep=keep_checkpoints)
+        removed = self.collect_artifacts(keep_versions=keep_versions, dry_run=dry_run)
+        with self._tx_or_preview(dry_run) as session:
+            checkpoints, pruned = repo.prune_checkpoints(session, keep=keep_checkpoints)
+            orphans = set(pruned) - repo.referenced_sha256(session, shas=pruned)
             handled = repo.prune_handled(session, before=now - handled_ttl)
             outbox = repo.prune_outbox(session, before=now - outbox_ttl)
-            if dry_run:
-                session.rollback()
-            else:
-                session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
-        blobs = {s for _, _, s in doomed} - live
-        if dry_run:
-            stored = set(self.store.list_sha256())
-            removed = len(blobs & stored)
-        else:
-            removed = sum(self.store.delete(s) for s in blobs)
+        if not dry_run:
+            self._delete_bytes(orphans)
+            self.compact()
         return GcReport(
             artifacts=removed, checkpoints=checkpoints, handled_events=handled, outbox=outbox
         )

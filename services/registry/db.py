@@ -2,7 +2,11 @@
 
 SQLite runs in WAL mode with a busy timeout, and every transaction starts with
 ``BEGIN IMMEDIATE``: writers from several processes queue instead of failing, and a
-read that turns into a write cannot deadlock.
+read that turns into a write cannot deadlock. The write-ahead log is checkpointed every
+:data:`WAL_PAGES` pages and cut back to :data:`WAL_BYTES` afterwards, so it stays about a
+megabyte instead of keeping its largest size forever (freed database pages are reused by
+later writes, so the file itself stops growing once retention deletes as much as is
+written; ``driftline gc`` also runs ``VACUUM`` to give free pages back).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from sqlalchemy.engine import make_url
 from services.common.errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+WAL_PAGES = 256  # PRAGMA wal_autocheckpoint (SQLite's default is 1000 pages, ~4 MB)
+WAL_BYTES = 1 << 20  # PRAGMA journal_size_limit: the WAL is truncated to this after a checkpoint
 # A fixed key for PostgreSQL's advisory lock around migrations.
 _MIGRATION_LOCK = 0x64726966746C6E  # "driftln"
 
@@ -53,6 +59,8 @@ def _sqlite_rules(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+        cursor.execute(f"PRAGMA journal_size_limit={WAL_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

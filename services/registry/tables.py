@@ -123,14 +123,18 @@ class AliasMoveRow(Base):
 
 
 class CheckpointRow(Base):
-    """A stateful service's signed state blob and the partition offsets it covers."""
+    """A stateful service's signed state and the partition offsets it covers.
+
+    The state's bytes are in the artifact store under ``sha256`` (``blob`` is NULL);
+    rows written before migration 0003 still hold them in ``blob``.
+    """
 
     __tablename__ = "checkpoints"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     owner: Mapped[str] = mapped_column(String(200))
     key: Mapped[str] = mapped_column(String(300))
     offsets: Mapped[dict[str, Any]] = mapped_column(JSON)
-    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    blob: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     sha256: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
     key_id: Mapped[str] = mapped_column(String(100))

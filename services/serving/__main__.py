@@ -1,16 +1,23 @@
 """``driftline run serving`` / ``python -m services.serving``: wiring only.
 
 Settings, logging, then :func:`services.serving.app.serve` until SIGTERM or SIGINT
-(stops within 10 s, exit 0). A bad setting exits 2 naming it; a broker that cannot be
+(stops within 1 s, exit 0). A bad setting exits 2 naming it; a broker that cannot be
 reached at start-up exits 1.
+
+After an orderly stop (requests answered, producer flushed, offsets committed, logs
+flushed) the process ends with ``os._exit``: the interpreter's own teardown of the
+River / scikit-learn / numpy modules took 0.3-0.7 s of the 1 s budget and does nothing
+a stopped replica needs.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from services.common.errors import ConfigError, DriftlineError
 from services.common.logs import configure_logging
@@ -59,13 +66,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).addFilter(_drop_color)
     try:
-        return serve(settings, service)
+        code = serve(settings, service)
     except ConfigError as exc:
         sys.stderr.write(f"driftline serving: error: {exc}\n")
         return 2
     except DriftlineError as exc:
         log.error("serving failed: %s", exc)
         return 1
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without the interpreter's teardown (everything is flushed)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _drop_color(record: logging.LogRecord) -> bool:

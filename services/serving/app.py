@@ -11,7 +11,10 @@ path (``predictions.requests`` -> ``predictions``), shadow pairs and load acknow
   batch) and sends a :class:`~schemas.Prediction` stamped with the version; the offsets
   are committed after the producer has flushed (at least once; the prediction's
   ``event_id`` is derived from the request's, so a redelivery repeats the same id). An
-  unusable request goes to ``events.dead`` with a reason code.
+  unusable request (not JSON, against the contract, features the model refuses, a row the
+  model fails on, any error while it is handled) goes to ``events.dead`` with a reason
+  code and is counted (``serving_dead_letters_total``); the other requests of its batch
+  are answered and the loop goes on.
 * Shadow: with a challenger loaded, the same rows are scored by it in another thread and
   each pair goes to ``shadow`` (for HTTP requests, only rows that carry example ids).
 """
@@ -29,6 +32,7 @@ import uvicorn
 
 from schemas import (
     Event,
+    ModelAnswer,
     ModelLoaded,
     ModelLoadFailed,
     Prediction,
@@ -37,11 +41,12 @@ from schemas import (
     Topics,
     derive_id,
 )
+from services.common.backoff import Backoff
 from services.common.codec import decode, encode, event_key
 from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError, ConfigError
 from services.common.kafka_client import make_consumer, make_producer
-from services.common.listen import listen
+from services.common.listen import BACKLOG, listen
 from services.common.metrics import Metrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
@@ -55,8 +60,9 @@ from services.serving.shadow import ShadowJob, ShadowScorer, answers
 
 log = logging.getLogger("services.serving")
 
-GRACE_S = 10.0  # SIGTERM to exit, at most
-HTTP_GRACE_S = 3.0  # of which open HTTP requests get this long
+GRACE_S = 1.0  # SIGTERM to exit, at most (DESIGN.md)
+HTTP_GRACE_S = 0.4  # of which open HTTP requests get this long
+EXIT_MARGIN_S = 0.2  # of which the process' own exit gets this long
 
 
 class Serving:
@@ -83,6 +89,10 @@ class Serving:
                 "(or DRIFTLINE_VERIFY_KEYS) is required: serving verifies every artifact "
                 "before it loads it",
             )
+        # Import the model libraries while this constructor and the subscriber talk to
+        # Kafka: a restart's first load otherwise pays for River's import (about 1 s).
+        self._preloader = threading.Thread(target=_preload, name="preload", daemon=True)
+        self._preloader.start()
         self.settings = settings
         self.service = service
         self.replica_id = service.replica()
@@ -117,13 +127,11 @@ class Serving:
             else None
         )
         self.requests = RequestLoop(self) if service.kafka else None
-        self._preloader = threading.Thread(target=_preload, name="preload", daemon=True)
 
     # -- life cycle -----------------------------------------------------------------
 
     def start(self) -> None:
         """Start following models, shadowing and (once caught up) the Kafka path."""
-        self._preloader.start()
         self.subscriber.start()
         if self.shadow is not None:
             self.shadow.start()
@@ -147,6 +155,8 @@ class Serving:
             return max(0.1, (deadline - time.monotonic()) * share)
 
         if self.requests is not None:
+            self.requests.signal()  # both poll loops wind down together, not one by one
+            self.subscriber.stop(min(2.0, left(0.3)))
             self.requests.stop(left(0.5))
         if self.shadow is not None:
             self.shadow.stop(min(2.0, left(0.3)))
@@ -246,6 +256,10 @@ class RequestLoop:
         """Start the thread (it subscribes once the subscriber has caught up)."""
         self._thread.start()
 
+    def signal(self) -> None:
+        """Ask the loop to stop after the batch in hand (returns at once)."""
+        self._stop.set()
+
     def stop(self, timeout_s: float) -> None:
         """Finish the batch in hand, commit, leave the group."""
         self._stop.set()
@@ -264,7 +278,10 @@ class RequestLoop:
                 records = [r for rs in batches.values() for r in rs]
                 if not records:
                     continue
-                self.handle(records)
+                try:
+                    self.handle(records)
+                except Exception:  # noqa: BLE001 - handle letters each record; a last resort
+                    log.exception("a batch of %d request(s) failed; going on", len(records))
                 self.serving.producer.flush()
                 self.consumer.commit()
                 self.handled += len(records)
@@ -288,7 +305,13 @@ class RequestLoop:
             assert isinstance(request, PredictionRequest)  # noqa: S101 - decode's target
             by_stream.setdefault(request.stream, []).append((record, request))
         for stream, items in by_stream.items():
-            self._answer(stream, items)
+            try:
+                self._answer(stream, items)
+            except Exception as exc:  # noqa: BLE001 - one stream's batch never stops the loop
+                log.exception("answering %d request(s) of %s failed", len(items), stream)
+                for record, request in items:
+                    detail = f"{type(exc).__name__}: {exc}"
+                    self._dead(record, ReasonCode.HANDLER_ERROR, detail, request=request)
 
     def _answer(self, stream: str, items: list[tuple[Any, PredictionRequest]]) -> None:
         serving = self.serving
@@ -326,19 +349,11 @@ class RequestLoop:
         rows = [dict(request.features) for _, request in good]
         try:
             mine = answers(loaded, rows)
-        except Exception as exc:  # noqa: BLE001 - a model failing on valid rows: dead-letter
-            log.exception("%s v%d failed to predict a batch", stream, loaded.version)
-            for record, request in good:
-                self._dead(
-                    record,
-                    ReasonCode.HANDLER_ERROR,
-                    f"{type(exc).__name__}: {exc}",
-                    request=request,
-                )
-            metrics.requests.labels(model=stream, version=str(loaded.version), outcome="error").inc(
-                len(good)
-            )
-            return
+        except Exception:  # noqa: BLE001 - a model failing on valid rows: find which ones
+            log.warning("%s v%d failed on a batch; answering row by row", stream, loaded.version)
+            good, rows, mine = self._one_by_one(loaded, good)
+            if not good:
+                return
         elapsed = time.perf_counter() - started
         for (_, request), answer in zip(good, mine, strict=True):
             serving._send(
@@ -370,6 +385,29 @@ class RequestLoop:
                     )
                 )
 
+    def _one_by_one(
+        self, loaded: LoadedModel, items: list[tuple[Any, PredictionRequest]]
+    ) -> tuple[list[tuple[Any, PredictionRequest]], list[dict[str, Any]], list[ModelAnswer]]:
+        """Answer each request alone; dead-letter those the model fails on."""
+        good: list[tuple[Any, PredictionRequest]] = []
+        rows: list[dict[str, Any]] = []
+        mine: list[ModelAnswer] = []
+        for record, request in items:
+            row = dict(request.features)
+            try:
+                (answer,) = answers(loaded, [row])
+            except Exception as exc:  # noqa: BLE001 - this request is refused, not the batch
+                detail = f"{type(exc).__name__}: {exc}"
+                self._dead(record, ReasonCode.HANDLER_ERROR, detail, request=request)
+                self.serving.metrics.requests.labels(
+                    model=loaded.model, version=str(loaded.version), outcome="error"
+                ).inc()
+                continue
+            good.append((record, request))
+            rows.append(row)
+            mine.append(answer)
+        return good, rows, mine
+
     def _dead(
         self,
         record: Any,
@@ -400,11 +438,47 @@ def _preload() -> None:
             log.debug("cannot preload %s", name)
 
 
+class _Stopped(Exception):
+    """SIGTERM arrived while the replica was still starting."""
+
+
+def _wait_until_ready(serving: Serving, stop: GracefulShutdown, timeout_s: float) -> bool:
+    """Wait until the subscriber has read the models topic and loaded the served versions
+    (or ``timeout_s`` passes: HTTP then opens and ``/readyz`` says what is missing).
+
+    Returns False when a shutdown was requested meanwhile. HTTP stays closed (connections
+    refused) until then, so a client never meets a starting replica's 503 or 404.
+    """
+    started = time.monotonic()
+    subscriber = serving.subscriber
+    while not subscriber.caught_up():
+        if stop.wait(0.01):
+            return False
+        if not subscriber.running:
+            log.error("the model subscriber stopped while starting; opening HTTP to say so")
+            return True
+        if time.monotonic() - started > timeout_s:
+            log.warning(
+                "the served versions were not loaded within %.0fs "
+                "(DRIFTLINE_SERVING_READY_TIMEOUT_S); opening HTTP, /readyz answers 503",
+                timeout_s,
+            )
+            return True
+    log.info("models loaded in %.2fs: opening HTTP", time.monotonic() - started)
+    return True
+
+
 def serve(settings: DriftlineSettings, service: ServingSettings) -> int:
-    """Run one replica until SIGTERM/SIGINT; returns the exit code."""
+    """Run one replica until SIGTERM/SIGINT; returns the exit code.
+
+    HTTP opens once the served versions are loaded (see :func:`_wait_until_ready`); on
+    SIGTERM open requests get ``HTTP_GRACE_S``, then the Kafka path, shadowing and the
+    subscriber stop together and the producer is flushed, all within ``GRACE_S``.
+    """
     with GracefulShutdown() as stop:
         try:
-            sock = listen(service.host, service.port)
+            # bound now (a busy port fails at once) but refusing connections until ready
+            sock = listen(service.host, service.port, accept=False)
         except OSError as exc:
             raise ConfigError(
                 "DRIFTLINE_SERVING_PORT", f"cannot listen on {service.host}:{service.port}: {exc}"
@@ -428,7 +502,7 @@ def serve(settings: DriftlineSettings, service: ServingSettings) -> int:
                 log_config=None,
                 lifespan="off",
                 access_log=False,
-                timeout_graceful_shutdown=int(HTTP_GRACE_S),
+                timeout_graceful_shutdown=1,  # the join below bounds it more tightly
             )
         )
         # uvicorn installs no signal handlers off the main thread: ours decide.
@@ -440,6 +514,9 @@ def serve(settings: DriftlineSettings, service: ServingSettings) -> int:
         deadline = 0.0
         try:
             serving.start()
+            if not _wait_until_ready(serving, stop, service.ready_timeout_s):
+                raise _Stopped
+            sock.listen(BACKLOG)
             http.start()
             log.info(
                 "serving %s on http://%s:%d as %s (Kafka path %s)",
@@ -449,22 +526,34 @@ def serve(settings: DriftlineSettings, service: ServingSettings) -> int:
                 serving.replica_id,
                 "on" if serving.requests else "off",
             )
+            backoff, retry_at = Backoff(max_s=10.0), 0.0
             while not stop.wait(0.5):
                 if not http.is_alive():
                     log.error("the HTTP server stopped on its own")
                     code = 1
                     break
+                if time.monotonic() < retry_at:
+                    continue
                 try:
                     serving.refresh_specs()
                 except BrokerError as exc:
-                    log.warning("reading stream configs failed: %s", exc)
-            deadline = time.monotonic() + GRACE_S - 1.0
+                    retry_at = time.monotonic() + backoff.failed()
+                    if backoff.should_log():
+                        log.warning(
+                            "reading stream configs failed (%d in a row): %s", backoff.failures, exc
+                        )
+                else:
+                    backoff.succeeded()
+            deadline = time.monotonic() + GRACE_S - EXIT_MARGIN_S
             log.info("stopping: finishing open requests")
+        except _Stopped:
+            log.info("stopping before HTTP opened")
         finally:
             if not deadline:
-                deadline = time.monotonic() + GRACE_S - 1.0
+                deadline = time.monotonic() + GRACE_S - EXIT_MARGIN_S
             server.should_exit = True
-            http.join(max(0.1, min(HTTP_GRACE_S + 0.5, deadline - time.monotonic() - 2.0)))
+            if http.is_alive():
+                http.join(max(0.1, min(HTTP_GRACE_S, deadline - time.monotonic() - 0.3)))
             serving.stop(deadline)
             sock.close()
         log.info("serving stopped")

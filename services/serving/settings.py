@@ -50,6 +50,13 @@ class ServingSettings(SettingsBase):
     group_id: str = Field(default="driftline-serving", min_length=1)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     max_poll_records: int = Field(default=500, ge=1)
+    ready_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=600,
+        description="at start-up, HTTP stays closed until the models topic is read and the "
+        "served versions are loaded, at most this long (then it opens; /readyz says 503)",
+    )
 
     @field_validator("pins")
     @classmethod

@@ -73,8 +73,8 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
 class Configs:
     """The streams topic followed on demand (thread-safe: runs of two streams may ask)."""
 
-    def __init__(self, settings: DriftlineSettings) -> None:
-        self._configs = StreamConfigs(settings, client_id="driftline-trainer")
+    def __init__(self, settings: DriftlineSettings, counter: Any | None = None) -> None:
+        self._configs = StreamConfigs(settings, client_id="driftline-trainer", counter=counter)
         self._lock = threading.Lock()
 
     def catch_up(self) -> int:
@@ -104,7 +104,17 @@ class Edge:
         self.dead_topic = dead_topic
 
     async def on_message(self, message: Any, send: Callable[..., Any]) -> None:
-        """Handle one message of the drift topic; never raises."""
+        """Handle one message of the drift topic; never raises (a raising agent stops
+        consuming, and faust would ack the message anyway)."""
+        try:
+            await self._handle(message, send)
+        except Exception:  # noqa: BLE001 - even a letter that cannot be sent stops nothing
+            log.exception(
+                "a drift event could not be handled nor dead-lettered; going on",
+                extra=at(message.topic, message.partition, message.offset),
+            )
+
+    async def _handle(self, message: Any, send: Callable[..., Any]) -> None:
         value = message.value if isinstance(message.value, bytes) else b""
         where = at(message.topic, message.partition, message.offset)
         try:
@@ -144,6 +154,7 @@ class Edge:
         send: Callable[..., Any],
         trigger: DriftDetected | RetrainRequested | None = None,
     ) -> None:
+        self.trainer.metrics.dead.labels(reason=reason.value).inc()
         letter = dead_letter(
             reason=reason,
             detail=detail,
@@ -244,7 +255,7 @@ def run(settings: DriftlineSettings, tsettings: TrainerSettings) -> int:
     # River champions are unpickled during runs: import River now, not inside the first run
     importlib.import_module("river")
     metrics = TrainerMetrics()
-    configs = Configs(settings)
+    configs = Configs(settings, counter=metrics.config_rejects)
     registry = Registry.open(settings)
     pool = make_pool(tsettings.workers)
     try:

@@ -1,12 +1,12 @@
 """``driftline models reproduce``: rebuild a batch version from its recorded lineage.
 
 The recorded offset ranges are read again, the window is cut by the same rule (the
-newest ``example_count`` rows of the stream, de-duplicated), split with the recorded
-holdout fraction, and the recorded candidate is refitted with the recorded params and
-seed. The report compares rows, holdout metrics and the model's content sha256 (the
-sha256 of its memo-free pickle); the artifact's own sha256 is shown too, but the same
-model may pack to other bytes in another process (pickle shares equal strings by
-object identity), so it does not decide.
+newest ``example_count`` rows of the stream that keep its spec, de-duplicated), split
+with the recorded holdout fraction, and the recorded candidate is refitted with the
+recorded params and seed. The report compares rows, holdout metrics and the model's
+content sha256 (the sha256 of its memo-free pickle); the artifact's own sha256 is shown
+too, but the same model may pack to other bytes in another process (pickle shares equal
+strings by object identity), so it does not decide.
 """
 
 from __future__ import annotations
@@ -93,9 +93,9 @@ def reproduce(
         config = StreamConfig.model_validate(spec_version.config)
     spec = config.spec
     task = spec.label.kind
-    rows = window.select(
-        window.dedupe(read(model, found.lineage.ranges)), count=found.lineage.example_count
-    )
+    # the run left out what breaks the spec (and the contract) before de-duplicating
+    usable, _ = window.conforming(read(model, found.lineage.ranges), spec)
+    rows = window.select(window.dedupe(usable), count=found.lineage.example_count)
     checks = [
         Check(
             "rows", found.lineage.example_count, len(rows), len(rows) == found.lineage.example_count

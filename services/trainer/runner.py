@@ -76,8 +76,10 @@ class Replay(Protocol):
         first_step: int,
         enough: Callable[[Sequence[Row], bool], bool],
         stats: ReplayStats,
+        spec: Spec | None = None,
     ) -> list[Row]:
-        """Rows of ``stream`` read backwards from ``limits.end`` until ``enough``."""
+        """Rows of ``stream`` read backwards from ``limits.end`` until ``enough``, leaving
+        out (and counting in ``stats.skipped``) those that break the contract or ``spec``."""
 
 
 class TrainerMetrics:
@@ -107,6 +109,20 @@ class TrainerMetrics:
             ["stream", "candidate", "result"],
         )
         self.window_rows = m.gauge("trainer_window_rows", "Rows in the last window.", ["stream"])
+        self.skipped_rows = m.counter(
+            "trainer_skipped_rows_total",
+            "Records of a replayed window left out: they break the event contract or the "
+            "stream's spec.",
+            ["stream", "reason"],
+        )
+        self.dead = m.counter(
+            "trainer_dead_letters_total", "Unusable drift-topic records.", ["reason"]
+        )
+        self.config_rejects = m.counter(
+            "trainer_stream_config_rejects_total",
+            "Records of the streams topic that were not applied.",
+            ["reason"],
+        )
         self.in_progress = m.gauge("trainer_runs_in_progress", "Runs under way.")
 
 
@@ -351,8 +367,19 @@ class Trainer:
                 first_step=int(max(size_w, rp.min_size) * 1.1) + 100,
                 enough=enough,
                 stats=stats,
+                spec=config.spec,
             )
         )
+        for reason, count in stats.skipped.items():
+            self.metrics.skipped_rows.labels(stream=stream, reason=reason).inc(count)
+        if stats.skipped:
+            log.warning(
+                "run %s of %s: %d records of the window left out (%s)",
+                run.id,
+                stream,
+                sum(stats.skipped.values()),
+                ", ".join(f"{n} {r}" for r, n in sorted(stats.skipped.items())),
+            )
         timings.add("replay", stats.read_s)
         timings.add("decode", stats.decode_s)
         try:
@@ -397,6 +424,7 @@ class Trainer:
             "rows_sha256": window.digest(chosen),
             "ranges": [r.model_dump(mode="json") for r in lineage.ranges],
             "records_read": stats.records,
+            "skipped": dict(sorted(stats.skipped.items())),
         }
         candidates = self._candidates(
             run=run,
@@ -580,6 +608,7 @@ class Trainer:
                 v
                 for v in self.registry.list_versions(model=stream, limit=500)
                 if v.kind == "online"
+                and v.status != "archived"  # its artifact was pruned by retention
                 and v.lineage.event_time_end is not None
                 and v.lineage.event_time_end < first
             ]

@@ -5,6 +5,12 @@ top ``count`` rows by ``(event_time, partition, offset)`` among the stream's row
 replayed offset ranges, so the recorded per-partition ranges and the row count are
 enough to rebuild exactly the same window later (:func:`select`).
 
+The valid topic is not trusted (any principal can write there): :func:`parse` skips a
+record that breaks the event contract or the stream's spec (:class:`Skipped`, with the
+reason a consumer's dead letter would give), before de-duplication, as the learner
+refuses them before it remembers an id. A window holding such records still trains, on
+the others. :func:`conforming` is the same spec check for rows read without it.
+
 >>> from datetime import UTC, datetime, timedelta
 >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
 >>> rows = [Row(0, i, str(i), {"x": float(i)}, i % 2, t0 + timedelta(seconds=i))
@@ -29,8 +35,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
+from uuid import UUID
 
+from schemas import LabelledExample, ReasonCode
 from schemas.lineage import Lineage, OffsetRange
+from schemas.streams import Spec
+from services.common.codec import decode
+from services.common.conformance import nonconformance
+from services.common.errors import CodecError
+
+_NO_ID = UUID(int=0)  # conforming() builds examples to check, not to send
 
 
 class WindowTooSmall(ValueError):
@@ -54,30 +68,91 @@ class Row:
         return (self.event_time, self.partition, self.offset)
 
 
-def parse(partition: int, offset: int, value: bytes | None, stream: str) -> Row | None:
-    """A valid-topic message as a row of ``stream`` (None: another stream or unreadable).
+@dataclass(frozen=True)
+class Skipped:
+    """A record of the window that cannot be trained on, and why."""
 
-    The validator already checked every field, so this reads the JSON directly instead
-    of validating the whole event again (replay decodes tens of thousands of them).
+    partition: int
+    offset: int
+    reason: ReasonCode
+    detail: str
+
+
+def parse(
+    partition: int, offset: int, value: bytes | None, stream: str, spec: Spec | None = None
+) -> Row | Skipped | None:
+    """A valid-topic message as a row of ``stream``: None for another stream's, Skipped
+    for one that breaks the event contract (it may be anyone's) or ``spec``.
+
+    The whole event is validated, by the codec every consumer decodes with (pydantic's
+    JSON parser is faster than ``json.loads`` and reading the fields by hand).
 
     >>> parse(0, 7, b'{"stream": "s", "example_id": "a", "features": {"x": 1},'
     ...       b' "label": true, "event_time": "2026-01-01T00:00:00Z"}', "s").offset
     7
-    >>> parse(0, 7, b'{"stream": "other"}', "s") is None
+    >>> parse(0, 7, b'{"stream": "other", "example_id": "a", "features": {},'
+    ...       b' "label": true, "event_time": "2026-01-01T00:00:00Z"}', "s") is None
     True
+    >>> parse(0, 8, b'{"stream": "s"}', "s").reason
+    <ReasonCode.CONTRACT_VIOLATION: 'contract_violation'>
+    >>> spec = Spec.model_validate({"features": [{"name": "x", "type": "number"}],
+    ...                             "label": {"kind": "class", "classes": [0, 1]}})
+    >>> parse(0, 9, b'{"stream": "s", "example_id": "a", "features": {"x": "1"},'
+    ...       b' "label": 1, "event_time": "2026-01-01T00:00:00Z"}', "s", spec).detail
+    "feature 'x' is a number, got '1'"
     """
     if not value:
-        return None
+        return Skipped(partition, offset, ReasonCode.UNPARSEABLE, "a record without a value")
     try:
-        doc = json.loads(value)
-        if doc.get("stream") != stream:
-            return None
-        when = datetime.fromisoformat(doc["event_time"])
-        if when.tzinfo is None:
-            return None
-        return Row(partition, offset, str(doc["example_id"]), doc["features"], doc["label"], when)
-    except (ValueError, KeyError, TypeError, AttributeError):
+        example = decode(value, LabelledExample)
+    except CodecError as exc:
+        return Skipped(partition, offset, exc.reason, exc.detail)
+    assert isinstance(example, LabelledExample)  # noqa: S101 - decode's target
+    if example.stream != stream:
         return None
+    if spec is not None:
+        problem = nonconformance(example, spec)
+        if problem is not None:
+            return Skipped(partition, offset, *problem)
+    return Row(
+        partition, offset, example.example_id, example.features, example.label, example.event_time
+    )
+
+
+def conforming(rows: Iterable[Row], spec: Spec) -> tuple[list[Row], list[Skipped]]:
+    """The rows that fit ``spec``, and the others with the reason they do not (for rows
+    read without the check; :func:`parse` makes it on the decoded event, faster).
+
+    >>> from datetime import UTC, datetime
+    >>> spec = Spec.model_validate({"features": [{"name": "x", "type": "number", "max": 9}],
+    ...                             "label": {"kind": "class", "classes": [0, 1]}})
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> good, bad = conforming([Row(0, 0, "a", {"x": 1.0}, 1, t),
+    ...                         Row(0, 1, "b", {"x": "1"}, 1, t),
+    ...                         Row(0, 2, "c", {"x": 1e300}, 1, t),
+    ...                         Row(0, 3, "d", {"x": 1.0}, 7, t)], spec)
+    >>> [r.offset for r in good], [(s.offset, s.reason.value) for s in bad]
+    ([0], [(1, 'wrong_type'), (2, 'out_of_range'), (3, 'bad_label')])
+    """
+    good: list[Row] = []
+    bad: list[Skipped] = []
+    for row in rows:
+        # the check reads the features and the label only: no need to validate again
+        example = LabelledExample.model_construct(
+            event_id=_NO_ID,
+            occurred_at=row.event_time,
+            stream="",
+            example_id=row.example_id,
+            features=dict(row.features),
+            label=row.label,
+            event_time=row.event_time,
+        )
+        problem = nonconformance(example, spec)
+        if problem is None:
+            good.append(row)
+        else:
+            bad.append(Skipped(row.partition, row.offset, *problem))
+    return good, bad
 
 
 def dedupe(rows: Iterable[Row]) -> list[Row]:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from services.common.errors import DriftlineError
+from services.common.kafka_client import leave_group
 from services.common.logs import configure_logging
 from services.common.settings import DriftlineSettings
 from services.validator.settings import ValidatorSettings
@@ -34,17 +35,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = DriftlineSettings.load()
         vsettings = ValidatorSettings.load()
+        member = vsettings.member(settings)  # validated (and held) before anything starts
     except DriftlineError as exc:
         print(f"validator: error: {exc}", file=sys.stderr)  # noqa: T201 - before logging
         return 2
     configure_logging("validator", fmt=settings.log_format, level=settings.log_level)
     from services.validator.app import run  # faust is imported only when it runs
 
+    group = vsettings.group(settings.topic_prefix)
+    log.info("group %s as static member %s", group, member)
     try:
-        return run(settings, vsettings)
+        code = run(settings, vsettings)
     except DriftlineError as exc:
         log.error("%s", exc)
         return 2
+    if code == 0 and vsettings.leave_on_stop:
+        # a static member keeps its partitions until the session timeout: hand them
+        # over now, this replica has stopped (its offsets are committed)
+        leave_group(settings, group, member, reason="SIGTERM")
+    return code
 
 
 if __name__ == "__main__":

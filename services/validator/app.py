@@ -12,12 +12,17 @@ in-flight events). After a kill -9, everything since the last commit is redelive
 and re-judged; the duplicate index turns redeliveries into re-emissions with the same
 event ids.
 
-Partitions: a valid example keeps its raw partition (and is keyed by stream), so one
-stream's order is kept end to end, whatever partitioner the producer used, and valid
-partition p holds exactly what was accepted from raw partition p. The duplicate index
-of raw partition p is therefore rebuilt from the tail of valid partition p the first
-time this process sees p (at start, or when a rebalance hands p over) and dropped when
-p is revoked. Dead letters are keyed by stream.
+Partitions: one stream, one partition of the valid topic. Producers pick raw partitions
+with whatever partitioner their client has (murmur2 in Java and kafka-python, crc32 or
+consistent-random in librdkafka clients, none at all), so one stream may arrive on
+several raw partitions; the validator sends each valid example, keyed by its stream, to
+the stream's canonical partition (:func:`~services.common.kafka_client.canonical_partition`,
+the Java client's murmur2 of the stream name, over the valid topic's partition count
+read at start), so every valid example of a stream is learned by one state in one place.
+The duplicate index is therefore one per process, over every stream: it is rebuilt from
+the tail of every valid partition at start and whenever a rebalance changes this
+process's raw partitions (another validator may have accepted ids of the same streams
+meanwhile). Dead letters are keyed by stream.
 
 Specs: before the worker starts, the compacted ``streams`` topic is read to its end;
 then a thread follows it (no consumer group: every validator sees every config) and the
@@ -45,14 +50,15 @@ import faust
 from kafka import TopicPartition
 
 from schemas import LabelledExample, ReasonCode, StreamConfig, Topics, utcnow
+from services.common.backoff import Backoff
 from services.common.codec import dead_letter, encode, event_key
 from services.common.errors import BrokerError, ConfigError
 from services.common.faust_app import make_app, raw_topic
-from services.common.kafka_client import make_consumer
+from services.common.kafka_client import canonical_partition, make_consumer
 from services.common.logs import at
 from services.common.settings import DriftlineSettings
 from services.common.stream_configs import StreamConfigs
-from services.validator.dedupe import DuplicateIndex
+from services.validator.dedupe import DuplicateIndex, content_digest
 from services.validator.metrics import ValidatorMetrics
 from services.validator.rules import SERVICE, Position, QualityStats, judge
 from services.validator.settings import ValidatorSettings
@@ -94,13 +100,24 @@ class SpecFeed:
         self._thread.start()
 
     def _follow(self) -> None:
+        backoff = Backoff()
         while not self._stop.is_set():
             try:
                 changes = self._configs.refresh(timeout_ms=500)
-            except Exception:  # keep following: a transient broker error must not stop it
-                log.exception("reading %s failed; retrying", self.topic)
-                self._stop.wait(1.0)
+            except Exception as exc:  # keep following: a transient broker error must not stop it
+                delay = backoff.failed()
+                if backoff.should_log():
+                    log.warning(
+                        "reading %s failed (%d in a row), retrying with backoff: %s",
+                        self.topic,
+                        backoff.failures,
+                        exc,
+                        exc_info=backoff.failures == 1,
+                    )
+                self._stop.wait(delay)
                 continue
+            if backoff.failures:
+                log.info("reading %s again after %d failures", self.topic, backoff.succeeded())
             for change in changes:
                 self.updates.put(change)
 
@@ -127,36 +144,46 @@ def _apply(registry: SpecRegistry, update: StreamConfig | str | None) -> bool:
 
 
 def load_index(
-    settings: DriftlineSettings, topic: str, partition: int, window: int
+    settings: DriftlineSettings, topic: str, partitions: Sequence[int], window: int
 ) -> tuple[DuplicateIndex, int]:
-    """The duplicate index of one partition, rebuilt from the last ``window`` valid examples.
+    """The duplicate index of every stream, rebuilt from the last ``window`` valid
+    examples of each of ``partitions``.
 
-    Returns the index and how many records were read.
+    The index remembers ``window`` ids per partition read. Returns it and how many
+    records were read.
     """
-    index = DuplicateIndex(window)
+    index = DuplicateIndex(window * max(1, len(partitions)))
     consumer = make_consumer(
         settings, group_id=None, client_id="driftline-validator", max_poll_records=5000
     )
     try:
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        first = consumer.beginning_offsets([tp])[tp]
-        end = consumer.end_offsets([tp])[tp]
-        start = max(first, end - window)
-        if start >= end:
-            return index, 0
-        consumer.seek(tp, start)
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        first = consumer.beginning_offsets(tps)
+        end = consumer.end_offsets(tps)
+        pending = set()
+        for tp in tps:
+            start = max(first[tp], end[tp] - window)
+            if start < end[tp]:
+                consumer.seek(tp, start)
+                pending.add(tp)
+            else:
+                consumer.pause(tp)
         deadline = time.monotonic() + _READ_TIMEOUT_S
         read = 0
-        while consumer.position(tp) < end:
+        while pending:
             if time.monotonic() > deadline:
                 raise BrokerError(f"timed out rebuilding the duplicate index from {topic}")
-            for records in consumer.poll(timeout_ms=500).values():
+            for tp, records in consumer.poll(timeout_ms=500).items():
                 for record in records:
-                    if record.offset >= end:
+                    if record.offset >= end[tp]:
                         break
                     read += 1
                     _index_record(index, record.value)
+            for tp in list(pending):
+                if consumer.position(tp) >= end[tp]:
+                    pending.discard(tp)
+                    consumer.pause(tp)
         return index, read
     finally:
         consumer.close()
@@ -171,8 +198,9 @@ def _index_record(index: DuplicateIndex, value: bytes | None) -> None:
             doc["example_id"],
             uuid.UUID(doc["raw_event_id"]),
             int(doc["spec_version"]),
+            digest=content_digest(doc["features"], doc["label"], doc["event_time"]),
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("skipping an unreadable valid example while rebuilding the index: %s", exc)
 
 
@@ -186,6 +214,7 @@ class Validator:
         registry: SpecRegistry,
         feed: SpecFeed | None,
         metrics: ValidatorMetrics,
+        valid_partitions: int,
     ) -> None:
         topics = Topics(settings.topic_prefix)
         self.settings = settings
@@ -196,8 +225,11 @@ class Validator:
         self.valid_topic = topics.name("examples.valid")
         self.dead_topic = topics.name("examples.dead")
         self.stats = QualityStats()
-        self.indexes: dict[int, DuplicateIndex] = {}
-        self.stale: set[int] = set()
+        self.valid_partitions = valid_partitions
+        self.index: DuplicateIndex | None = None
+        self.seen: set[int] = set()  # raw partitions this index was built for
+        self.stale = False
+        self._routes: dict[str, int] = {}
         self._reject_log_window = 0.0
         self._reject_logged = 0
         self._reject_suppressed: Counter[str] = Counter()
@@ -217,52 +249,59 @@ class Validator:
             self.metrics.set_spec_versions(self.registry.versions())
 
     def revoked(self, partitions: set[int]) -> None:
-        """Partitions handed to another validator: their indexes are rebuilt if they return."""
-        self.stale |= partitions
+        """Raw partitions handed to another validator: the index is rebuilt at the next
+        batch, since the streams of this process's partitions may have changed hands."""
+        if partitions:
+            self.stale = True
 
-    async def ensure_indexes(self, partitions: set[int]) -> None:
-        """Rebuild the index of every partition this process has not seen yet."""
-        for partition in self.stale:
-            self.indexes.pop(partition, None)
-        self.stale.clear()
-        missing = sorted(p for p in partitions if p not in self.indexes)
-        if not missing:
-            return
+    def route(self, stream: str) -> int:
+        """The valid partition of ``stream``: its canonical partition."""
+        partition = self._routes.get(stream)
+        if partition is None:
+            partition = self._routes[stream] = canonical_partition(
+                stream.encode(), self.valid_partitions
+            )
+        return partition
+
+    async def ensure_index(self, partitions: set[int]) -> DuplicateIndex:
+        """The duplicate index, rebuilt from every valid partition at the first batch and
+        after this process's raw partitions changed."""
+        if self.index is not None and not self.stale and partitions <= self.seen:
+            return self.index
+        fresh = self.index is None or self.stale
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        built = await asyncio.gather(
-            *(
-                loop.run_in_executor(
-                    None,
-                    load_index,
-                    self.settings,
-                    self.valid_topic,
-                    p,
-                    self.vsettings.dedupe_window,
-                )
-                for p in missing
-            )
+        index, read = await loop.run_in_executor(
+            None,
+            load_index,
+            self.settings,
+            self.valid_topic,
+            range(self.valid_partitions),
+            self.vsettings.dedupe_window,
         )
-        for partition, (index, read) in zip(missing, built, strict=True):
-            self.indexes[partition] = index
-            log.info(
-                "duplicate index of partition %d rebuilt from %d valid examples in %.2fs",
-                partition,
-                read,
-                time.perf_counter() - started,
-            )
+        self.seen = set(partitions) if fresh else self.seen | partitions
+        self.index, self.stale = index, False
+        log.info(
+            "duplicate index rebuilt from %d valid examples of %d partitions in %.2fs",
+            read,
+            self.valid_partitions,
+            time.perf_counter() - started,
+        )
+        return index
 
     async def handle(self, events: Sequence[Any], send: Callable[..., Any]) -> list[Any]:
         """Judge a batch and send every outcome; returns the delivery futures to await."""
         self.apply_spec_updates()
-        await self.ensure_indexes({event.message.partition for event in events})
+        index = await self.ensure_index({event.message.partition for event in events})
         now = utcnow()
-        deliveries = [await self._emit(event.message, now, send) for event in events]
+        deliveries = [await self._emit(event.message, index, now, send) for event in events]
         self.metrics.observe(self.stats)
-        self.metrics.dedupe_ids.set(sum(len(i) for i in self.indexes.values()))
+        self.metrics.dedupe_ids.set(len(index))
         return deliveries
 
-    async def _emit(self, message: Any, now: Any, send: Callable[..., Any]) -> Any:
+    async def _emit(
+        self, message: Any, index: DuplicateIndex, now: Any, send: Callable[..., Any]
+    ) -> Any:
         value = message.value if isinstance(message.value, bytes) else b""
         position = Position(message.topic, message.partition, message.offset, message.key)
         try:
@@ -270,7 +309,7 @@ class Validator:
                 value,
                 position,
                 self.registry,
-                self.indexes[message.partition],
+                index,
                 now,
                 max_bytes=self.vsettings.max_message_bytes,
                 stats=self.stats,
@@ -281,7 +320,7 @@ class Validator:
                     self.valid_topic,
                     outcome.stream.encode(),
                     encode(outcome),
-                    message.partition,
+                    self.route(outcome.stream),
                     None,
                     [(SOURCE_HEADER, source)],
                 )
@@ -335,6 +374,7 @@ def build_app(
         settings,
         vsettings.group(settings.topic_prefix),
         broker_commit_interval=vsettings.commit_interval_s,
+        consumer_group_instance_id=vsettings.member(settings),  # static: fast restarts
         broker_session_timeout=session,
         broker_heartbeat_interval=min(3.0, session / 3),
         broker_max_poll_records=max(5000, vsettings.batch_size),
@@ -408,8 +448,9 @@ def _crash(what: str) -> NoReturn:
     os._exit(EXIT_CRASHED)
 
 
-def check_topics(settings: DriftlineSettings) -> None:
-    """Fail fast, naming the fix, when the topics the validator needs are missing or skewed."""
+def check_topics(settings: DriftlineSettings) -> int:
+    """Fail fast, naming the fix, when a topic the validator needs is missing; returns the
+    valid topic's partition count, over which streams are routed."""
     topics = Topics(settings.topic_prefix)
     consumer = make_consumer(settings, group_id=None, client_id="driftline-validator")
     try:
@@ -425,13 +466,7 @@ def check_topics(settings: DriftlineSettings) -> None:
             counts[suffix] = len(parts)
     finally:
         consumer.close()
-    if counts["examples.raw"] != counts["examples.valid"]:
-        raise ConfigError(
-            "topics",
-            f"{topics.name('examples.raw')} has {counts['examples.raw']} partitions but "
-            f"{topics.name('examples.valid')} has {counts['examples.valid']}; valid examples "
-            "keep their raw partition, so both need the same count",
-        )
+    return counts["examples.valid"]
 
 
 def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
@@ -441,7 +476,7 @@ def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
         # faust and mode narrate every service start and stop at INFO; ours says what matters.
         for chatty in ("faust", "mode"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
-    check_topics(settings)
+    valid_partitions = check_topics(settings)
     metrics = ValidatorMetrics()
     registry = SpecRegistry()
     feed = SpecFeed(settings)
@@ -457,7 +492,7 @@ def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
             port = metrics.metrics.serve(vsettings.metrics_port, vsettings.metrics_host)
             log.info("metrics on http://%s:%d/metrics", vsettings.metrics_host, port)
         feed.start()
-        validator = Validator(settings, vsettings, registry, feed, metrics)
+        validator = Validator(settings, vsettings, registry, feed, metrics, valid_partitions)
         app = build_app(settings, vsettings, validator)
         worker = faust.Worker(
             app,

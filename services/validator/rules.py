@@ -18,7 +18,8 @@ the live specs, the duplicate index and the clock, and returns exactly one of
 Checks run in this order and the first failing group gives the reason: size
 (``oversize``), the event contract (``unparseable``, ``contract_violation``,
 ``unsupported_schema_version``), redelivery (an accepted example seen again under
-the same raw ``event_id`` is re-emitted unchanged, whatever the spec says now),
+the same raw ``event_id`` with the same content is re-emitted unchanged, whatever the
+spec says now; with other content it is ``conflicting_redelivery``),
 ``unknown_stream``, event time (``event_time_future``, ``event_time_too_old``), the
 features (``unexpected_feature``, ``missing_feature``, ``wrong_type``, ``non_finite``,
 ``out_of_range``, ``unknown_category``, in that order of precedence; the detail names
@@ -60,7 +61,7 @@ from typing import Any, Final
 from schemas import CATALOGUE, DeadLetter, LabelledExample, ReasonCode, derive_id
 from services.common.codec import dead_letter, decode
 from services.common.errors import CodecError
-from services.validator.dedupe import Accepted, DuplicateIndex
+from services.validator.dedupe import Accepted, DuplicateIndex, content_digest
 from services.validator.specs import BOOL, CATEGORY, NUMBER, CompiledSpec, SpecRegistry
 
 SERVICE: Final = "validator"
@@ -211,7 +212,7 @@ def validate(
     stream, example_id = example.stream, example.example_id
     prior = duplicates.get(stream, example_id)
     if prior is not None and prior.raw_event_id == raw_id:
-        return _redelivered(example, raw_id, prior, specs, stats)
+        return _redelivered(example, raw_id, prior, value, position, specs, stats)
 
     spec = specs.latest(stream)
     if spec is None:
@@ -274,9 +275,16 @@ def validate(
             f"event_id {prior.raw_event_id}; this message has event_id {raw_id}. A retry "
             "must re-send the same event_id; a new example needs a new example_id",
         )
-    duplicates.record(stream, example_id, raw_id, spec.version)
+    valid = _valid(example, raw_id, normalized, label_value, spec.version)
+    duplicates.record(
+        stream,
+        example_id,
+        raw_id,
+        spec.version,
+        digest=content_digest(valid.features, valid.label, valid.event_time),
+    )
     stats.outcomes[(stream, "valid")] += 1
-    return _valid(example, raw_id, normalized, label_value, spec.version)
+    return valid
 
 
 # -- the checks --------------------------------------------------------------------
@@ -430,22 +438,51 @@ def _redelivered(
     example: LabelledExample,
     raw_id: Any,
     prior: Accepted,
+    value: bytes,
+    position: Position,
     specs: SpecRegistry,
     stats: QualityStats,
-) -> LabelledExample:
-    """Re-emit an accepted example as it was first emitted (same ids, same version)."""
-    spec = specs.get(example.stream, prior.spec_version) or specs.latest(example.stream)
-    features: dict[str, Any] = dict(example.features)
-    label = example.label
+) -> LabelledExample | DeadLetter:
+    """Re-emit an accepted example exactly as it was first emitted (same ids, same spec
+    version), or dead-letter a message that re-uses its ids with other content.
+
+    The message is normalized by the spec version that accepted it and its content
+    compared with the digest recorded then: equal content is a redelivery, whatever the
+    spec says now; anything else (other values, values the spec refuses) never reaches
+    the valid topic under ids that were already accepted.
+    """
+    stream = example.stream
+    # After a restart only the newest config of a compacted topic may be known: its
+    # normalization is the same unless the features changed, and the digest decides.
+    spec = specs.get(stream, prior.spec_version) or specs.latest(stream)
+    problems: dict[ReasonCode, list[str]] = {}
     if spec is not None:
-        scratch = QualityStats()
-        problems: dict[ReasonCode, list[str]] = {}
-        normalized = _check_features(example.features, spec, scratch, problems)
-        checked = _check_label(example.label, spec, problems)
-        if not problems:  # same spec as the first time: the same normalized values
-            features, label = normalized, checked
-    stats.outcomes[(example.stream if spec is not None else NO_STREAM, "redelivered")] += 1
-    return _valid(example, raw_id, features, label, prior.spec_version)
+        normalized = _check_features(example.features, spec, QualityStats(), problems)
+        label = _check_label(example.label, spec, problems)
+        if not problems:
+            valid = _valid(example, raw_id, normalized, label, prior.spec_version)
+            if content_digest(valid.features, valid.label, valid.event_time) == prior.digest:
+                stats.outcomes[(stream, "redelivered")] += 1
+                return valid
+    if spec is None:
+        why = f"no spec of stream {stream!r} is known any more"
+    elif problems:
+        why = _describe(next(r for r in _PRECEDENCE if r in problems), problems, "").strip()
+    else:
+        why = "its features, label or event_time differ from what was accepted"
+    return _reject(
+        ReasonCode.CONFLICTING_REDELIVERY,
+        f"example_id {example.example_id!r} of stream {stream!r} was accepted under event_id "
+        f"{raw_id} (spec v{prior.spec_version}) with other content: {why}. A retry must "
+        "re-send the same content; a corrected example needs a new event_id and example_id",
+        value,
+        position,
+        stats,
+        stream=stream,
+        example_id=example.example_id,
+        event_id=str(raw_id),
+        metric_stream=stream if specs.latest(stream) is not None else NO_STREAM,
+    )
 
 
 def _reject(

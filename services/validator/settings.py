@@ -14,7 +14,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import SettingsBase
+from services.common.membership import INSTANCE_ID_PATTERN, instance_id
+from services.common.settings import DriftlineSettings, SettingsBase
 
 
 class ValidatorSettings(SettingsBase):
@@ -59,7 +60,32 @@ class ValidatorSettings(SettingsBase):
     group_id: str | None = Field(
         default=None, description="consumer group (and faust app id); default <prefix>validator"
     )
+    instance_id: str | None = Field(
+        default=None,
+        pattern=INSTANCE_ID_PATTERN,
+        description="static group member id, stable across restarts of this replica and "
+        "distinct between replicas (default: validator-<host>-<slot>, see "
+        "services.common.membership)",
+    )
+    leave_on_stop: bool = Field(
+        default=True,
+        description="on SIGTERM, leave the group so partitions move at once (false: keep "
+        "them for this replica until the session timeout, for restarts in place)",
+    )
 
     def group(self, topic_prefix: str) -> str:
         """The consumer group of the validator under ``topic_prefix``."""
         return self.group_id or f"{topic_prefix}validator"
+
+    def member(self, settings: DriftlineSettings) -> str:
+        """This replica's ``group_instance_id`` (the same on every call in a process).
+
+        Raises ConfigError when the configured id is held by another process here.
+        """
+        return instance_id(
+            service="validator",
+            group=self.group(settings.topic_prefix),
+            bootstrap=settings.bootstrap,
+            configured=self.instance_id,
+            setting="DRIFTLINE_VALIDATOR_INSTANCE_ID",
+        )

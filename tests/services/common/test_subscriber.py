@@ -21,6 +21,7 @@ from river.datasets import synth
 from schemas import AliasMoved, AliasReason, ArtifactRef, FeatureSpec, ModelVersionPublished, Spec
 from services.common import artifacts
 from services.common.codec import encode
+from services.common.dead_letters import DeadLetters
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
 from services.common.signing import Keyring
@@ -241,14 +242,87 @@ def test_an_unreachable_artifact_is_a_fetch_failure_retried_later(store: Store) 
     assert found is not None and found.version == 1
 
 
-def test_unusable_events_and_tombstones(store: Store) -> None:
+def alias_json(model: str, alias: str, to: int, **extra: Any) -> bytes:
+    fields = {"model": model, "alias": alias, "to_version": to, "reason": "manual", **extra}
+    return AliasMoved.model_validate(fields).model_dump_json().encode()
+
+
+BAD_RECORDS = {
+    "unparseable_event": (b"sea@champion", b"{not json"),
+    "unknown_event_type": (b"sea@champion", b'{"event_type": "alias_deleted", "model": "sea"}'),
+    "unsupported_schema_version": (
+        b"sea@champion",
+        b'{"event_type": "alias_moved", "schema_version": 99, "model": "sea"}',
+    ),
+    "contract_violation": (
+        b"sea@champion",
+        alias_json("sea", "champion", 2).replace(b'"to_version":2', b'"to_version":"two"'),
+    ),
+    "key_mismatch": (b"sea@champion", alias_json("other", "champion", 2)),
+    "tombstone": (b"sea@champion", None),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_RECORDS))
+def test_an_unusable_record_is_refused_and_keeps_the_champion(store: Store, kind: str) -> None:
+    """A later unusable record under ``sea@champion`` is counted by its kind and neither
+    unsets nor moves the champion (v2 exists, so a record the check let through as a move
+    to v2 would move it)."""
+    sub, calls = subscriber()
+    sub._mark_caught_up()
+    sub._process([store.version("sea", 1), store.version("sea", 2)])
+    sub._process([store.alias("sea", "champion", 1)])
+    key, value = BAD_RECORDS[kind]
+    sub._process([Record(key, value, offset=99)])
+    assert sub.refused[kind] == 1 and sum(sub.refused.values()) == 1
+    assert sub.aliases("sea") == {"champion": 1} and sub.versions("sea").keys() == {1, 2}
+    loaded = sub.get("sea")
+    assert loaded is not None and loaded.version == 1
+    assert [c for c in calls if c[0] != "swap"] == []
+
+
+def test_a_version_under_another_versions_key_is_refused(store: Store) -> None:
+    sub, _ = subscriber()
+    record = store.version("sea", 3)
+    sub._process([Record(b"sea:v1", record.value)])
+    assert sub.refused["key_mismatch"] == 1 and sub.versions("sea") == {}
+
+
+def test_an_event_already_applied_is_skipped(store: Store) -> None:
+    """Re-sent late (a relay's redelivery, the registry re-asserting), an older move does
+    not move the alias back: the subscriber remembers the event ids applied per key."""
     sub, _ = subscriber()
     sub._mark_caught_up()
-    sub._process([Record(b"sea:v9", b"{not json"), store.version("sea", 1)])
-    sub._process([store.alias("sea", "champion", 1)])
-    assert sub.stats["bad_events"] == 1 and sub.get("sea") is not None
-    sub._process([Record(b"sea@champion", None), Record(b"sea:v1", None)])
-    assert sub.get("sea") is None and sub.versions("sea") == {} and sub.aliases("sea") == {}
+    first = store.alias("sea", "champion", 1)
+    sub._process([store.version("sea", 1), store.version("sea", 2), first])
+    sub._process([store.alias("sea", "champion", 2), Record(first.key, first.value, offset=50)])
+    assert sub.aliases("sea") == {"champion": 2} and sub.stats["duplicates"] == 1
+    loaded = sub.get("sea")
+    assert loaded is not None and loaded.version == 2
+
+
+def test_refusals_are_lettered_when_given_dead_letters(store: Store) -> None:
+    sent: list[tuple[str, bytes | None, bytes]] = []
+
+    class Producer:
+        def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+            sent.append((topic, key, value))
+
+    counts: dict[str, int] = {}
+
+    class Counter:
+        def labels(self, reason: str) -> Counter:
+            counts[reason] = counts.get(reason, 0) + 1
+            return self
+
+        def inc(self) -> None:
+            pass
+
+    letters = DeadLetters(Producer(), "t.events.dead", service="sdk", counter=Counter())
+    sub, _ = subscriber(dead_letters=letters)
+    sub._process([Record(b"sea@champion", b"{not json", offset=7), Record(b"sea:v1", None)])
+    assert [key for _, key, _ in sent] == [b"t.models", b"t.models"]
+    assert counts == {"unparseable": 1, "contract_violation": 1}
 
 
 def test_readers_never_see_a_torn_or_missing_model_during_swaps(store: Store) -> None:

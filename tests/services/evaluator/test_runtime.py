@@ -319,3 +319,37 @@ def test_evidence_against_the_online_model_accumulates_across_its_snapshots() ->
     # as one learning model, the evidence adds up and the latest snapshot is promoted
     (decision,) = run(family="online")
     assert decision.kind == "promote" and decision.champion == 1 and decision.target >= 11
+
+
+class Picky:
+    """A predictor that fails on any row whose salary is negative (and on batches of them)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+
+    def _check(self, xs: Sequence[dict[str, object]]) -> None:
+        if any(float(x["salary"]) < 0 for x in xs):  # type: ignore[arg-type]
+            raise ValueError("negative salary")
+
+    def predict_many(self, xs: Sequence[dict[str, object]]) -> list[object]:
+        self._check(xs)
+        return self.inner.predict_many(xs)  # type: ignore[attr-defined, no-any-return]
+
+    def predict_proba_many(self, xs: Sequence[dict[str, object]]) -> list[object]:
+        self._check(xs)
+        return self.inner.predict_proba_many(xs)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_an_example_a_model_fails_on_is_refused_and_the_rest_scored() -> None:
+    """One example the challenger cannot predict is scored by no role and returned as
+    refused; the other 99 of the batch are scored by both."""
+    data = examples("loans", 0, 100, seed=3)
+    data[40] = data[40].model_copy(update={"features": {**data[40].features, "salary": -1.0}})
+    picky = Served(version=2, predictor=Picky(NEW.predictor))  # type: ignore[arg-type]
+    state = EvaluatorState(snapshot_every=1000)
+    out = state.handle(labelled(data), config=CFG, models={"champion": OLD, "challenger": picky})
+    assert out.scored == 99 and [item.offset for item, _ in out.refused] == [40]
+    assert "challenger v2: ValueError: negative salary" in out.refused[0][1]
+    for role, version in (("champion", 1), ("challenger", 2)):
+        metrics = state.board.get("loans", version, role)
+        assert metrics is not None and metrics.example_count == 99

@@ -55,7 +55,19 @@ def test_policy_change_keeps_the_learner_spec_change_rebuilds_it() -> None:
     changed = cfg(3).model_copy(update={"model": cfg(3).model.model_copy(update={"seed": 7})})
     rebuilt = state.handle(data[11], offset=11, config=changed)
     assert rebuilt.rebuilt and state.streams["s"].learner.examples_seen == 1
-    assert state.version_key("s") == "learner/s/c3-o11/1"
+    assert state.version_key("s") == "learner/s/valid/0/c3-o11/1"
+
+
+def test_version_keys_of_one_stream_on_two_partitions_never_collide() -> None:
+    """Two states of one stream (the valid topic grew) both start at offset 0 with the
+    same config: their snapshots at the same count must not share an idempotency key."""
+    data = stream(5)
+    states = [PartitionState("valid", p) for p in (1, 3)]
+    for state in states:
+        for offset, ex in enumerate(data):
+            state.handle(ex, offset=offset, config=cfg(1))
+    keys = {state.version_key("s") for state in states}
+    assert len(keys) == 2
 
 
 def test_replay_from_a_pickled_state_gives_the_same_events() -> None:

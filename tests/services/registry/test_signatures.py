@@ -115,7 +115,16 @@ def test_signed_trap_is_unpickled_only_when_valid() -> None:
     assert UNPICKLED == ["unpickled"]
 
 
-def test_tampered_checkpoint_refused(registry: Registry) -> None:
+def test_tampered_checkpoint_refused(registry: Registry, settings: DriftlineSettings) -> None:
+    sha = registry.save_checkpoint(owner="learner", key="sea", state={"n": 1}, offsets={"0": 1})
+    stored = settings.data_path / "artifacts" / sha[:2] / sha
+    stored.write_bytes(pickle.dumps({"n": 999}))  # the bytes live in the artifact store
+    with pytest.raises(DigestMismatch):
+        registry.load_checkpoint(owner="learner", key="sea")
+
+
+def test_tampered_legacy_checkpoint_refused(registry: Registry) -> None:
+    """A checkpoint written before the bytes moved to the store (in its row) is verified."""
     registry.save_checkpoint(owner="learner", key="sea", state={"n": 1}, offsets={"0": 1})
     from sqlalchemy import update
 

@@ -12,10 +12,11 @@ from river.datasets import synth
 
 from schemas import Lineage, StreamConfig
 from schemas.drift import DriftDetected
+from schemas.streams import Spec
 from services.common.predictor import Predictor
 from services.registry.client import Registry
 from services.trainer.replay import Bounds, ReplayStats
-from services.trainer.window import Row
+from services.trainer.window import Row, conforming
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NUMBERS = ("salary", "commission", "age", "hvalue", "hyears", "loan")
@@ -93,7 +94,9 @@ class FakeReplay:
         first_step: int,
         enough: Callable[[Sequence[Row], bool], bool],
         stats: ReplayStats,
+        spec: Spec | None = None,
     ) -> list[Row]:
+        """As the Kafka replay: rows breaking ``spec`` are left out and counted."""
         self.reads += 1
         step = first_step
         while True:
@@ -105,8 +108,13 @@ class FakeReplay:
                 and r.example_id.startswith(stream)
             ]
             exhausted = all(lo[p] <= limits.begin[p] for p in lo)
+            skipped = []
+            if spec is not None:
+                got, skipped = conforming(got, spec)
             if enough(got, exhausted):
                 stats.rows += len(got)
+                for skip in skipped:
+                    stats.skipped[skip.reason.value] += 1
                 return got
             step *= 2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 from datetime import timedelta
 
@@ -61,10 +62,43 @@ def test_split_holds_out_the_most_recent() -> None:
     assert max(r.event_time for r in train_rows) < min(r.event_time for r in holdout)
 
 
-def test_parse_skips_other_streams_and_garbage() -> None:
-    assert window.parse(0, 1, b"not json", "s") is None
-    assert window.parse(0, 1, None, "s") is None
-    assert window.parse(0, 1, b'{"stream": "s", "example_id": "1"}', "s") is None
+def _valid(stream: str = "s", **change: object) -> bytes:
+    doc = {
+        "stream": stream,
+        "example_id": "1",
+        "features": {"salary": 1.0, "group": "low"},
+        "label": 1,
+        "event_time": "2026-01-01T00:00:00Z",
+        **change,
+    }
+    return json.dumps(doc).encode()
+
+
+def test_parse_leaves_other_streams_and_skips_what_breaks_the_contract_or_spec() -> None:
+    spec = config().spec.model_copy(
+        update={"features": [f for f in config().spec.features if f.name in ("salary", "group")]}
+    )
+    row = window.parse(0, 1, _valid(), "s", spec)
+    assert isinstance(row, Row) and row.features == {"salary": 1.0, "group": "low"}
+    assert window.parse(0, 1, _valid("other"), "s", spec) is None
+
+    def reason(value: bytes | None) -> str:
+        skipped = window.parse(3, 9, value, "s", spec)
+        assert isinstance(skipped, window.Skipped), value
+        assert (skipped.partition, skipped.offset) == (3, 9)
+        return skipped.reason.value
+
+    assert reason(b"not json") == "unparseable"
+    assert reason(None) == "unparseable"
+    assert reason(b'{"stream": "s", "example_id": "1"}') == "contract_violation"
+    assert reason(_valid(features=[1, 2])) == "contract_violation"
+    assert reason(_valid(event_time="2026-01-01T00:00:00")) == "contract_violation"  # naive
+    assert reason(_valid(schema_version=99)) == "unsupported_schema_version"
+    assert reason(_valid(label=7)) == "bad_label"
+    assert reason(_valid(features={"salary": "1.0", "group": "low"})) == "wrong_type"
+    assert reason(_valid(features={"salary": 1.0, "group": "low", "x": 1})) == "unexpected_feature"
+    assert reason(_valid(features={"salary": 1e400, "group": "low"})) == "non_finite"
+    assert reason(_valid(features={"salary": 1.0, "group": "mid"})) == "unknown_category"
 
 
 def _xy(n: int) -> tuple[np.ndarray, np.ndarray]:

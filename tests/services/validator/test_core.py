@@ -125,9 +125,10 @@ def test_compiled_classes_tell_types_apart() -> None:
 def test_index_remembers_raw_id_and_version() -> None:
     index = DuplicateIndex()
     raw = uuid.uuid4()
-    index.record("s", "1", raw, 7)
+    index.record("s", "1", raw, 7, digest=2**64 - 1)
     found = index.get("s", "1")
     assert found is not None and found.raw_event_id == raw and found.spec_version == 7
+    assert found.digest == 2**64 - 1
     assert index.get("t", "1") is None and index.get("s", "2") is None
 
 
@@ -135,7 +136,7 @@ def test_index_is_bounded_but_keeps_the_last_window() -> None:
     index = DuplicateIndex(window=100)
     ids = [uuid.uuid4() for _ in range(1000)]
     for i, raw in enumerate(ids):
-        index.record("s", str(i), raw, 1)
+        index.record("s", str(i), raw, 1, digest=i)
         assert len(index) <= 200
     for i in range(900, 1000):
         assert index.get("s", str(i)) is not None, i

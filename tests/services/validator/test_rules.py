@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from schemas import DeadLetter, LabelledExample, ReasonCode, StreamConfig, derive_id
 from services.common.codec import decode, encode
-from services.validator.dedupe import DuplicateIndex
+from services.validator.dedupe import DuplicateIndex, content_digest
 from services.validator.rules import (
     MAX_ORIGINAL_BYTES,
     NO_STREAM,
@@ -399,6 +399,51 @@ def test_redelivery_is_re_emitted_unchanged_even_after_a_spec_change() -> None:
     assert isinstance(first, LabelledExample) and isinstance(again, LabelledExample)
     assert encode(again) == encode(first)
     assert again.spec_version == 1
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"features": {"x": "3", "color": "red", "member": True}},  # a string for a number
+        {"features": {"x": 1e300, "color": "red", "member": True}},  # out of range
+        {"features": {"x": 4, "color": "red", "member": True}},  # valid, but other content
+        {"features": {"x": 3, "color": "red", "member": True, "extra": 1}},
+        {"label": "maybe"},  # not a class
+        {"label": False},  # a valid class, but another one
+        {"event_time": "2999-01-01T00:00:00Z"},
+    ],
+    ids=["string", "huge", "other-value", "extra-feature", "bad-class", "other-class", "future"],
+)
+def test_conflicting_redelivery_never_reaches_the_valid_topic(changes: dict[str, Any]) -> None:
+    index, stats = DuplicateIndex(), QualityStats()
+    first = run(raw(), index=index, stats=stats)
+    assert isinstance(first, LabelledExample)
+    letter = rejected(
+        raw(**changes), ReasonCode.CONFLICTING_REDELIVERY, "other content", index=index
+    )
+    assert letter.example_id == "42" and letter.source_event_id == EVENT_ID
+    again = run(raw(), index=index)  # the true redelivery is still re-emitted
+    assert isinstance(again, LabelledExample) and encode(again) == encode(first)
+
+
+def test_redelivery_after_an_index_rebuilt_from_the_valid_topic() -> None:
+    """The digest read back from a valid event's JSON equals the one recorded at first."""
+    first = run(raw())
+    assert isinstance(first, LabelledExample)
+    sent = json.loads(encode(first))
+    rebuilt = DuplicateIndex()
+    rebuilt.record(
+        sent["stream"],
+        sent["example_id"],
+        uuid.UUID(sent["raw_event_id"]),
+        sent["spec_version"],
+        digest=content_digest(sent["features"], sent["label"], sent["event_time"]),
+    )
+    again = run(raw(), index=rebuilt)
+    assert isinstance(again, LabelledExample) and encode(again) == encode(first)
+    other = run(raw(label=False), index=rebuilt)
+    assert isinstance(other, DeadLetter)
+    assert other.reason is ReasonCode.CONFLICTING_REDELIVERY
 
 
 def test_redelivery_counts_as_redelivered() -> None:
