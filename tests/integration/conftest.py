@@ -150,3 +150,20 @@ def settings_factory(kafka_bootstrap: str, tmp_path: Path) -> Callable[..., Drif
         return settings
 
     return make
+
+
+@pytest.fixture
+def cli_env(
+    settings_factory: Callable[..., DriftlineSettings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> DriftlineSettings:
+    """Settings of this test, exported as the environment the CLI reads."""
+    settings = settings_factory()
+    for name in [n for n in os.environ if n.startswith("DRIFTLINE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DRIFTLINE_KAFKA_BOOTSTRAP", settings.bootstrap)
+    monkeypatch.setenv("DRIFTLINE_TOPIC_PREFIX", settings.topic_prefix)
+    monkeypatch.setenv("DRIFTLINE_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return settings

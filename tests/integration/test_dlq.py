@@ -4,8 +4,6 @@ that re-injects each message once per filter, even when the validator rejects it
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +24,6 @@ from tests.integration.validator_support import (
 )
 
 OUT_OF_RANGE = {"x": 15, "color": "red", "member": True}  # the spec's x is 0..10
-
-
-@pytest.fixture
-def cli_env(
-    settings_factory: Callable[..., DriftlineSettings],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> DriftlineSettings:
-    """Settings of this test, exported as the environment the CLI reads."""
-    settings = settings_factory()
-    for name in [n for n in os.environ if n.startswith("DRIFTLINE_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("DRIFTLINE_KAFKA_BOOTSTRAP", settings.bootstrap)
-    monkeypatch.setenv("DRIFTLINE_TOPIC_PREFIX", settings.topic_prefix)
-    monkeypatch.setenv("DRIFTLINE_DATA_DIR", str(tmp_path))
-    return settings
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:

@@ -22,23 +22,6 @@ from services.registry.client import Registry
 from tests.integration.validator_support import read_all, topic_total, wait_until
 
 
-@pytest.fixture
-def cli_env(
-    settings_factory: Callable[..., DriftlineSettings],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> DriftlineSettings:
-    """Settings of this test, exported as the environment the CLI reads."""
-    settings = settings_factory()
-    for name in [n for n in os.environ if n.startswith("DRIFTLINE_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("DRIFTLINE_KAFKA_BOOTSTRAP", settings.bootstrap)
-    monkeypatch.setenv("DRIFTLINE_TOPIC_PREFIX", settings.topic_prefix)
-    monkeypatch.setenv("DRIFTLINE_DATA_DIR", str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    return settings
-
-
 def cli(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> Any:
     capsys.readouterr()
     assert main(list(argv)) == code
