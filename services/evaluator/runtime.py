@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from schemas import LabelledExample, Lineage, MetricSnapshot, ShadowPair, StreamConfig, derive_id
+from services.common.batches import batch_or_each
 from services.common.predictor import Predictor
 from services.evaluator.decision import (
     Challenge,
@@ -402,15 +403,12 @@ class EvaluatorState:
                 todo.append(i)
         if not todo:
             return result
-        try:
-            batch = _predict(served.predictor, [fresh[i].example.features for i in todo], task)
-        except Exception:  # noqa: BLE001 - find the examples it fails on, one at a time
-            for i in todo:
-                try:
-                    result[i] = _predict(served.predictor, [fresh[i].example.features], task)[0]
-                except Exception as exc:  # noqa: BLE001 - this example is refused
-                    failed.setdefault(i, f"{role} v{served.version}: {type(exc).__name__}: {exc}")
-            return result
+        batch, errors = batch_or_each(
+            lambda xs: _predict(served.predictor, xs, task),
+            [fresh[i].example.features for i in todo],
+        )
+        for j, exc in errors.items():  # these examples are refused
+            failed.setdefault(todo[j], f"{role} v{served.version}: {type(exc).__name__}: {exc}")
         for i, predicted in zip(todo, batch, strict=True):
             result[i] = predicted
         return result

@@ -32,7 +32,6 @@ import uvicorn
 
 from schemas import (
     Event,
-    ModelAnswer,
     ModelLoaded,
     ModelLoadFailed,
     Prediction,
@@ -42,6 +41,7 @@ from schemas import (
     derive_id,
 )
 from services.common.backoff import Backoff
+from services.common.batches import batch_or_each
 from services.common.codec import decode, encode, event_key
 from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError, ConfigError
@@ -347,13 +347,21 @@ class RequestLoop:
         if not good:
             return
         rows = [dict(request.features) for _, request in good]
-        try:
-            mine = answers(loaded, rows)
-        except Exception:  # noqa: BLE001 - a model failing on valid rows: find which ones
-            log.warning("%s v%d failed on a batch; answering row by row", stream, loaded.version)
-            good, rows, mine = self._one_by_one(loaded, good)
+        results, errors = batch_or_each(lambda batch: answers(loaded, batch), rows)
+        if errors:  # a model failing on valid rows: only those rows are refused
+            log.warning("%s v%d failed on %d row(s)", stream, loaded.version, len(errors))
+            for i, error in errors.items():
+                record, request = good[i]
+                detail = f"{type(error).__name__}: {error}"
+                self._dead(record, ReasonCode.HANDLER_ERROR, detail, request=request)
+            metrics.requests.labels(model=stream, version=str(loaded.version), outcome="error").inc(
+                len(errors)
+            )
+            kept = [i for i in range(len(good)) if i not in errors]
+            good, rows = [good[i] for i in kept], [rows[i] for i in kept]
             if not good:
                 return
+        mine = [answer for answer in results if answer is not None]
         elapsed = time.perf_counter() - started
         for (_, request), answer in zip(good, mine, strict=True):
             serving._send(
@@ -384,29 +392,6 @@ class RequestLoop:
                         challenger=challenger,
                     )
                 )
-
-    def _one_by_one(
-        self, loaded: LoadedModel, items: list[tuple[Any, PredictionRequest]]
-    ) -> tuple[list[tuple[Any, PredictionRequest]], list[dict[str, Any]], list[ModelAnswer]]:
-        """Answer each request alone; dead-letter those the model fails on."""
-        good: list[tuple[Any, PredictionRequest]] = []
-        rows: list[dict[str, Any]] = []
-        mine: list[ModelAnswer] = []
-        for record, request in items:
-            row = dict(request.features)
-            try:
-                (answer,) = answers(loaded, [row])
-            except Exception as exc:  # noqa: BLE001 - this request is refused, not the batch
-                detail = f"{type(exc).__name__}: {exc}"
-                self._dead(record, ReasonCode.HANDLER_ERROR, detail, request=request)
-                self.serving.metrics.requests.labels(
-                    model=loaded.model, version=str(loaded.version), outcome="error"
-                ).inc()
-                continue
-            good.append((record, request))
-            rows.append(row)
-            mine.append(answer)
-        return good, rows, mine
 
     def _dead(
         self,
