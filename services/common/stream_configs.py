@@ -18,9 +18,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from schemas import StreamConfig, Topics
-from services.common.codec import decode
-from services.common.errors import BrokerError, CodecError
+from schemas import CATALOGUE, StreamConfig, Topics
+from services.common.compacted import Refusal, read_value
+from services.common.errors import BrokerError
 from services.common.kafka_client import assign_all, caught_up, make_consumer
 from services.common.logs import Throttle, at
 from services.common.settings import DriftlineSettings
@@ -31,10 +31,8 @@ log = logging.getLogger(__name__)
 Change = StreamConfig | str
 
 # Why a record of the streams topic was not applied (the ``reason`` label of the counter):
-# the codec's reason codes (unparseable, contract_violation, unsupported_schema_version),
-# and these.
-NO_VERSION = "no_version"  # a config without the version `driftline spec publish` gives
-KEY_MISMATCH = "key_mismatch"  # the value names another stream than the record's key
+# a :class:`~services.common.compacted.Refusal`'s kind (unparseable, contract_violation,
+# unsupported_schema_version, key_mismatch, no_version, ...), and this one.
 STALE_VERSION = "stale_version"  # not newer than the version in force
 
 
@@ -110,23 +108,12 @@ class StreamConfigs:
                 return None
             self._configs.pop(key, None)
             return key
-        try:
-            config = decode(record.value, StreamConfig)
-        except CodecError as exc:
-            self._unusable(record, exc.reason.value, str(exc))
+        found = read_value(CATALOGUE["streams"], record.key, record.value)
+        if isinstance(found, Refusal):
+            self._unusable(record, found.kind, found.detail)
             return None
-        if not isinstance(config, StreamConfig):  # pragma: no cover - decode's target
-            return None
-        if config.version is None:
-            self._unusable(record, NO_VERSION, f"a config of {config.stream!r} without a version")
-            return None
-        if key != config.stream:
-            self._unusable(
-                record,
-                KEY_MISMATCH,
-                f"a config of {config.stream!r} under the key {key!r}",
-            )
-            return None
+        config = found
+        assert isinstance(config, StreamConfig) and config.version  # noqa: S101 - read_value's
         current = self._configs.get(config.stream)
         if current is not None and (current.version or 0) >= config.version:
             if current.version != config.version or current != config:

@@ -65,9 +65,8 @@ from schemas import AliasMoved, FeatureSpec, ModelVersionPublished, ReasonCode, 
 from schemas.topics import CATALOGUE
 from services.common import artifacts
 from services.common.backoff import Backoff
-from services.common.codec import decode
+from services.common.compacted import Refusal, read_value
 from services.common.dead_letters import DeadLetters
-from services.common.errors import CodecError, UnparseableEvent, UnsupportedSchemaVersion
 from services.common.kafka_client import assign_all, make_consumer
 from services.common.logs import Throttle, at
 from services.common.predictor import Predictor
@@ -506,23 +505,12 @@ class ModelSubscriber:
         if record.value is None:
             self._refuse(record, "tombstone", f"a tombstone under {key!r}")
             return set()
-        try:
-            event = decode(record.value, CATALOGUE["models"])
-        except UnparseableEvent as exc:
-            self._refuse(record, "unparseable_event", exc.detail, exc.reason)
-            return set()
-        except UnsupportedSchemaVersion as exc:
-            self._refuse(record, "unsupported_schema_version", exc.detail, exc.reason)
-            return set()
-        except CodecError as exc:
-            kind = "unknown_event_type" if exc.detail.startswith("event_type") else None
-            self._refuse(record, kind or "contract_violation", exc.detail, exc.reason)
+        event = read_value(CATALOGUE["models"], record.key, record.value)
+        if isinstance(event, Refusal):
+            kind = "unparseable_event" if event.kind == "unparseable" else event.kind
+            self._refuse(record, kind, event.detail, event.reason)
             return set()
         assert isinstance(event, ModelVersionPublished | AliasMoved)  # noqa: S101 - the union
-        if key != event.key:
-            detail = f"a {event.event_type} for {event.key!r} under the key {key!r}"
-            self._refuse(record, "key_mismatch", detail, ReasonCode.CONTRACT_VIOLATION)
-            return set()
         if not self._wanted(event.model):
             return set()
         applied = self._applied.setdefault(event.key, OrderedDict())

@@ -52,9 +52,8 @@ from schemas import (
     Topics,
     derive_id,
 )
-from services.common.codec import decode
+from services.common.compacted import Refusal, own_key, read_value
 from services.common.dead_letters import DeadLetters
-from services.common.errors import CodecError
 from services.common.kafka_client import assign_all
 from services.common.metrics import Metrics
 from services.registry import repository as repo
@@ -83,24 +82,16 @@ def unusable(suffix: str, key: bytes | None, value: bytes | None) -> tuple[Reaso
     >>> unusable("models", b"sea@champion", None)[1]
     'a tombstone under sea@champion: the registry never deletes a key'
     """
-    name = key.decode(errors="replace") if key is not None else None
     if value is None:
         if suffix == "streams":
             return None  # a stream deleted
+        name = key.decode(errors="replace") if key is not None else None
         return (
             ReasonCode.CONTRACT_VIOLATION,
             f"a tombstone under {name}: the registry never deletes a key",
         )
-    try:
-        event = decode(value, CATALOGUE[suffix])
-    except CodecError as exc:
-        return exc.reason, exc.detail
-    own = event.stream if isinstance(event, StreamConfig) else event.key  # type: ignore[attr-defined]
-    if own != name:
-        return ReasonCode.CONTRACT_VIOLATION, f"the value of {own!r} under the key {name!r}"
-    if isinstance(event, StreamConfig) and event.version is None:
-        return ReasonCode.CONTRACT_VIOLATION, "a stream config without a version"
-    return None
+    found = read_value(CATALOGUE[suffix], key, value)
+    return (found.reason, found.detail) if isinstance(found, Refusal) else None
 
 
 def judge(session: Session, suffix: str, key: str, value: bytes | None) -> Verdict:
@@ -113,9 +104,8 @@ def judge(session: Session, suffix: str, key: str, value: bytes | None) -> Verdi
 
 
 def _decoded(suffix: str, key: str, value: bytes | None) -> Event | None:
-    if unusable(suffix, key.encode(), value) is not None or value is None:
-        return None
-    return decode(value, CATALOGUE[suffix])
+    found = read_value(CATALOGUE[suffix], key.encode(), value)
+    return None if isinstance(found, Refusal) else found
 
 
 def _judge_version(session: Session, key: str, value: bytes | None) -> Verdict:
@@ -200,7 +190,7 @@ def _judge_stream(session: Session, key: str, value: bytes | None) -> Verdict:
 def requeue(session: Session, suffix: str, event: Event) -> bool:
     """Queue ``event`` in the outbox again, unless a value for its key is pending there;
     True when queued."""
-    key = event.stream if isinstance(event, StreamConfig) else event.key  # type: ignore[attr-defined]
+    key = own_key(event)
     pending = session.scalars(
         select(OutboxRow.id).where(
             OutboxRow.topic == suffix, OutboxRow.key == key, OutboxRow.published_at.is_(None)
