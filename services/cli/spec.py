@@ -1,9 +1,10 @@
 """``driftline spec infer|publish|show|list``: stream configs.
 
 ``infer`` proposes a config from data (a file or a dataset) and writes it as YAML;
-``publish`` validates a YAML config, gives it the next version of its stream and sends
-it to the compacted ``streams`` topic (unchanged configs are not re-published unless
-``--force``); ``show`` prints the current config of a stream; ``list`` the streams.
+``publish`` validates YAML configs (files or directories of them), gives each the next
+version of its stream and sends them to the compacted ``streams`` topic (unchanged configs
+are not re-published unless ``--force``; see :mod:`services.cli.spec_publish`); ``show``
+prints the current config of a stream; ``list`` the streams.
 """
 
 from __future__ import annotations
@@ -12,19 +13,29 @@ import argparse
 import itertools
 import json
 import sys
+import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from schemas import StreamConfig, Topics
-from services.cli.output import print_table
+from rich.console import Console
+
+from schemas import StreamConfig
+from services.cli.output import print_table, progress_bar
 from services.cli.produce import add_source_options, open_source, stream_name
-from services.common.codec import encode
-from services.common.config_files import config_to_yaml, read_config_file
+from services.cli.spec_publish import (
+    FAILED,
+    PUBLISHED,
+    UNCHANGED,
+    Outcome,
+    load_config_files,
+    publish_configs,
+    read_configs,
+)
+from services.common.config_files import config_to_yaml
 from services.common.errors import ConfigError, DriftlineError
-from services.common.kafka_client import make_producer
 from services.common.settings import DriftlineSettings
-from services.common.stream_configs import StreamConfigs
 from services.ingest.infer import (
     DEFAULT_MARGIN,
     DEFAULT_MAX_CATEGORIES,
@@ -32,7 +43,6 @@ from services.ingest.infer import (
     infer_config,
 )
 from services.ingest.sources import Record
-from services.registry.client import Registry
 
 # Fields of a StreamConfig that a YAML file holds (the envelope is added on publish).
 INFER_DEFAULT_ROWS = 100_000
@@ -81,9 +91,21 @@ def register(sub: Any) -> None:
     infer.set_defaults(func=infer_cmd)
 
     publish = cmds.add_parser(
-        "publish", help="validate a config and publish it as the next version of its stream"
+        "publish",
+        help="validate configs and publish each as the next version of its stream",
+        description=(
+            "Validate every config first (a bad file is named and nothing is published), "
+            "read the streams topic once, publish each changed config as the next version "
+            "of its stream, wait for the acknowledgements and record them in the registry."
+        ),
     )
-    publish.add_argument("file", type=Path, help="the stream config (YAML)")
+    publish.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="DIR|FILE",
+        help="stream config files (YAML), or directories of *.yaml / *.yml files",
+    )
     publish.add_argument(
         "--force", action="store_true", help="publish even when it equals the current version"
     )
@@ -148,33 +170,37 @@ def infer_cmd(args: argparse.Namespace) -> int:
 
 # -- publish ------------------------------------------------------------------------
 
+# More configs to send than this, and publishing shows a progress bar.
+PROGRESS_FROM = 20
+
 
 def load_config_file(path: Path) -> StreamConfig:
     """A YAML stream config, validated (any ``version`` in the file is ignored, with a note)."""
-    config, had_version = read_config_file(path)
-    if had_version:
-        print(
-            f"note: {path}: version is assigned on publish; the file's is ignored", file=sys.stderr
-        )
-    return config
-
-
-def read_configs(settings: DriftlineSettings) -> dict[str, StreamConfig]:
-    """The latest config of every stream on the ``streams`` topic (tombstones honoured)."""
-    configs = StreamConfigs(settings, client_id="driftline-spec")
-    try:
-        configs.catch_up()
-        return configs.all()
-    finally:
-        configs.close()
+    return load_config_files([path])[0][1]
 
 
 def publish_cmd(args: argparse.Namespace) -> int:
-    """Publish a config file as the next version of its stream."""
+    """Publish config files as the next versions of their streams; 1 if any send failed."""
     settings = DriftlineSettings.load()
-    config, status = publish_config(settings, load_config_file(args.file), force=args.force)
-    _print_published(args, config, status)
-    return 0
+    loaded = load_config_files(args.paths)  # all validated before anything is sent
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    with progress_bar(console) as progress:
+        task = progress.add_task("spec publish", total=None, visible=False)
+
+        def planned(n: int) -> None:
+            progress.update(task, total=n, visible=n >= PROGRESS_FROM)
+
+        outcomes = publish_configs(
+            settings,
+            [config for _, config in loaded],
+            force=args.force,
+            paths=[path for path, _ in loaded],
+            on_planned=planned,
+            on_acked=lambda n: progress.advance(task, n),
+        )
+    _print_published(args, outcomes, time.perf_counter() - started, console)
+    return 1 if any(o.status == FAILED for o in outcomes) else 0
 
 
 def publish_config(
@@ -183,52 +209,36 @@ def publish_config(
     """Publish ``config`` as the next version of its stream and record it in the registry.
 
     An unchanged config is not published again unless ``force``; returns the config in
-    force and what happened.
+    force and what happened. Raises DriftlineError when the broker did not acknowledge it.
     """
-    current = read_configs(settings).get(config.stream)
-    if current is not None and current.config_sha256() == config.config_sha256() and not force:
-        return current, "unchanged (use --force to publish it again)"
-    version = (current.version or 0) + 1 if current is not None else 1
-    published = config.model_copy(update={"version": version})
-    topic = Topics(settings.topic_prefix).name("streams")
-    producer = make_producer(settings, client_id="driftline-spec")
-    try:
-        future = producer.send(topic, key=config.stream.encode(), value=encode(published))
-        metadata = future.get(timeout=max(30.0, settings.kafka_timeout_s * 2))
-        producer.flush()
-    except Exception as exc:  # kafka-python's errors, named for the person
-        raise DriftlineError(f"publishing to {topic} failed: {exc}") from exc
-    finally:
-        producer.close()
-    record_published_spec(settings, published)
-    return published, f"published to {topic} at offset {metadata.offset}"
+    [outcome] = publish_configs(settings, [config], force=force)
+    if outcome.status == FAILED:
+        raise DriftlineError(f"{config.stream}: {outcome.message}")
+    return outcome.config, outcome.message
 
 
-def record_published_spec(settings: DriftlineSettings, config: StreamConfig) -> None:
-    """Record a config in the registry once it is on the ``streams`` topic.
-
-    Called by ``driftline spec publish`` after the broker acknowledged the config, so the
-    registry holds every version seen: ``(stream, version, sha256)`` and the config.
-    """
-    registry = Registry.open(settings, relay=False)  # recording a spec publishes nothing
-    try:
-        registry.record_spec(config=config)
-    finally:
-        registry.close()
-
-
-def _print_published(args: argparse.Namespace, config: StreamConfig, status: str) -> None:
+def _print_published(
+    args: argparse.Namespace, outcomes: list[Outcome], elapsed_s: float, console: Console
+) -> None:
     rows = [
         (
-            config.stream,
-            config.version,
-            config.spec_sha256(),
-            config.config_sha256(),
-            status,
+            o.config.stream,
+            o.config.version,
+            o.config.spec_sha256(),
+            o.config.config_sha256(),
+            o.message,
+            None if o.path is None else str(o.path),
         )
+        for o in outcomes
     ]
-    columns = ("stream", "version", "spec_sha256", "config_sha256", "status")
+    columns = ("stream", "version", "spec_sha256", "config_sha256", "status", "file")
     print_table("spec publish", columns, rows, as_json=args.json)
+    counts = Counter(o.status for o in outcomes)
+    console.print(
+        f"spec publish: {len(outcomes)} configs, {counts[PUBLISHED]} published, "
+        f"{counts[UNCHANGED]} unchanged, {counts[FAILED]} failed in {elapsed_s:.1f}s",
+        markup=False,
+    )
 
 
 # -- show, list ---------------------------------------------------------------------

@@ -58,3 +58,68 @@ def read_config_file(path: Path) -> tuple[StreamConfig, bool]:
         raise ConfigError(
             str(path), f"not a valid stream config: {summarize(exc, limit=5)}"
         ) from exc
+
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+def config_paths(paths: list[Path]) -> list[Path]:
+    """The config files named by ``paths``: files as given, directories expanded to their
+    ``*.yaml`` and ``*.yml`` files (not recursively, sorted by name). A missing path or a
+    directory without configs is a ConfigError naming it; a file named twice counts once.
+    """
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            inside = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CONFIG_SUFFIXES
+            )
+            if not inside:
+                raise ConfigError(str(path), "a directory with no *.yaml or *.yml config")
+            found += inside
+        elif path.exists():
+            found.append(path)
+        else:
+            raise ConfigError(str(path), "no such file or directory")
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
+def read_config_files(paths: list[Path]) -> list[tuple[Path, StreamConfig, bool]]:
+    """Every file of ``paths`` read with :func:`read_config_file`, all or nothing.
+
+    Each bad file and each stream named by more than one file is reported, all in one
+    ConfigError, so nothing is published from a set with any problem in it.
+    """
+    read: list[tuple[Path, StreamConfig, bool]] = []
+    problems: list[ConfigError] = []
+    for path in paths:
+        try:
+            config, had_version = read_config_file(path)
+        except ConfigError as exc:
+            problems.append(exc)
+            continue
+        read.append((path, config, had_version))
+    files: dict[str, list[Path]] = {}
+    for path, config, _ in read:
+        files.setdefault(config.stream, []).append(path)
+    for stream, named in files.items():
+        if len(named) > 1:
+            problems.append(
+                ConfigError(
+                    str(named[0]),
+                    f"stream {stream!r} is also in {', '.join(map(str, named[1:]))}; "
+                    "publish one config per stream",
+                )
+            )
+    if problems and len(paths) == 1:
+        raise problems[0]
+    if problems:
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise ConfigError(
+            "config files",
+            f"{len(problems)} problem(s) in {len(paths)} files; nothing was published:\n{lines}",
+        )
+    return read

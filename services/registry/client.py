@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -236,6 +236,11 @@ class Registry:
         """Record a published stream config version (idempotent)."""
         with self._tx() as session:
             return repo.record_spec(session, config=config)
+
+    def record_specs(self, *, configs: Sequence[StreamConfig]) -> list[SpecVersion]:
+        """Record many published stream config versions in one transaction (idempotent)."""
+        with self._tx() as session:
+            return [repo.record_spec(session, config=config) for config in configs]
 
     def get_spec(self, *, stream: str, version: int | None = None) -> SpecVersion | None:
         """A stream config version (latest when ``version`` is None)."""
