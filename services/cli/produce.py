@@ -2,15 +2,18 @@
 
 SOURCE is a CSV or JSON Lines file, a River dataset that ships offline
 (``river:Phishing``, ``river:Bananas``, ...) or a synthetic drifting stream
-(``synth:sea-drift``, ``synth:agrawal-drift``, ``synth:hyperplane-drift``). Every example
-goes to ``examples.raw`` keyed by its stream, with acks=all and idempotence; Ctrl-C
-stops reading, flushes what was sent and reports it.
+(``synth:sea-drift``, ``synth:agrawal-drift``, ``synth:hyperplane-drift``). A file's rows
+may name their stream (a ``stream`` field or column), so one file can feed many streams;
+rows that name none go to ``--stream`` (default: the file's stem). Every example goes to
+``examples.raw`` keyed by its stream, with acks=all and idempotence; the summary has a
+row per stream. Ctrl-C stops reading, flushes what was sent and reports it.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,7 +52,8 @@ def register(sub: Any) -> None:
             "Replay SOURCE as labelled-example events to examples.raw. SOURCE is a .csv "
             "or .jsonl file, river:<Dataset> (offline River datasets such as "
             "river:Phishing, river:Bananas) or a synthetic drifting stream with a fixed "
-            f"seed ({synth})."
+            f"seed ({synth}). A file's rows may name their stream in a `stream` field or "
+            "column (--stream-column); rows that name none go to --stream."
         ),
     )
     parser.add_argument("source", help="FILE.csv, FILE.jsonl, river:NAME or synth:NAME")
@@ -64,7 +68,16 @@ def register(sub: Any) -> None:
 def add_source_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``produce`` and ``spec infer``: stream, columns, limit, seed."""
     parser.add_argument(
-        "--stream", default=None, help="stream name (default: the file's stem or dataset name)"
+        "--stream",
+        default=None,
+        help="stream name; for a file whose rows name their stream, the stream of rows that "
+        "name none (default: the file's stem or dataset name)",
+    )
+    parser.add_argument(
+        "--stream-column",
+        default=None,
+        help="field or column naming each row's stream (default: stream, when present; "
+        "not a feature)",
     )
     parser.add_argument(
         "--id-column",
@@ -116,7 +129,7 @@ def open_source(
     path = Path(args.source)
     if not path.is_file():
         raise ConfigError("source", f"{path} is not a file, river:NAME or synth:NAME")
-    columns = Columns(args.id_column, args.label_column, args.timestamp_column)
+    columns = Columns(args.id_column, args.label_column, args.timestamp_column, args.stream_column)
     try:
         records = read_file(path, columns)
         first = next(records, None)  # reads the header: a bad column fails here
@@ -158,7 +171,7 @@ def produce_cmd(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         with progress_bar(console) as progress:
-            task = progress.add_task(f"produce {args.source} -> {stream}", total=total)
+            task = progress.add_task(f"produce {args.source} -> {raw}", total=total)
             try:
                 report = send_all(
                     producer,
@@ -188,18 +201,38 @@ def _summary(
     interrupted: bool,
     console: Console,
 ) -> None:
-    columns = ("stream", "topic", "sent", "failed", "skipped", "elapsed_s", "events_per_s")
-    row = (
-        stream,
-        topic,
-        report.sent,
-        report.failed,
-        len(skipped),
-        round(report.elapsed_s, 3),
-        round(report.rate, 1),
+    """One row per stream (in order of first appearance; the default stream always),
+    then the totals when there are several streams, and the first problems."""
+    skipped_by_stream = Counter(item.stream or stream for item in skipped)
+    streams = dict.fromkeys(
+        [stream, *report.sent_by_stream, *report.failed_by_stream, *skipped_by_stream]
     )
+    if len(streams) > 1 and not any(
+        (report.sent_by_stream[stream], report.failed_by_stream[stream], skipped_by_stream[stream])
+    ):
+        del streams[stream]  # every row named its stream: no row for the unused default
+    elapsed = report.elapsed_s
+    columns = ("stream", "topic", "sent", "failed", "skipped", "elapsed_s", "events_per_s")
+    rows = [
+        (
+            name,
+            topic,
+            report.sent_by_stream[name],
+            report.failed_by_stream[name],
+            skipped_by_stream[name],
+            round(elapsed, 3),
+            round(report.sent_by_stream[name] / elapsed if elapsed > 0 else 0.0, 1),
+        )
+        for name in streams
+    ]
     title = "produce: interrupted, flushed what was sent" if interrupted else "produce"
-    print_table(title, columns, [row], as_json=args.json)
+    print_table(title, columns, rows, as_json=args.json)
+    if len(rows) > 1:
+        console.print(
+            f"produce: {len(rows)} streams, {report.sent} sent, {report.failed} failed, "
+            f"{len(skipped)} skipped in {elapsed:.1f}s ({report.rate:,.0f} events/s)",
+            markup=False,
+        )
     for item in skipped[:_SHOW_SKIPPED]:
         console.print(f"skipped line {item.line}: {item.reason}", markup=False)
     if len(skipped) > _SHOW_SKIPPED:

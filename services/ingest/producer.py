@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,12 +36,14 @@ PRODUCE_OVERRIDES: dict[str, Any] = {
 
 @dataclass
 class SendReport:
-    """What a :func:`send_all` call delivered."""
+    """What a :func:`send_all` call delivered, in all and by stream (the events' key)."""
 
     sent: int = 0
     failed: int = 0
     elapsed_s: float = 0.0
     errors: list[str] = field(default_factory=list)
+    sent_by_stream: Counter[str] = field(default_factory=Counter)
+    failed_by_stream: Counter[str] = field(default_factory=Counter)
 
     @property
     def rate(self) -> float:
@@ -85,11 +88,13 @@ def send_all(
     report = SendReport()
     started = time.perf_counter()
 
-    def ok(_metadata: Any) -> None:
+    def ok(stream: str) -> None:
         report.sent += 1
+        report.sent_by_stream[stream] += 1
 
-    def failed(exc: BaseException) -> None:
+    def failed(stream: str, exc: BaseException) -> None:
         report.failed += 1
+        report.failed_by_stream[stream] += 1
         if len(report.errors) < 10:
             report.errors.append(str(exc))
         log.error("delivery failed", extra={"topic": topic, "error": str(exc)})
@@ -102,9 +107,11 @@ def send_all(
                 delay = started + count / rate - time.perf_counter()
                 if delay > 0.001:
                     time.sleep(delay)
-            future = producer.send(topic, key=event_key(event), value=encoder(event))
-            future.add_callback(ok)
-            future.add_errback(failed)
+            key = event_key(event)
+            stream = "" if key is None else key.decode(errors="replace")
+            future = producer.send(topic, key=key, value=encoder(event))
+            future.add_callback(lambda _metadata, s=stream: ok(s))
+            future.add_errback(lambda exc, s=stream: failed(s, exc))
             pending += 1
             count += 1
             if on_progress is not None:

@@ -40,6 +40,7 @@ RIVER_DATASETS = ("Bananas", "Phishing", "TrumpApproval", "ChickWeights", "Resta
 DEFAULT_ID_COLUMN = "example_id"
 DEFAULT_LABEL_COLUMN = "label"
 DEFAULT_TIME_COLUMN = "event_time"
+DEFAULT_STREAM_COLUMN = "stream"
 
 _INT = re.compile(r"^[+-]?(?:0|[1-9][0-9]*)$")
 _FLOAT = re.compile(r"^[+-]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
@@ -220,6 +221,7 @@ class Record:
     features: dict[str, Any]
     label: Any
     event_time: datetime | None
+    stream: str | None = None  # the stream the row names, if it names one
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,7 @@ class Skipped:
 
     line: int
     reason: str
+    stream: str | None = None  # the stream the row names, if it names one
 
 
 def parse_cell(text: str) -> Any:
@@ -272,11 +275,20 @@ def parse_time(value: Any) -> datetime:
 
 @dataclass(frozen=True)
 class Columns:
-    """Which columns hold the id, the label and the event time (None: defaults)."""
+    """Which columns hold the id, the label, the event time and the stream (None:
+    defaults; the stream column is ``stream`` when present)."""
 
     id: str | None = None
     label: str | None = None
     time: str | None = None
+    stream: str | None = None
+
+    def stream_column(self, names: Iterable[str]) -> str | None:
+        """The column naming each row's stream, if the file has one."""
+        present = set(names)
+        if self.stream is not None:
+            return self.stream if self.stream in present else None
+        return DEFAULT_STREAM_COLUMN if DEFAULT_STREAM_COLUMN in present else None
 
     def resolve(self, names: Iterable[str]) -> tuple[str | None, str, str | None]:
         """The columns to use given a file's column names; raises ValueError if missing."""
@@ -319,7 +331,8 @@ def read_csv(path: Path, columns: Columns = Columns()) -> Iterator[Record | Skip
             repeated = sorted({h for h in header if header.count(h) > 1})
             raise ValueError(f"{path}: header repeats {', '.join(repeated)}")
         ident, label, time = columns.resolve(header)
-        special = {ident, label, time}
+        stream = columns.stream_column(header)
+        special = {ident, label, time, stream}
         for number, cells in enumerate(reader):
             line = reader.line_num
             if not cells:
@@ -335,6 +348,7 @@ def read_csv(path: Path, columns: Columns = Columns()) -> Iterator[Record | Skip
                 {k: parse_cell(v) for k, v in row.items() if k not in special},
                 parse_cell(row[label]),
                 row[time] if time else None,
+                row[stream].strip() or None if stream else None,
             )
 
 
@@ -342,7 +356,9 @@ def read_jsonl(path: Path, columns: Columns = Columns()) -> Iterator[Record | Sk
     """Records of a JSON Lines file: one object per line, flat (columns) or example-shaped.
 
     An example-shaped line has a ``features`` object; a flat one holds the features
-    beside the id, label and time. ``NaN`` and ``Infinity`` literals are read as floats.
+    beside the id, label, time and stream. A line may name its stream (a ``stream``
+    field, or the column given as ``columns.stream``); the others take the default
+    stream. ``NaN`` and ``Infinity`` literals are read as floats.
     """
     number = 0
     with path.open(encoding="utf-8-sig") as handle:
@@ -357,15 +373,21 @@ def read_jsonl(path: Path, columns: Columns = Columns()) -> Iterator[Record | Sk
             if not isinstance(obj, dict):
                 yield Skipped(line, f"expected a JSON object, got {type(obj).__name__}")
                 continue
+            column = columns.stream_column(obj)
+            stream = obj.get(column) if column else None
+            if stream is not None and not isinstance(stream, str):
+                yield Skipped(line, f"{column} must be a string, got {type(stream).__name__}")
+                continue
             try:
                 ident, label, time = columns.resolve(obj)
             except ValueError as exc:
-                yield Skipped(line, str(exc))
+                yield Skipped(line, str(exc), stream)
                 continue
             if isinstance(obj.get("features"), dict):
                 features = obj["features"]
             else:
-                features = {k: v for k, v in obj.items() if k not in {ident, label, time}}
+                special = {ident, label, time, column}
+                features = {k: v for k, v in obj.items() if k not in special}
             raw_id = obj.get(ident) if ident else None
             yield _record(
                 line,
@@ -374,6 +396,7 @@ def read_jsonl(path: Path, columns: Columns = Columns()) -> Iterator[Record | Sk
                 features,
                 obj[label],
                 obj.get(time) if time else None,
+                stream,
             )
             number += 1
 
@@ -385,20 +408,20 @@ def _record(
     features: dict[str, Any],
     label: Any,
     time: Any,
+    stream: str | None = None,
 ) -> Record | Skipped:
     if example_id is not None and not example_id:
-        return Skipped(line, "empty example id")
+        return Skipped(line, "empty example id", stream)
     if label is None:
-        return Skipped(line, "no label (an unlabelled row is not a labelled example)")
+        return Skipped(line, "no label (an unlabelled row is not a labelled example)", stream)
     event_time = None
     if time is not None and time != "":
         try:
             event_time = parse_time(time)
         except ValueError as exc:
-            return Skipped(line, str(exc))
-    return Record(
-        line, example_id if example_id is not None else str(number), features, label, event_time
-    )
+            return Skipped(line, str(exc), stream)
+    example_id = example_id if example_id is not None else str(number)
+    return Record(line, example_id, features, label, event_time, stream)
 
 
 def dataset_records(rows: Iterable[Row]) -> Iterator[Record]:
@@ -420,28 +443,29 @@ def to_events(
     limit: int | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Iterator[LabelledExample | Skipped]:
-    """Labelled examples of ``records`` (event time: the record's, else ``clock()``).
+    """Labelled examples of ``records`` (event time: the record's, else ``clock()``), in
+    the stream each record names, else in ``stream``.
 
-    Rows that break the event contract come out as :class:`Skipped` with the reason;
-    ``limit`` counts examples, not skipped rows.
+    Rows that break the event contract come out as :class:`Skipped` with the reason and
+    their stream; ``limit`` counts examples, not skipped rows.
     """
     made = 0
     for record in records:
         if limit is not None and made >= limit:
             return
         if isinstance(record, Skipped):
-            yield record
+            yield record if record.stream else Skipped(record.line, record.reason, stream)
             continue
         try:
             event = LabelledExample(
-                stream=stream,
+                stream=record.stream or stream,
                 example_id=record.example_id,
                 features=record.features,
                 label=record.label,
                 event_time=record.event_time or clock(),
             )
         except ValidationError as exc:
-            yield Skipped(record.line, _summary(exc))
+            yield Skipped(record.line, _summary(exc), record.stream or stream)
             continue
         made += 1
         yield event
