@@ -22,6 +22,13 @@ from services.common.errors import ConfigError
 
 BODY_FIELDS = ("stream", "spec", "model", "policy")
 
+# libyaml's safe loader when PyYAML was built with it (the wheels are): the same documents
+# and types as yaml.SafeLoader, about 20 times faster, which counts at 1,000 files.
+try:
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # pragma: no cover - PyYAML without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
 
 def config_to_yaml(config: StreamConfig) -> str:
     """A config's body (stream, spec, model, policy) as YAML, unset fields left out."""
@@ -39,7 +46,7 @@ def read_config_file(path: Path) -> tuple[StreamConfig, bool]:
     is ignored: versions are assigned on publish). Errors are ConfigError naming the file.
     """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc}") from exc
     except yaml.YAMLError as exc:
