@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from schemas import LabelledExample, StreamConfig
+from services.cli.main import main
 from services.common.codec import decode
 from services.common.config_files import config_to_yaml
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
-from services.cli.main import main
 from tests.integration.validator_support import read_all, stream_config, topic_total
 
 
