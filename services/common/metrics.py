@@ -1,5 +1,8 @@
 """Prometheus metrics: one registry per process, every name prefixed ``driftline_``.
 
+No ``*_created`` series: Prometheus stores each as a series of its own, doubling every
+counter's, and rates do not need them (:class:`Metrics` turns them off for the process).
+
 >>> m = Metrics("validator")
 >>> c = m.counter("examples_total", "Examples handled.", ["stream", "outcome"])
 >>> c.labels(stream="sea", outcome="valid").inc()
@@ -9,7 +12,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -17,6 +20,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     start_http_server,
 )
@@ -27,6 +31,7 @@ class Metrics:
 
     def __init__(self, service: str) -> None:
         self.service = service
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide, see above
         self.registry = CollectorRegistry()
         self._server: Any = None
         self.counter("service_info", "Always 1; labels name the service.", ["service"]).labels(
@@ -64,3 +69,74 @@ class Metrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+# The label value shared by every key beyond a :class:`Busiest` selection. No stream name
+# can take it (stream names are letters, digits, '.', '_' and '-').
+OTHER = "(other)"
+
+
+class Busiest:
+    """Which keys (streams) of many get series of their own: at most ``limit``, the
+    busiest by their count so far; the others share :data:`OTHER`. Bounds a label's values.
+
+    A key gets a place while there is room; once the selection is full, a key takes the
+    place of the least busy selected one when its count is more than twice that one's (so
+    two keys of about the same load do not swap back and forth). ``limit`` None selects
+    every key, 0 none. :meth:`update` returns the keys that lost their place, whose series
+    the owner removes.
+
+    >>> b = Busiest(2)
+    >>> b.update({"a": 5, "b": 1, "c": 1})
+    []
+    >>> [b.label(k) for k in "abc"]
+    ['a', 'b', '(other)']
+    >>> b.update({"c": 9})
+    ['b']
+    >>> sorted(b.selected), b.label("b")
+    (['a', 'c'], '(other)')
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.totals: dict[str, int] = {}
+        self.selected: set[str] = set()
+
+    def update(self, counts: Mapping[str, int]) -> list[str]:
+        """Add ``counts`` (a key with 0 only asks for a place); returns the keys dropped."""
+        totals = self.totals
+        for key, n in counts.items():
+            totals[key] = totals.get(key, 0) + n
+        if self.limit is None:
+            self.selected.update(counts)
+            return []
+        dropped: list[str] = []
+        waiting = sorted(
+            (k for k in counts if k not in self.selected), key=lambda k: totals[k], reverse=True
+        )
+        for key in waiting:
+            if len(self.selected) < self.limit:
+                self.selected.add(key)
+                continue
+            if not self.selected:
+                break  # limit 0
+            least = min(self.selected, key=lambda k: totals[k])
+            if totals[key] <= 2 * totals[least]:
+                break  # the keys still waiting are no busier
+            self.selected.remove(least)
+            self.selected.add(key)
+            dropped.append(least)
+        return dropped
+
+    def label(self, key: str) -> str:
+        """``key`` when it has series of its own, else :data:`OTHER`."""
+        return key if key in self.selected else OTHER
+
+    def discard(self, key: str) -> None:
+        """Give up a key's place (its count stays, for when it asks again)."""
+        self.selected.discard(key)
+
+    def forget(self, key: str) -> None:
+        """Drop a key altogether (its stream was deleted)."""
+        self.totals.pop(key, None)
+        self.selected.discard(key)

@@ -35,6 +35,18 @@ class ValidatorSettings(SettingsBase):
         default=9101, ge=0, le=65535, description="port of /metrics (0: no endpoint)"
     )
     metrics_host: str = Field(default="127.0.0.1", description="address /metrics binds to")
+    metrics_streams: int = Field(
+        default=100,
+        ge=0,
+        description="streams with series of their own on /metrics, the busiest by examples; "
+        'the others are summed under stream="(other)" (0: every stream)',
+    )
+    feature_metrics: str = Field(
+        default="top-10",
+        pattern=r"^(all|none|top-[1-9][0-9]*)$",
+        description="per-feature series (feature_values, _missing, _out_of_range): all, none "
+        'or top-N (the N busiest streams); other streams get feature="(all)", their sum',
+    )
     batch_size: int = Field(
         default=1000, ge=1, le=100_000, description="messages judged and acknowledged together"
     )
@@ -72,6 +84,12 @@ class ValidatorSettings(SettingsBase):
         description="on SIGTERM, leave the group so partitions move at once (false: keep "
         "them for this replica until the session timeout, for restarts in place)",
     )
+
+    def feature_streams(self) -> int | None:
+        """How many streams get per-feature series (None: all of them)."""
+        if self.feature_metrics == "all":
+            return None
+        return 0 if self.feature_metrics == "none" else int(self.feature_metrics[4:])
 
     def group(self, topic_prefix: str) -> str:
         """The consumer group of the validator under ``topic_prefix``."""
