@@ -258,3 +258,55 @@ def test_send_all_flushes_and_reports_on_ctrl_c() -> None:
         send_all(producer, "t", interrupted())
     assert info.value.report.sent == 5  # type: ignore[attr-defined]
     assert producer.flushes == 1
+
+
+def test_rows_name_their_stream(tmp_path: Path) -> None:
+    lines = [
+        '{"stream": "a", "example_id": "1", "x": 1, "label": 0}',
+        '{"stream": "b", "example_id": "2", "features": {"x": 2}, "label": 1}',
+        '{"example_id": "3", "x": 3, "label": 0}',
+        '{"stream": 7, "example_id": "4", "x": 4, "label": 0}',
+        '{"stream": "b", "example_id": "5", "x": 5}',
+    ]
+    rows = list(read_file(write(tmp_path, "d.jsonl", "\n".join(lines))))
+    assert rows[:3] == [
+        Record(1, "1", {"x": 1}, 0, None, "a"),
+        Record(2, "2", {"x": 2}, 1, None, "b"),
+        Record(3, "3", {"x": 3}, 0, None, None),
+    ]
+    assert rows[3] == Skipped(4, "stream must be a string, got int")
+    assert isinstance(rows[4], Skipped) and rows[4].stream == "b" and "no label" in rows[4].reason
+
+    events = list(to_events("default", rows, clock=lambda: T0))
+    assert [(e.stream, type(e).__name__) for e in events] == [
+        ("a", "LabelledExample"),
+        ("b", "LabelledExample"),
+        ("default", "LabelledExample"),
+        ("default", "Skipped"),
+        ("b", "Skipped"),
+    ]
+
+
+def test_csv_stream_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.csv", "stream,x,label\na,1,0\n,2,1\n")
+    rows = list(read_file(path))
+    assert rows == [Record(2, "0", {"x": 1}, 0, None, "a"), Record(3, "1", {"x": 2}, 1, None)]
+    named = write(tmp_path, "e.csv", "team,stream,label\nt1,s,0\n")
+    (row,) = read_file(named, Columns(stream="team"))
+    assert row == Record(2, "0", {"stream": "s"}, 0, None, "t1")  # stream is a feature here
+
+
+def test_to_events_refuses_a_bad_stream_name() -> None:
+    (out,) = to_events("s", [Record(1, "1", {"x": 1}, 0, None, "no spaces")], clock=lambda: T0)
+    assert isinstance(out, Skipped) and out.reason.startswith("stream:")
+
+
+def test_send_all_counts_by_stream() -> None:
+    events = [
+        LabelledExample(stream=s, example_id=str(i), features={"x": 1.0}, label=1, event_time=T0)
+        for i, s in enumerate("abab" + "c")
+    ]
+    producer = FakeProducer()
+    report = send_all(producer, "t", events)
+    assert report.sent == 5 and report.sent_by_stream == {"a": 2, "b": 2, "c": 1}
+    assert [key for _, key, _ in producer.sent] == [b"a", b"b", b"a", b"b", b"c"]
