@@ -35,18 +35,6 @@ class ValidatorSettings(SettingsBase):
         default=9101, ge=0, le=65535, description="port of /metrics (0: no endpoint)"
     )
     metrics_host: str = Field(default="127.0.0.1", description="address /metrics binds to")
-    metrics_streams: int = Field(
-        default=100,
-        ge=0,
-        description="streams with series of their own on /metrics, the busiest by examples; "
-        'the others are summed under stream="(other)" (0: every stream)',
-    )
-    feature_metrics: str = Field(
-        default="top-10",
-        pattern=r"^(all|none|top-[1-9][0-9]*)$",
-        description="per-feature series (feature_values, _missing, _out_of_range): all, none "
-        'or top-N (the N busiest streams); other streams get feature="(all)", their sum',
-    )
     batch_size: int = Field(
         default=1000, ge=1, le=100_000, description="messages judged and acknowledged together"
     )
@@ -83,6 +71,18 @@ class ValidatorSettings(SettingsBase):
         default=True,
         description="on SIGTERM, leave the group so partitions move at once (false: keep "
         "them for this replica until the session timeout, for restarts in place)",
+    )
+    metrics_streams: int = Field(
+        default=100,
+        ge=0,
+        description="streams with series of their own on /metrics, the busiest by examples; "
+        'the others are summed under stream="(other)" (0: every stream)',
+    )
+    feature_metrics: str = Field(
+        default="top-10",
+        pattern=r"^(all|none|top-[1-9][0-9]*)$",
+        description="per-feature series (feature_values, _missing, _out_of_range): all, none "
+        'or top-N (the N busiest streams); other streams get feature="(all)", their sum',
     )
 
     def feature_streams(self) -> int | None:
