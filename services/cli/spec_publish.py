@@ -19,7 +19,6 @@ from typing import Any
 from schemas import StreamConfig, Topics
 from services.common.codec import encode
 from services.common.config_files import config_paths, read_config_files
-from services.common.errors import DriftlineError
 from services.common.kafka_client import make_producer
 from services.common.settings import DriftlineSettings
 from services.common.stream_configs import StreamConfigs
@@ -144,15 +143,25 @@ def _send(
     named: list[Path | None],
     on_acked: Callable[[int], None] | None,
 ) -> dict[int, Outcome]:
-    """Send every config, flush once, and read each one's acknowledgement."""
+    """Send every config, flush once, and read each one's acknowledgement.
+
+    A config the producer refuses to send (no broker within its timeout, ...) stops the
+    sending: it and the configs after it are ``failed``; those sent before still count.
+    """
     timeout_s = max(30.0, settings.kafka_timeout_s * 2)
     outcomes: dict[int, Outcome] = {}
     producer = make_producer(settings, client_id="driftline-spec", linger_ms=20)
     try:
         futures: list[tuple[int, StreamConfig, Any]] = []
         progress = on_acked or (lambda _n: None)
-        for i, config in sending:
-            future = producer.send(topic, key=config.stream.encode(), value=encode(config))
+        for n, (i, config) in enumerate(sending):
+            try:
+                future = producer.send(topic, key=config.stream.encode(), value=encode(config))
+            except Exception as exc:  # kafka-python's errors, named for the person
+                for j, unsent in sending[n:]:
+                    why = f"(not sent: {exc})" if j == i else "(not sent after an error)"
+                    outcomes[j] = Outcome(unsent, FAILED, why, named[j])
+                break
             future.add_callback(lambda _metadata: progress(1))
             futures.append((i, config, future))
         deadline = time.monotonic() + timeout_s
@@ -168,8 +177,6 @@ def _send(
                 continue
             detail = f"to {topic} at offset {metadata.offset}"
             outcomes[i] = Outcome(config, PUBLISHED, detail, named[i])
-    except Exception as exc:  # the producer itself failed (no broker, refused, ...)
-        raise DriftlineError(f"publishing to {topic} failed: {exc}") from exc
     finally:
         producer.close()
     return outcomes

@@ -22,6 +22,10 @@ from services.common.errors import ConfigError
 
 BODY_FIELDS = ("stream", "spec", "model", "policy")
 
+# The largest config, as JSON, that the ``streams`` topic takes: Kafka's default record
+# limit (1 MiB for the producer and the broker), less room for the envelope.
+MAX_CONFIG_BYTES = 1_000_000
+
 # libyaml's safe loader when PyYAML was built with it (the wheels are): the same documents
 # and types as yaml.SafeLoader, about 20 times faster, which counts at 1,000 files.
 try:
@@ -60,11 +64,19 @@ def read_config_file(path: Path) -> tuple[StreamConfig, bool]:
             str(path), f"unknown top-level key(s) {', '.join(unknown)}; expected {BODY_FIELDS}"
         )
     try:
-        return StreamConfig.model_validate(data), had_version
+        config = StreamConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
             str(path), f"not a valid stream config: {summarize(exc, limit=5)}"
         ) from exc
+    size = len(config.model_dump_json())
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            str(path),
+            f"{size:,} bytes as JSON, more than the {MAX_CONFIG_BYTES:,} a record of the "
+            "streams topic may hold (fewer categories?)",
+        )
+    return config, had_version
 
 
 CONFIG_SUFFIXES = (".yaml", ".yml")

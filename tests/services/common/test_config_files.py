@@ -71,3 +71,14 @@ def test_one_file_keeps_its_own_message(tmp_path: Path) -> None:
     invalid.write_text("stream: s\nspec: {features: []}\n")
     with pytest.raises(ConfigError, match=f"^{re.escape(str(invalid))}: not a valid stream"):
         read_config_files([invalid])
+
+
+def test_a_config_too_big_for_the_topic_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    categories = [f"c{i:07d}" for i in range(100_000)]
+    big.write_text(
+        "stream: big\nspec:\n  features:\n  - {name: c, type: category, categories: "
+        f"[{', '.join(categories)}]}}\n  label: {{kind: class, classes: [0, 1]}}\n"
+    )
+    with pytest.raises(ConfigError, match="more than the 1,000,000 a record"):
+        read_config_files([big])
