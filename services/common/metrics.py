@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -140,3 +141,54 @@ class Busiest:
         """Drop a key altogether (its stream was deleted)."""
         self.totals.pop(key, None)
         self.selected.discard(key)
+
+
+class BoundedStreams:
+    """A ``stream`` label kept to the :class:`Busiest` ``limit`` streams, for metrics
+    whose first label is ``stream``. Thread-safe.
+
+    Counters and histograms of the other streams go under :data:`OTHER`; gauges of them
+    are not kept (a level of one stream cannot be summed with another's). When a stream
+    loses its place, every series made for it is removed.
+
+    >>> m = Metrics("svc")
+    >>> runs = m.counter("svc_runs_total", "Runs.", ["stream", "outcome"])
+    >>> rows = m.gauge("svc_rows", "Rows.", ["stream"])
+    >>> bounded = BoundedStreams(1)
+    >>> bounded.seen("a")
+    >>> bounded.child(runs, "a", "ok").inc()
+    >>> bounded.seen("b")
+    >>> bounded.child(runs, "b", "ok").inc()
+    >>> bounded.gauge(rows, "b") is None
+    True
+    >>> b'svc_runs_total{outcome="ok",stream="(other)"} 1.0' in m.render()
+    True
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self._busiest = Busiest(limit)
+        self._series: dict[str, set[tuple[Any, tuple[str, ...]]]] = {}
+        self._lock = threading.Lock()
+
+    def seen(self, stream: str, n: int = 1) -> None:
+        """Count ``n`` units of work of ``stream`` (0: only ask for a place)."""
+        with self._lock:
+            for dropped in self._busiest.update({stream: n}):
+                for metric, values in self._series.pop(dropped, set()):
+                    metric.remove(*values)
+
+    def child(self, metric: Any, stream: str, *labels: str) -> Any:
+        """``metric.labels(stream, *labels)``, the stream bounded."""
+        with self._lock:
+            return self._child(metric, self._busiest.label(stream), labels)
+
+    def gauge(self, metric: Any, stream: str, *labels: str) -> Any | None:
+        """The gauge's child for ``stream``, or None when the stream has no series."""
+        with self._lock:
+            label = self._busiest.label(stream)
+            return None if label == OTHER else self._child(metric, label, labels)
+
+    def _child(self, metric: Any, label: str, labels: tuple[str, ...]) -> Any:
+        if label != OTHER:
+            self._series.setdefault(label, set()).add((metric, (label, *labels)))
+        return metric.labels(label, *labels)

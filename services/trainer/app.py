@@ -254,7 +254,7 @@ def run(settings: DriftlineSettings, tsettings: TrainerSettings) -> int:
     check_topics(settings)
     # River champions are unpickled during runs: import River now, not inside the first run
     importlib.import_module("river")
-    metrics = TrainerMetrics()
+    metrics = TrainerMetrics(streams=tsettings.metrics_streams or None)
     configs = Configs(settings, counter=metrics.config_rejects)
     registry = Registry.open(settings)
     pool = make_pool(tsettings.workers)

@@ -34,7 +34,7 @@ from schemas import AliasReason, Lineage, StreamConfig
 from schemas.drift import DriftDetected, RetrainRequested
 from schemas.streams import Spec
 from services.common.errors import BrokerError, DataExpired, DriftlineError
-from services.common.metrics import Metrics
+from services.common.metrics import BoundedStreams, Metrics
 from services.common.predictor import Predictor, Vectorizer
 from services.registry.client import (
     AliasConflict,
@@ -83,10 +83,12 @@ class Replay(Protocol):
 
 
 class TrainerMetrics:
-    """``driftline_trainer_*`` metrics."""
+    """``driftline_trainer_*`` metrics; the per-stream ones for the ``streams`` streams
+    with the most runs (the others under ``stream="(other)"``; None: every stream)."""
 
-    def __init__(self) -> None:
+    def __init__(self, streams: int | None = 100) -> None:
         self.metrics = Metrics(SERVICE)
+        self.streams = BoundedStreams(streams)
         m = self.metrics
         self.runs = m.counter(
             "trainer_runs_total", "Trigger events by outcome.", ["stream", "outcome"]
@@ -211,9 +213,10 @@ class Trainer:
         config = self.configs(trigger.stream)
         if config is None:
             raise UnknownStream(f"no stream config for {trigger.stream!r} on the streams topic")
+        self.metrics.streams.seen(trigger.stream)
         with self._lock(trigger.stream):
             result = self._handle(trigger, config)
-        self.metrics.runs.labels(stream=trigger.stream, outcome=result.outcome).inc()
+        self.metrics.streams.child(self.metrics.runs, trigger.stream, result.outcome).inc()
         return result
 
     def _handle(self, trigger: Trigger, config: StreamConfig) -> Result:
@@ -263,7 +266,8 @@ class Trainer:
             raise
         finally:
             self.metrics.in_progress.dec()
-        self.metrics.run_seconds.labels(stream=stream).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self.metrics.streams.child(self.metrics.run_seconds, stream).observe(elapsed)
         for phase, seconds in result.timings.phases.items():
             self.metrics.phase_seconds.labels(phase=phase).observe(seconds)
         self.registry.mark_handled(consumer=SERVICE, event_id=event_id)
@@ -371,7 +375,7 @@ class Trainer:
             )
         )
         for reason, count in stats.skipped.items():
-            self.metrics.skipped_rows.labels(stream=stream, reason=reason).inc(count)
+            self.metrics.streams.child(self.metrics.skipped_rows, stream, reason).inc(count)
         if stats.skipped:
             log.warning(
                 "run %s of %s: %d records of the window left out (%s)",
@@ -394,7 +398,9 @@ class Trainer:
             log.warning("run %s of %s: %s", run.id, stream, note)
             return Result("too_small", run.id, None, note, timings)
         lineage = window.lineage(chosen, self.replay.topic)
-        self.metrics.window_rows.labels(stream=stream).set(len(chosen))
+        rows_gauge = self.metrics.streams.gauge(self.metrics.window_rows, stream)
+        if rows_gauge is not None:
+            rows_gauge.set(len(chosen))
         log.info(
             "run %s of %s: %d rows (%d train, %d holdout) from %s in %.2fs",
             run.id,
@@ -700,8 +706,8 @@ class Trainer:
                     version=cand.version.version,
                     note=("promoted: " if promoted else "not promoted: ") + note,
                 )
-            self.metrics.candidates.labels(
-                stream=stream, candidate=cand.name, result="promoted" if promoted else "lost"
+            self.metrics.streams.child(
+                self.metrics.candidates, stream, cand.name, "promoted" if promoted else "lost"
             ).inc()
         self.registry.finish_run(
             run_id=run.id,

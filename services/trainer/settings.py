@@ -29,6 +29,12 @@ class TrainerSettings(SettingsBase):
         default=9103, ge=0, le=65535, description="port of /metrics (0: no endpoint)"
     )
     metrics_host: str = Field(default="127.0.0.1", description="address /metrics binds to")
+    metrics_streams: int = Field(
+        default=100,
+        ge=0,
+        description="streams with series of their own on /metrics, those with the most runs; "
+        'the others are summed under stream="(other)" (0: every stream)',
+    )
     workers: int = Field(
         default=2, ge=1, le=64, description="processes that fit candidates side by side"
     )
