@@ -59,7 +59,7 @@ from services.common.conformance import nonconformance
 from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError
 from services.common.kafka_client import make_consumer, make_producer
-from services.common.metrics import Metrics
+from services.common.metrics import BoundedStreams, Metrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
@@ -97,6 +97,7 @@ class Evaluator:
         self.last_checkpoint = time.monotonic()
         self._records: dict[tuple[str, int, int], Any] = {}  # this step's labelled records
         self.metrics = Metrics("evaluator")
+        self.streams = BoundedStreams(service.metrics_streams or None)  # the stream label
         m = self.metrics
         self.examples = m.counter(
             "evaluator_examples_total", "Labelled examples by outcome.", ["stream", "outcome"]
@@ -360,6 +361,7 @@ class Evaluator:
     def _score(self, stream: str, items: list[Labelled]) -> None:
         config = self._config(stream)
         assert config is not None  # noqa: S101 - checked in _labelled
+        self.streams.seen(stream, len(items))
         models = self._served(stream)
         try:
             out = self.state.handle(items, config=config, models=models, model=stream)
@@ -368,26 +370,29 @@ class Evaluator:
             for item in items:
                 self.state.advance(item.topic, item.partition, item.offset)
                 self._dead_item(item, f"{type(exc).__name__}: {exc}")
-            self.examples.labels(stream=stream, outcome="error").inc(len(items))
+            self.streams.child(self.examples, stream, "error").inc(len(items))
             return
         for item, error in out.refused:
             self._dead_item(item, error)
         if out.refused:
-            self.examples.labels(stream=stream, outcome="error").inc(len(out.refused))
-        self.examples.labels(stream=stream, outcome="scored").inc(out.scored)
-        self.examples.labels(stream=stream, outcome="duplicate").inc(out.duplicates)
+            self.streams.child(self.examples, stream, "error").inc(len(out.refused))
+        self.streams.child(self.examples, stream, "scored").inc(out.scored)
+        self.streams.child(self.examples, stream, "duplicate").inc(out.duplicates)
         unscored = len(items) - out.scored - out.duplicates - len(out.refused)
         if unscored:
-            self.examples.labels(stream=stream, outcome="unscored").inc(unscored)
+            self.streams.child(self.examples, stream, "unscored").inc(unscored)
         if out.learned_skips:
-            self.skipped.labels(stream=stream).inc(out.learned_skips)
+            self.streams.child(self.skipped, stream).inc(out.learned_skips)
         for role, served in models.items():
-            if served is not None:
-                self.served_version.labels(stream=stream, role=role).set(served.version)
+            version = self.streams.gauge(self.served_version, stream, role)
+            if served is not None and version is not None:
+                version.set(served.version)
         for snap in out.snapshots:
             self._send("metrics", snap)
             for name, value in snap.values.items():
-                self.values.labels(stream=stream, role=snap.role, metric=name).set(value)
+                gauge = self.streams.gauge(self.values, stream, snap.role, name)
+                if gauge is not None:
+                    gauge.set(value)
         for decision in out.decisions:
             self.carry_out(decision)
 
@@ -498,7 +503,7 @@ class Evaluator:
         outcome = self.mover.carry_out(decision)
         if outcome == "stale":
             self.state.unwatch(decision.stream)
-        self.decisions.labels(stream=decision.stream, kind=decision.kind, outcome=outcome).inc()
+        self.streams.child(self.decisions, decision.stream, decision.kind, outcome).inc()
         log.info(
             "%s %s v%d -> v%d: %s",
             decision.kind,

@@ -73,3 +73,10 @@ class EvaluatorSettings(SettingsBase):
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9105, ge=0, le=65535, description="0: no endpoint")
+    metrics_streams: int = Field(
+        default=100,
+        ge=0,
+        description="streams with series of their own on /metrics, the busiest by labelled "
+        'examples; the others\' counts are summed under stream="(other)" and their gauges '
+        "left out (0: every stream)",
+    )
