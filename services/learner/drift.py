@@ -218,14 +218,18 @@ class DataDriftDetector:
         Tests run once per full window; after a drift, the current window becomes the
         reference.
         """
+        current, get = self._current, x.get
         for name in self.numbers:
-            value = x.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            value = get(name)
+            if type(value) is float:  # the usual case, the short way
+                if value - value == 0.0:  # finite
+                    current[name].append(value)
+            elif isinstance(value, int | float) and not isinstance(value, bool):
                 if math.isfinite(value):
-                    self._current[name].append(float(value))
+                    current[name].append(float(value))
         for name in self.discrete:
-            value = x.get(name)
-            self._current[name][_MISSING if value is None else str(value)] += 1
+            value = get(name)
+            current[name][_MISSING if value is None else str(value)] += 1
         self._count += 1
         if self._count < self.window:
             return None

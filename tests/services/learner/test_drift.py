@@ -251,3 +251,13 @@ def test_the_chi_square_p_value_is_scipys() -> None:
 def test_the_vectorised_ks_refuses_rows_that_do_not_pair() -> None:
     with pytest.raises(ValueError, match="pair up"):
         ks_2samp_asymp(np.zeros((2, 30)), np.zeros((3, 30)))
+
+
+def test_a_window_keeps_finite_numbers_only_as_floats() -> None:
+    det = DataDriftDetector([FeatureSpec(name="a", type="number")], window=100, alpha=0.01)
+    values: list[Any] = [1.5, 2, True, None, float("nan"), float("inf"), -0.0, "3", 1e308, -7]
+    for value in values:
+        det.update({"a": value})
+    kept = det._current["a"]
+    assert kept == [1.5, 2.0, -0.0, 1e308, -7.0]
+    assert all(type(v) is float for v in kept)
