@@ -171,17 +171,41 @@ def make_producer(settings: DriftlineSettings, **overrides: Any) -> KafkaProduce
 def make_consumer(
     settings: DriftlineSettings, *topics: str, group_id: str | None, **overrides: Any
 ) -> KafkaConsumer:
-    """A consumer that never auto-commits: callers commit after their output is acked."""
+    """A consumer that never auto-commits: callers commit after their output is acked.
+
+    Its fetch settings come from ``settings`` (:func:`fetch_config`); ``overrides`` are for
+    what one service sets itself (its own ``max_poll_records``, session timeouts).
+    """
     config: dict[str, Any] = {
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "client_id": "driftline",
-        "max_poll_records": 2000,
-        "fetch_max_bytes": 16 * 1024 * 1024,
+        **fetch_config(settings),
     }
     config.update(overrides)
     return _connect(KafkaConsumer, settings, *topics, **config)
+
+
+def fetch_config(settings: DriftlineSettings) -> dict[str, Any]:
+    """kafka-python consumer keyword arguments for the configured fetch settings.
+
+    kafka-python fetches a partition again only once its buffered records are drained and
+    keeps one fetch per broker in flight: with data on one partition and none on another,
+    the next fetch for the busy one waits behind the broker's ``fetch_max_wait_ms`` on the
+    idle one. The default (20 ms, not kafka-python's 500) keeps that wait short.
+
+    >>> cfg = fetch_config(DriftlineSettings.load(env={}))
+    >>> cfg["fetch_max_wait_ms"], cfg["fetch_min_bytes"], cfg["max_poll_records"]
+    (20, 1, 2000)
+    """
+    return {
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "fetch_min_bytes": settings.kafka_fetch_min_bytes,
+        "max_poll_records": settings.kafka_max_poll_records,
+        "max_partition_fetch_bytes": settings.kafka_max_partition_fetch_bytes,
+        "fetch_max_bytes": settings.kafka_fetch_max_bytes,
+    }
 
 
 def leave_group(

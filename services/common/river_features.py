@@ -12,6 +12,8 @@ from typing import Any
 
 from river import base
 
+_NUMBER = (int, float)
+
 
 class FeatureEncoder(base.Transformer):
     """The first step of every pipeline: spec features only, ``None`` dropped, bools 0/1.
@@ -34,14 +36,20 @@ class FeatureEncoder(base.Transformer):
         self.categories = tuple(categories)
 
     def transform_one(self, x: dict[Any, Any]) -> dict[Any, Any]:
+        # Runs twice per learned example (predict, then learn): plain floats take the
+        # short way; anything else the general rule.
         out: dict[Any, Any] = {}
+        get = x.get
         for name in self.numbers:
-            value = x.get(name)
-            if isinstance(value, int | float) and math.isfinite(value):
+            value = get(name)
+            if type(value) is float:
+                if value - value == 0.0:  # finite: inf - inf and nan - nan are nan
+                    out[name] = value
+            elif isinstance(value, _NUMBER) and math.isfinite(value):
                 out[name] = float(value)
         for name in self.bools:
-            value = x.get(name)
-            if isinstance(value, int | float):
+            value = get(name)
+            if isinstance(value, _NUMBER):
                 out[name] = 1.0 if value else 0.0
         for name in self.categories:
             value = x.get(name)

@@ -137,6 +137,40 @@ class DriftlineSettings(SettingsBase):
     kafka_ssl_keyfile: Path | None = None
     kafka_ssl_password: SecretStr | None = None
     kafka_ssl_check_hostname: bool = True
+    # Consumer fetch settings, for every kafka-python consumer (see make_consumer).
+    kafka_fetch_max_wait_ms: int = Field(
+        default=20,
+        ge=0,
+        le=60_000,
+        description="longest the broker holds a fetch for partitions with no data; kafka-python "
+        "fetches a partition again only once its buffer is drained, and one fetch per broker is "
+        "in flight, so a partition with data waits behind empty ones this long (500 in "
+        "kafka-python: 500 ms stalls; 20: twice the learner's throughput)",
+    )
+    kafka_fetch_min_bytes: int = Field(
+        default=1,
+        ge=1,
+        le=64 * 1024 * 1024,
+        description="bytes the broker waits for (up to the max wait) before answering a fetch",
+    )
+    kafka_max_poll_records: int = Field(
+        default=2000,
+        ge=1,
+        le=1_000_000,
+        description="most records one poll returns (services may override)",
+    )
+    kafka_max_partition_fetch_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="most bytes one fetch returns per partition",
+    )
+    kafka_fetch_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="most bytes one fetch returns in all",
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -185,6 +219,17 @@ class DriftlineSettings(SettingsBase):
         if (self.signing_key is None) != (self.signing_key_id is None):
             raise ValueError(
                 "DRIFTLINE_SIGNING_KEY and DRIFTLINE_SIGNING_KEY_ID must be set together"
+            )
+        request_timeout_ms = max(int(self.kafka_timeout_s * 1000), 5_000)
+        if self.kafka_fetch_max_wait_ms >= request_timeout_ms:
+            raise ValueError(
+                f"DRIFTLINE_KAFKA_FETCH_MAX_WAIT_MS={self.kafka_fetch_max_wait_ms} must be below "
+                f"the request timeout ({request_timeout_ms} ms, from DRIFTLINE_KAFKA_TIMEOUT_S)"
+            )
+        if self.kafka_max_partition_fetch_bytes > self.kafka_fetch_max_bytes:
+            raise ValueError(
+                f"DRIFTLINE_KAFKA_MAX_PARTITION_FETCH_BYTES={self.kafka_max_partition_fetch_bytes} "
+                f"is larger than DRIFTLINE_KAFKA_FETCH_MAX_BYTES={self.kafka_fetch_max_bytes}"
             )
         if self.kafka_security_protocol.startswith("SASL_"):
             missing = [

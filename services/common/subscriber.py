@@ -326,7 +326,6 @@ class ModelSubscriber:
             self.settings,
             group_id=None,
             client_id=self.client_id,
-            fetch_max_wait_ms=100,
             max_poll_records=500,
         )
         try:

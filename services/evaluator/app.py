@@ -141,7 +141,6 @@ class Evaluator:
             group_id=None,
             client_id="driftline-evaluator",
             max_poll_records=service.max_poll_records,
-            fetch_max_wait_ms=200,
         )
         self.mover = AliasMover(registry)
         self.subscriber = ModelSubscriber(

@@ -23,8 +23,10 @@ Feature values, the rule (:class:`FeatureEncoder`, always the first step):
   category features (without any it is left out).
 
 A binary-only classifier (``LogisticRegression``, ``Perceptron``, ``PAClassifier``,
-``ALMAClassifier``) is wrapped in ``multiclass.OneVsRestClassifier`` unless the label's
-classes are exactly ``{False, True}``, so that it predicts the stream's own class values.
+``ALMAClassifier``) predicts the stream's own class values: with two classes of any type
+(``[0, 1]``, ``["no", "yes"]`` ...) one binary model learns the second as ``True`` inside
+:class:`~services.common.river_labels.BinaryLabels` (``False`` and ``True`` need no
+wrapper); with more classes it is wrapped in ``multiclass.OneVsRestClassifier``.
 
 >>> from schemas.streams import ModelSpec, Spec
 >>> spec = Spec.model_validate({"features": [{"name": "x", "type": "number"},
@@ -65,6 +67,7 @@ from river import (
 
 from schemas.streams import EstimatorSpec, ModelSpec, Spec
 from services.common.river_features import FeatureEncoder
+from services.common.river_labels import BinaryLabels
 from services.learner.errors import ModelSpecError
 
 __all__ = ["ALLOWED", "FeatureEncoder", "build_pipeline", "check_model_spec"]
@@ -124,7 +127,10 @@ def build_pipeline(model: ModelSpec, spec: Spec, *, smoke_test: bool = True) -> 
     *transformer_steps, (final_path, final) = built
     classes = tuple(spec.label.classes or ())
     if spec.label.kind == "class" and not getattr(final, "_multiclass", True):
-        if set(classes) != {False, True} or any(not isinstance(c, bool) for c in classes):
+        if len(classes) == 2 and classes[0] != classes[1]:
+            if not all(isinstance(c, bool) for c in classes):  # bools need no mapping
+                final = BinaryLabels(final, negative=classes[0], positive=classes[1])
+        else:
             final = multiclass.OneVsRestClassifier(final)
 
     numbers = tuple(f.name for f in spec.features if f.type == "number")

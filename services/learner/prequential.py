@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 from river import base, metrics, utils
 
+from services.common.river_labels import BinaryLabels
+
 __all__ = ["METRICS", "Prequential", "Snapshot", "Step"]
 
 METRICS: dict[str, tuple[str, ...]] = {
@@ -94,6 +96,8 @@ class Prequential:
             name: utils.Rolling(_CLASSES[name], window_size=window) for name in METRICS[task]
         }
         final = model.steps[next(reversed(model.steps))] if hasattr(model, "steps") else model
+        if isinstance(final, BinaryLabels):  # maps the inner model's argmax one to one
+            final = final.classifier
         # When the last step keeps River's default predict_one (the argmax of
         # predict_proba_one), one call gives both; else predict_one is asked separately.
         self._argmax = type(final).predict_one is base.Classifier.predict_one

@@ -178,7 +178,6 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
                 settings,
                 group_id=None,
                 client_id="driftline-registry-warden",
-                fetch_max_wait_ms=200,
             ),
             producer_factory=partial(make_producer, settings, client_id="driftline-registry"),
             topics=registry.topics,

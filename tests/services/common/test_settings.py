@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from services.common.errors import ConfigError
-from services.common.kafka_client import client_config
+from services.common.kafka_client import client_config, fetch_config
 from services.common.settings import DriftlineSettings
 
 
@@ -102,3 +102,48 @@ def test_environment_is_read_only_in_load(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("DRIFTLINE_TOPIC_PREFIX", "from-env.")
     assert DriftlineSettings.load().topic_prefix == "from-env."
     assert DriftlineSettings.load(env={}).topic_prefix == "driftline."
+
+
+def test_fetch_settings_default_to_low_latency() -> None:
+    cfg = fetch_config(DriftlineSettings.load(env={}))
+    assert cfg == {
+        "fetch_max_wait_ms": 20,
+        "fetch_min_bytes": 1,
+        "max_poll_records": 2000,
+        "max_partition_fetch_bytes": 1024 * 1024,
+        "fetch_max_bytes": 16 * 1024 * 1024,
+    }
+    env = {"DRIFTLINE_KAFKA_FETCH_MAX_WAIT_MS": "5", "DRIFTLINE_KAFKA_MAX_POLL_RECORDS": "300"}
+    cfg = fetch_config(DriftlineSettings.load(env=env))
+    assert (cfg["fetch_max_wait_ms"], cfg["max_poll_records"]) == (5, 300)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"DRIFTLINE_KAFKA_FETCH_MAX_WAIT_MS": "-1"}, "DRIFTLINE_KAFKA_FETCH_MAX_WAIT_MS"),
+        ({"DRIFTLINE_KAFKA_FETCH_MIN_BYTES": "0"}, "DRIFTLINE_KAFKA_FETCH_MIN_BYTES"),
+        ({"DRIFTLINE_KAFKA_MAX_POLL_RECORDS": "0"}, "DRIFTLINE_KAFKA_MAX_POLL_RECORDS"),
+        ({"DRIFTLINE_KAFKA_MAX_POLL_RECORDS": "many"}, "DRIFTLINE_KAFKA_MAX_POLL_RECORDS"),
+        (
+            {"DRIFTLINE_KAFKA_MAX_PARTITION_FETCH_BYTES": "10"},
+            "DRIFTLINE_KAFKA_MAX_PARTITION_FETCH_BYTES",
+        ),
+        (
+            {"DRIFTLINE_KAFKA_FETCH_MAX_WAIT_MS": "20000", "DRIFTLINE_KAFKA_TIMEOUT_S": "15"},
+            "DRIFTLINE_KAFKA_FETCH_MAX_WAIT_MS=20000 must be below the request timeout",
+        ),
+        (
+            {
+                "DRIFTLINE_KAFKA_MAX_PARTITION_FETCH_BYTES": str(32 * 1024 * 1024),
+                "DRIFTLINE_KAFKA_FETCH_MAX_BYTES": str(16 * 1024 * 1024),
+            },
+            "DRIFTLINE_KAFKA_MAX_PARTITION_FETCH_BYTES=33554432 is larger than "
+            "DRIFTLINE_KAFKA_FETCH_MAX_BYTES",
+        ),
+    ],
+)
+def test_bad_fetch_settings_are_refused_at_start_by_name(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        DriftlineSettings.load(env=env)
+    assert named in str(info.value)

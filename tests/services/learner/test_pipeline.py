@@ -9,6 +9,7 @@ import pytest
 
 from schemas.streams import ModelSpec, Spec
 from services.common.errors import DriftlineError
+from services.common.river_labels import BinaryLabels
 from services.learner.errors import ModelSpecError
 from services.learner.pipeline import ALLOWED, build_pipeline
 
@@ -171,3 +172,74 @@ def test_seeds_make_runs_reproducible() -> None:
 
     assert run(1) == run(1)
     assert run(1) != run(2)
+
+
+# -- two classes of any type: one binary model --------------------------------------------
+
+
+def _two_class_spec(classes: list[Any]) -> Spec:
+    return Spec.model_validate(
+        {
+            "features": [{"name": "x", "type": "number"}],
+            "label": {"kind": "class", "classes": classes},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "classes", [[0, 1], [1, 0], ["no", "yes"], [-1, 1], [0, True], [7, "seven"]]
+)
+def test_two_classes_of_any_type_are_learned_by_one_binary_model(classes: list[Any]) -> None:
+    spec = _two_class_spec(classes)
+    pipeline = build_pipeline(model("linear_model.LogisticRegression"), spec)
+    final = pipeline.steps[next(reversed(pipeline.steps))]
+    assert isinstance(final, BinaryLabels)
+    assert type(final.classifier).__name__ == "LogisticRegression"  # one model, not OvR
+    negative, positive = classes
+    for i in range(200):
+        pipeline.learn_one({"x": float(i % 2)}, positive if i % 2 else negative)
+    for x, want in ((1.0, positive), (0.0, negative)):
+        got = pipeline.predict_one({"x": x})
+        assert got == want and type(got) is type(want)
+        proba = pipeline.predict_proba_one({"x": x})
+        assert list(proba) == [negative, positive]
+        assert [type(k) for k in proba] == [type(negative), type(positive)]
+        assert max(proba, key=proba.get) == want
+    restored = pickle.loads(pickle.dumps(pipeline))  # noqa: S301 - our own bytes
+    assert restored.predict_one({"x": 1.0}) == positive
+
+
+def test_the_binary_model_learns_what_a_bool_model_learns() -> None:
+    """The wrapper only maps values: weights and probabilities equal a model that was
+    given ``label == positive`` as a bool."""
+    wrapped = build_pipeline(model("linear_model.LogisticRegression"), _two_class_spec(["a", "b"]))
+    plain = build_pipeline(model("linear_model.LogisticRegression"), _two_class_spec([False, True]))
+    rows = [({"x": (i * 37 % 101) / 101}, (i * 37 % 101) > 40 + i % 7) for i in range(500)]
+    for x, y in rows:
+        assert wrapped.predict_proba_one(x) == dict(
+            zip("ab", plain.predict_proba_one(x).values(), strict=True)
+        )
+        wrapped.learn_one(x, "b" if y else "a")
+        plain.learn_one(x, y)
+
+
+def test_bools_need_no_wrapper_and_three_classes_get_one_vs_rest() -> None:
+    def final(classes: list[Any]) -> Any:
+        built = build_pipeline(model("linear_model.LogisticRegression"), _two_class_spec(classes))
+        return built.steps[next(reversed(built.steps))]
+
+    assert type(final([True, False])).__name__ == "LogisticRegression"
+    assert type(final([0, 1, 2])).__name__ == "OneVsRestClassifier"
+    assert type(final(["a", "b"])) is BinaryLabels
+
+
+def test_a_bool_label_is_not_the_class_one() -> None:
+    """1 == True in Python; the wrapper tells them apart so True is not learned as 1."""
+    pipeline = build_pipeline(model("linear_model.LogisticRegression"), _two_class_spec([0, 1]))
+    wrapped = pipeline.steps[next(reversed(pipeline.steps))]
+    learned: list[Any] = []
+    wrapped.classifier.learn_one = lambda x, y, **kw: learned.append(y)
+    wrapped.learn_one({"x": 1.0}, 1)
+    wrapped.learn_one({"x": 1.0}, True)
+    wrapped.learn_one({"x": 1.0}, 0)
+    assert learned == [True, False, False]

@@ -221,6 +221,7 @@ def test_the_edge_dead_letters_each_bad_record_with_its_reason_and_goes_on(
         values.insert(3 * i + 1, value)
     for offset, value in enumerate(values):
         learner._one(state, record(offset, value))
+    learner._count_learned()  # what the run loop does after each poll
 
     got = letters(learner)
     assert [d.reason.value for d in got] == [reason for _, reason in bad]
@@ -249,6 +250,7 @@ def test_the_edge_turns_a_model_exception_into_a_handler_error_letter(
     learner._one(state, record(10, encode(example(10))))
     del model.learn_one
     learner._one(state, record(11, encode(example(11))))
+    learner._count_learned()
 
     (letter,) = letters(learner)
     assert letter.reason.value == "handler_error" and letter.source_offset == 10
