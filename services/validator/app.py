@@ -3,15 +3,17 @@
 One kafka-python consumer in the validator's group and one producer, in a plain loop,
 the same batch consume -> judge -> produce -> commit-after-ack loop the learner uses:
 poll a batch (up to ``DRIFTLINE_VALIDATOR_BATCH_SIZE`` records), judge every record with
-the pure core :func:`services.validator.rules.judge`, send each outcome, and go on to the
-next poll while the broker acknowledges them. Judging batch k+1 thus overlaps batch k's
-broker round trip (at most :data:`IN_FLIGHT_BATCHES` batches are unacknowledged at once).
+the pure core :func:`services.validator.rules.judge`, send each outcome (the producer
+batches them, ``linger_ms``), flush, and wait until the broker acknowledged every one.
+(Judging the next batch while the previous one's acknowledgements come back was tried:
+on the local broker it changed neither throughput nor CPU per message measurably, so the
+loop stays this simple; see ``bench/validator.py``.)
 
 Delivery is at-least-once and an offset is committed only after its output was
-acknowledged by the broker (acks=all): batches are settled in order, and a batch's next
-offsets become committable only once every output of it is acknowledged; they are
-committed every ``commit_interval_s``, before partitions are given up in a rebalance
-(after every batch in flight is settled) and on SIGTERM. An output that is not
+acknowledged by the broker (acks=all): a batch's next offsets become committable only
+once every output of it is acknowledged; they are committed every ``commit_interval_s``,
+before partitions are given up in a rebalance (nothing is in flight between polls, where
+the rebalance listener runs) and on SIGTERM. An output that is not
 acknowledged (the producer gave up) makes the process exit at once with status 70
 without committing anything more (:func:`_crash`), so a restart redelivers, exactly as
 after a kill -9. Redeliveries are re-judged; the duplicate index turns them into
@@ -27,15 +29,16 @@ read at start), so every valid example of a stream is learned by one state in on
 The duplicate index is therefore one per process, over every stream: it is rebuilt from
 the tail of every valid partition at the first batch and whenever a rebalance changes
 this process's raw partitions (another validator may have accepted ids of the same
-streams meanwhile); before a rebuild every batch in flight is settled, so the valid
-topic holds everything this process accepted. Dead letters are keyed by stream.
+streams meanwhile); it is rebuilt between batches, when the valid topic holds every
+output this process sent. Dead letters are keyed by stream.
 
 Specs: before the loop starts, the compacted ``streams`` topic is read to its end; then
 a thread follows it (no consumer group: every validator sees every config) and the loop
 applies new versions between batches.
 
-SIGTERM: stop polling, settle the batches in flight, commit, close the clients (the
-caller then leaves the group when ``DRIFTLINE_VALIDATOR_LEAVE_ON_STOP``), exit 0.
+SIGTERM: stop polling, finish the batch (its outputs acknowledged), commit, close the
+clients (the caller then leaves the group when ``DRIFTLINE_VALIDATOR_LEAVE_ON_STOP``),
+exit 0.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import queue
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
@@ -83,8 +86,6 @@ _READ_TIMEOUT_S: Final = 120.0
 _REJECT_LOGS_PER_S: Final = 10
 # Exit status when an output was not acknowledged or a batch could not be judged.
 EXIT_CRASHED: Final = 70
-# Batches judged and sent but not yet acknowledged by the broker, at most.
-IN_FLIGHT_BATCHES: Final = 3
 # The largest request the producer sends: a dead letter carries its raw message whole.
 _MAX_REQUEST_BYTES: Final = 2 * 1024 * 1024
 # How long a commit may take before it is left to the next one (or to a redelivery).
@@ -284,8 +285,8 @@ class Validator:
 
     def ensure_index(self, partitions: set[int]) -> DuplicateIndex:
         """The duplicate index, rebuilt from every valid partition at the first batch and
-        after this process's raw partitions changed (the caller has settled every batch
-        in flight, so the valid topic holds what this process accepted)."""
+        after this process's raw partitions changed (between batches: the valid topic
+        holds every output this process sent)."""
         if self.index is not None and not self.needs_index(partitions):
             return self.index
         fresh = self.index is None or self.stale
@@ -379,25 +380,12 @@ class Validator:
 
 
 @dataclass
-class _Batch:
-    """A batch judged and sent: the offsets it covers and its outputs' delivery futures."""
-
-    next_offsets: dict[Any, int]  # TopicPartition -> the offset after the batch's last
-    deliveries: list[Any]
-    started: float
-
-    def acknowledged(self) -> bool:
-        """True once the broker answered for every output (without waiting)."""
-        return all(future.is_done for future in self.deliveries)
-
-
-@dataclass
 class Loop:
     """The consume -> judge -> produce -> commit-after-ack loop around a :class:`Validator`.
 
     ``consumer`` is subscribed to the raw topic by :meth:`run`; ``producer`` sends the
-    outcomes. Offsets in ``acked`` (next offset per raw partition) are covered by
-    acknowledged outputs; ``committed`` is what the group has.
+    outcomes. ``acked`` holds, per raw partition, the next offset whose every earlier
+    record has an acknowledged output; ``committed`` is what the group has of it.
     """
 
     validator: Validator
@@ -407,13 +395,12 @@ class Loop:
     batch_size: int
     poll_timeout_ms: int
     commit_interval_s: float
-    in_flight: deque[_Batch] = field(default_factory=deque)
     acked: dict[Any, int] = field(default_factory=dict)
     committed: dict[Any, int] = field(default_factory=dict)
     last_commit: float = field(default_factory=time.monotonic)
 
     def run(self, stop: GracefulShutdown) -> None:
-        """Validate until ``stop`` is requested; settle and commit on the way out."""
+        """Validate until ``stop`` is requested, then commit what the last batch covered."""
         loop = self
 
         class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -426,50 +413,35 @@ class Loop:
         self.consumer.subscribe([self.raw_topic], listener=Listener())
         while not stop.requested:
             self.step()
-        self.settle_all()
         self.commit()
 
     def step(self) -> None:
-        """One poll: judge and send what came, retire acknowledged batches, commit if due."""
+        """One poll: judge and send what came, wait for every output to be acknowledged,
+        then make its offsets committable; commit when due."""
         self.validator.apply_spec_updates()
-        timeout = 0 if self.in_flight else self.poll_timeout_ms
-        polled = self.consumer.poll(timeout_ms=timeout, max_records=self.batch_size)
+        polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.batch_size)
         records = [record for batch in polled.values() for record in batch]
         if records:
-            if self.validator.needs_index({record.partition for record in records}):
-                self.settle_all()  # the rebuilt index must see every output of ours
             started = time.perf_counter()
             try:
                 deliveries = self.validator.handle(records, self.producer.send)
             except Exception:
                 _crash("judging or sending a batch failed")
-            next_offsets = {tp: batch[-1].offset + 1 for tp, batch in polled.items() if batch}
-            self.in_flight.append(_Batch(next_offsets, deliveries, started))
-        # Retire batches in order: those already acknowledged, then (to bound the
-        # pipeline, or when there is nothing new to judge) wait for the oldest.
-        while self.in_flight and (
-            not records
-            or len(self.in_flight) > IN_FLIGHT_BATCHES
-            or self.in_flight[0].acknowledged()
-        ):
-            self._settle(self.in_flight.popleft())
+            self._settle(deliveries)
+            self.acked.update({tp: batch[-1].offset + 1 for tp, batch in polled.items() if batch})
+            self.validator.metrics.batch_seconds.observe(time.perf_counter() - started)
         if time.monotonic() - self.last_commit >= self.commit_interval_s:
             self.commit()
 
-    def _settle(self, batch: _Batch) -> None:
-        """Wait for every output of ``batch``; its offsets become committable only then."""
+    def _settle(self, deliveries: list[Any]) -> None:
+        """Send at once what the producer holds and wait until the broker answered for
+        every output; exit without committing if one was not acknowledged."""
         try:
-            for future in batch.deliveries:
-                future.get()  # the producer's delivery timeout bounds the wait
+            self.producer.flush()  # the producer's delivery timeout bounds the wait
+            for future in deliveries:
+                future.get()  # done after the flush; raises what the producer gave up with
         except Exception:
             _crash("an output of a batch was not acknowledged by the broker")
-        self.acked.update(batch.next_offsets)
-        self.validator.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
-
-    def settle_all(self) -> None:
-        """Settle every batch in flight, oldest first."""
-        while self.in_flight:
-            self._settle(self.in_flight.popleft())
 
     def commit(self) -> None:
         """Commit every acknowledged offset the group does not have yet."""
@@ -490,8 +462,7 @@ class Loop:
         self.committed.update(due)
 
     def revoked(self, partitions: list[Any]) -> None:
-        """Before partitions go: settle what is in flight, commit, then forget them."""
-        self.settle_all()
+        """Before partitions go (no batch is in flight between polls): commit, forget."""
         self.commit()
         for tp in partitions:
             self.acked.pop(tp, None)
