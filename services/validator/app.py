@@ -43,6 +43,7 @@ exit 0.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -90,6 +91,8 @@ EXIT_CRASHED: Final = 70
 _MAX_REQUEST_BYTES: Final = 2 * 1024 * 1024
 # How long a commit may take before it is left to the next one (or to a redelivery).
 _COMMIT_TIMEOUT_MS: Final = 5_000
+# Allocations between collections of the youngest generation (the default is 700).
+_GC_GEN0_THRESHOLD: Final = 20_000
 
 
 class SpecFeed:
@@ -480,6 +483,21 @@ def _crash(what: str) -> NoReturn:
     os._exit(EXIT_CRASHED)
 
 
+def _quiet_collector() -> None:
+    """Fewer cyclic garbage collections on the hot path.
+
+    Every record allocates dozens of short-lived objects (records, models, delivery
+    futures that hold reference cycles until the broker answers), so the default
+    threshold (700) runs a collection every few records. What start-up built (modules,
+    clients, specs) is frozen out of the collector's view, and the youngest generation
+    is collected every 20,000 allocations: measured with ``python -m bench validator
+    --quick``, alternately with the defaults, 3 to 10 % less CPU per message (one
+    outlier 40 %), the peak RSS about the same (69-70 MB against 67-69).
+    """
+    gc.freeze()
+    gc.set_threshold(_GC_GEN0_THRESHOLD, 20, 100)
+
+
 def check_topics(settings: DriftlineSettings) -> int:
     """Fail fast, naming the fix, when a topic the validator needs is missing; returns the
     valid topic's partition count, over which streams are routed."""
@@ -553,6 +571,7 @@ def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
             validator.dead_topic,
             vsettings.group(settings.topic_prefix),
         )
+        _quiet_collector()
         with GracefulShutdown() as stop:
             loop.run(stop)
         return 0
