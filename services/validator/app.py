@@ -11,9 +11,12 @@ on the local broker it changed neither throughput nor CPU per message measurably
 
 Delivery is at-least-once and an offset is committed only after its output was
 acknowledged by the broker (acks=all): a batch's next offsets become committable only
-once every output of it is acknowledged; they are committed every ``commit_interval_s``,
-before partitions are given up in a rebalance (nothing is in flight between polls, where
-the rebalance listener runs) and on SIGTERM. An output that is not
+once every output of it is acknowledged; they are committed at once when a poll finds the
+validator caught up (a batch shorter than the batch size), else every
+``commit_interval_s``, before partitions are given up in a rebalance (nothing is in flight
+between polls, where the rebalance listener runs) and on SIGTERM. Partitions lost without
+a rebalance (the member was evicted) are forgotten uncommitted: their new owner
+redelivers from the group's last commit. An output that is not
 acknowledged (the producer gave up) makes the process exit at once with status 70
 without committing anything more (:func:`_crash`), so a restart redelivers, exactly as
 after a kill -9. Redeliveries are re-judged; the duplicate index turns them into
@@ -401,6 +404,7 @@ class Loop:
     acked: dict[Any, int] = field(default_factory=dict)
     committed: dict[Any, int] = field(default_factory=dict)
     last_commit: float = field(default_factory=time.monotonic)
+    lost: set[Any] = field(default_factory=set)  # taken from us: forget at the next step
 
     def run(self, stop: GracefulShutdown) -> None:
         """Validate until ``stop`` is requested, then commit what the last batch covered."""
@@ -409,6 +413,12 @@ class Loop:
         class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             def on_partitions_revoked(self, revoked: Any) -> None:
                 loop.revoked(list(revoked))
+
+            def on_partitions_lost(self, lost: Any) -> None:
+                # evicted (session expired, unknown member): nothing can be committed;
+                # this may run on the client's I/O thread, so only note it
+                loop.lost.update(lost)
+                loop.validator.revoked({tp.partition for tp in lost})
 
             def on_partitions_assigned(self, assigned: Any) -> None:
                 pass  # the group's committed offsets are where to start
@@ -420,9 +430,11 @@ class Loop:
 
     def step(self) -> None:
         """One poll: judge and send what came, wait for every output to be acknowledged,
-        then make its offsets committable; commit when due."""
+        then make its offsets committable; commit when due or caught up."""
         self.validator.apply_spec_updates()
         polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.batch_size)
+        if self.lost:
+            self._forget(set(self.lost))
         records = [record for batch in polled.values() for record in batch]
         if records:
             started = time.perf_counter()
@@ -433,7 +445,10 @@ class Loop:
             self._settle(deliveries)
             self.acked.update({tp: batch[-1].offset + 1 for tp, batch in polled.items() if batch})
             self.validator.metrics.batch_seconds.observe(time.perf_counter() - started)
-        if time.monotonic() - self.last_commit >= self.commit_interval_s:
+        # A short batch means the consumer is caught up: commit at once, so that an idle
+        # validator has nothing to redeliver; under load, every commit_interval_s.
+        caught_up = len(records) < self.batch_size
+        if caught_up or time.monotonic() - self.last_commit >= self.commit_interval_s:
             self.commit()
 
     def _settle(self, deliveries: list[Any]) -> None:
@@ -467,10 +482,14 @@ class Loop:
     def revoked(self, partitions: list[Any]) -> None:
         """Before partitions go (no batch is in flight between polls): commit, forget."""
         self.commit()
+        self._forget(set(partitions))
+        self.validator.revoked({tp.partition for tp in partitions if tp.topic == self.raw_topic})
+
+    def _forget(self, partitions: set[Any]) -> None:
         for tp in partitions:
             self.acked.pop(tp, None)
             self.committed.pop(tp, None)
-        self.validator.revoked({tp.partition for tp in partitions if tp.topic == self.raw_topic})
+        self.lost -= partitions
 
 
 def _crash(what: str) -> NoReturn:

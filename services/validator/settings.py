@@ -61,7 +61,11 @@ class ValidatorSettings(SettingsBase):
         "least this many, at most twice)",
     )
     commit_interval_s: float = Field(
-        default=1.0, gt=0, le=60, description="how often acknowledged offsets are committed"
+        default=1.0,
+        gt=0,
+        le=60,
+        description="how often acknowledged offsets are committed under load (at once "
+        "when the validator is caught up)",
     )
     session_timeout_s: float = Field(
         default=10.0,
