@@ -2,13 +2,14 @@
 and signed checkpoints out.
 
 It consumes with kafka-python rather than faust: on every assignment it must restore
-each partition's checkpoint and seek to the offset stored *with* it, and commit only
-after a checkpoint; faust manages positions and commits itself (its offsets would fight
-the checkpoint's), so the simple, explicit consumer is the safer tool here.
+each partition's stream checkpoints and seek to the smallest offset stored *with* them,
+and commit only after a checkpoint; faust manages positions and commits itself (its
+offsets would fight the checkpoints'), so the simple, explicit consumer is the safer tool here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -28,12 +29,44 @@ from services.common.metrics import Metrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
-from services.learner.runtime import PartitionState
+from services.learner.runtime import PartitionMark, PartitionState, StreamTrack
 from services.learner.settings import LearnerSettings
-from services.registry.client import AliasConflict, FrozenModel, Registry
+from services.registry.client import AliasConflict, CheckpointItem, FrozenModel, Registry
 
 log = logging.getLogger(__name__)
 OWNER = "learner"
+KEY_LIMIT = 300  # the registry's checkpoint key column
+
+
+def partition_key(group: str, topic: str, partition: int) -> str:
+    """The key of a partition's mark (before per-stream checkpoints: its whole state);
+    its streams' checkpoints are under ``KEY/streams/``."""
+    return f"{group}/{topic}/{partition}"
+
+
+def stream_key(key: str, stream: str) -> str:
+    """The key of a stream's checkpoint under the partition ``key``."""
+    name = f"{key}/streams/{stream}"
+    if len(name) <= KEY_LIMIT:
+        return name
+    return f"{key}/streams/#{hashlib.sha256(stream.encode()).hexdigest()}"  # name in meta
+
+
+def restore(registry: Registry, *, key: str, topic: str, partition: int) -> PartitionState | None:
+    """A partition's state from its newest mark and stream checkpoints (None: none)."""
+    mark = registry.load_checkpoint(owner=OWNER, key=key)
+    streams: dict[str, tuple[StreamTrack, int]] = {}
+    for cp in registry.load_checkpoints(owner=OWNER, prefix=f"{key}/streams/"):
+        stream = cp.meta.get("stream")
+        if isinstance(cp.state, StreamTrack) and isinstance(stream, str):
+            streams[stream] = (cp.state, int(cp.offsets[str(partition)]))
+    state = mark.state if mark is not None else None
+    return PartitionState.resume(
+        topic,
+        partition,
+        mark=state if isinstance(state, PartitionMark | PartitionState) else None,
+        streams=streams,
+    )
 
 
 class Learner:
@@ -98,16 +131,23 @@ class Learner:
     # -- partitions -----------------------------------------------------------------
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
-        """Restore each partition's checkpoint and seek to the offset stored with it."""
+        """Restore each partition's stream checkpoints and seek to the smallest offset
+        among them (each stream skips what it already learned)."""
         for tp in partitions:
-            cp = self.registry.load_checkpoint(owner=OWNER, key=self._key(tp.partition))
-            if cp is not None and isinstance(cp.state, PartitionState):
-                self.states[tp.partition] = cp.state
-                self.consumer.seek(tp, cp.state.next_offset)
-                for stream, track in cp.state.streams.items():
+            state = restore(
+                self.registry, key=self._key(tp.partition), topic=tp.topic, partition=tp.partition
+            )
+            if state is not None:
+                self.states[tp.partition] = state
+                self.consumer.seek(tp, state.next_offset)
+                if state.changed:  # a whole-partition checkpoint: superseded at the next
+                    self.dirty.add(tp.partition)
+                for stream, track in state.streams.items():
                     self._examples_gauge(stream).set(track.learner.examples_seen)
                 log.info(
-                    "restored checkpoint", extra=at(tp.topic, tp.partition, cp.state.next_offset)
+                    "restored %d stream checkpoint(s)",
+                    len(state.streams),
+                    extra=at(tp.topic, tp.partition, state.next_offset),
                 )
             else:
                 self.states[tp.partition] = PartitionState(tp.topic, tp.partition)
@@ -128,7 +168,7 @@ class Learner:
                     self.stream_examples.remove(stream)  # its new owner reports it
 
     def _key(self, partition: int) -> str:
-        return f"{self.service.group_id}/{self.valid}/{partition}"
+        return partition_key(self.service.group_id, self.valid, partition)
 
     # -- the loop -------------------------------------------------------------------
 
@@ -352,8 +392,10 @@ class Learner:
     # -- checkpoints ----------------------------------------------------------------
 
     def checkpoint(self, partitions: set[int]) -> None:
-        """Flush outputs, then save each partition's state with its next offset, then
-        commit those offsets to the group (for monitoring: the checkpoint is the truth)."""
+        """Flush outputs; save the checkpoint of every stream that changed (its state and
+        the partition's next offset), then the partition's mark; then commit the
+        partitions' offsets to the group (for monitoring: the checkpoints are the truth;
+        the offset committed is never past any stream's)."""
         started = time.perf_counter()
         self.producer.flush()
         commits = {}
@@ -361,16 +403,32 @@ class Learner:
             state = self.states.get(p)
             if state is None:
                 continue
+            changed = sorted(state.changed & state.streams.keys())
+            offsets = {str(p): state.next_offset}
+            if changed:
+                self.registry.save_checkpoints(
+                    owner=OWNER,
+                    items=[
+                        CheckpointItem(
+                            key=stream_key(self._key(p), stream),
+                            state=state.streams[stream],
+                            offsets=offsets,
+                            meta={
+                                "stream": stream,
+                                "examples": state.streams[stream].learner.examples_seen,
+                            },
+                        )
+                        for stream in changed
+                    ],
+                )
             self.registry.save_checkpoint(
                 owner=OWNER,
                 key=self._key(p),
-                state=state,
-                offsets={str(p): state.next_offset},
-                meta={
-                    "streams": {s: t.learner.examples_seen for s, t in state.streams.items()},
-                    "duplicates": state.duplicates,
-                },
+                state=state.mark(),
+                offsets=offsets,
+                meta={"streams_saved": len(changed), "streams": len(state.streams)},
             )
+            state.changed.clear()
             commits[TopicPartition(self.valid, p)] = OffsetAndMetadata(state.next_offset, "", -1)
         if commits:
             try:

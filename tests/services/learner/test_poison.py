@@ -267,7 +267,10 @@ def test_the_examples_gauge_starts_from_a_restored_checkpoint(
     for offset in range(25):
         state.handle(example(offset), offset=offset, config=config())
     checkpoint = SimpleNamespace(state=state)
-    learner.registry = SimpleNamespace(load_checkpoint=lambda **kw: checkpoint)  # type: ignore[assignment]
+    learner.registry = SimpleNamespace(  # type: ignore[assignment]
+        load_checkpoint=lambda **kw: checkpoint,  # a whole-partition checkpoint (before)
+        load_checkpoints=lambda **kw: [],
+    )
     learner.consumer = SimpleNamespace(seek=lambda tp, offset: None)
 
     learner.assigned([TopicPartition("p.examples.valid", 2)])
