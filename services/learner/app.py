@@ -82,6 +82,8 @@ class Learner:
         self.valid = self.topics.name("examples.valid")
         self.states: dict[int, PartitionState] = {}
         self.dirty: set[int] = set()
+        self._changed_since: dict[tuple[int, str], float] = {}  # first seen changed
+        self._saved_examples: dict[tuple[int, str], int] = {}  # examples at its last save
         self._learned: dict[str, Any] = {}  # per-stream counter children, looked up once
         self.member = f"{socket.gethostname()}:{os.getpid()}"
         self.since_checkpoint = 0
@@ -140,10 +142,11 @@ class Learner:
             if state is not None:
                 self.states[tp.partition] = state
                 self.consumer.seek(tp, state.next_offset)
-                if state.changed:  # a whole-partition checkpoint: superseded at the next
+                if state.must_save:  # a whole-partition checkpoint: superseded at the next
                     self.dirty.add(tp.partition)
                 for stream, track in state.streams.items():
                     self._examples_gauge(stream).set(track.learner.examples_seen)
+                    self._saved_examples[tp.partition, stream] = track.learner.examples_seen
                 log.info(
                     "restored %d stream checkpoint(s)",
                     len(state.streams),
@@ -159,10 +162,13 @@ class Learner:
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """Checkpoint what is being handed over, then forget it."""
-        self.checkpoint({tp.partition for tp in partitions} & self.dirty)
+        self.checkpoint({tp.partition for tp in partitions} & self.dirty, everything=True)
         for tp in partitions:
             gone = self.states.pop(tp.partition, None)
             self.dirty.discard(tp.partition)
+            for key in [k for k in self._saved_examples if k[0] == tp.partition]:
+                self._saved_examples.pop(key, None)
+                self._changed_since.pop(key, None)
             for stream in gone.streams if gone is not None else ():
                 if self._seen_gauges.pop(stream, None) is not None:
                     self.stream_examples.remove(stream)  # its new owner reports it
@@ -201,7 +207,7 @@ class Learner:
             )
             if due:
                 self.checkpoint(set(self.dirty))
-        self.checkpoint(set(self.dirty))
+        self.checkpoint(set(self.dirty), everything=True)
 
     def _one(self, state: PartitionState, record: Any) -> None:
         try:
@@ -391,21 +397,30 @@ class Learner:
 
     # -- checkpoints ----------------------------------------------------------------
 
-    def checkpoint(self, partitions: set[int]) -> None:
-        """Flush outputs; save the checkpoint of every stream that changed (its state and
-        the partition's next offset), then the partition's mark; then commit the
-        partitions' offsets to the group (for monitoring: the checkpoints are the truth;
-        the offset committed is never past any stream's)."""
+    def checkpoint(self, partitions: set[int], *, everything: bool = False) -> None:
+        """Flush outputs; save the checkpoint of every stream that changed and is due (its
+        state and the partition's next offset), then the partition's mark; then commit
+        the marks' offsets to the group (for monitoring: the checkpoints are the truth,
+        and the mark is never past a stream's unsaved change).
+
+        A changed stream is due when ``everything`` is asked (stop, revocation), when it
+        learned ``checkpoint_every`` examples since its last checkpoint, or when its
+        change is ``checkpoint_interval_s`` old (seen changed by an earlier checkpoint):
+        a stream that gets a few examples now and then is not written at every
+        checkpoint. A partition with changes left unsaved stays dirty.
+        """
         started = time.perf_counter()
+        now = time.monotonic()
         self.producer.flush()
         commits = {}
+        unsaved = set()
         for p in sorted(partitions):
             state = self.states.get(p)
             if state is None:
                 continue
-            changed = sorted(state.changed & state.streams.keys())
+            due = [s for s in sorted(state.changed) if everything or self._due(state, s, now)]
             offsets = {str(p): state.next_offset}
-            if changed:
+            if due:
                 self.registry.save_checkpoints(
                     owner=OWNER,
                     items=[
@@ -418,18 +433,24 @@ class Learner:
                                 "examples": state.streams[stream].learner.examples_seen,
                             },
                         )
-                        for stream in changed
+                        for stream in due
                     ],
                 )
+                state.saved(due)
+                for stream in due:
+                    self._changed_since.pop((p, stream), None)
+                    self._saved_examples[p, stream] = state.streams[stream].learner.examples_seen
+            mark = state.mark()
             self.registry.save_checkpoint(
                 owner=OWNER,
                 key=self._key(p),
-                state=state.mark(),
-                offsets=offsets,
-                meta={"streams_saved": len(changed), "streams": len(state.streams)},
+                state=mark,
+                offsets={str(p): mark.next_offset},
+                meta={"streams_saved": len(due), "streams_unsaved": len(state.changed)},
             )
-            state.changed.clear()
-            commits[TopicPartition(self.valid, p)] = OffsetAndMetadata(state.next_offset, "", -1)
+            if state.changed:
+                unsaved.add(p)
+            commits[TopicPartition(self.valid, p)] = OffsetAndMetadata(mark.next_offset, "", -1)
         if commits:
             try:
                 self.consumer.commit(commits)
@@ -437,10 +458,20 @@ class Learner:
                 if is_fenced(exc):  # another replica runs under this instance id: stop
                     raise
                 log.warning("offset commit failed (checkpoint saved): %s", exc)
-        self.dirty -= partitions
+        self.dirty = (self.dirty - partitions) | unsaved
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         self.checkpoints.observe(time.perf_counter() - started)
+
+    def _due(self, state: PartitionState, stream: str, now: float) -> bool:
+        if stream in state.must_save:
+            return True
+        key = (state.partition, stream)
+        learned = state.streams[stream].learner.examples_seen - self._saved_examples.get(key, 0)
+        if learned >= self.service.checkpoint_every:
+            return True
+        since = self._changed_since.setdefault(key, now)
+        return now - since >= self.service.checkpoint_interval_s
 
     def close(self) -> None:
         """Close every client."""

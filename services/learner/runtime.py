@@ -1,11 +1,13 @@
 """What the learner keeps per partition of the valid topic, and what one example does.
 
 Pure: no Kafka, no registry. The edge checkpoints each stream's :class:`StreamTrack`
-(signed) with the offset of the next record it has not learned, only for the streams
-that changed since their last checkpoint (:attr:`PartitionState.changed`), then a small
-:class:`PartitionMark` with the partition's position. :meth:`PartitionState.resume`
-rebuilds the state from them: the partition restarts at the smallest stream offset and
-each stream skips what it already learned, so no example is lost and none learned twice.
+(signed) with the offset of the next record it has not learned, only for streams that
+changed since their last checkpoint (:attr:`PartitionState.changed`) and not necessarily
+all of them at once, then a small :class:`PartitionMark`: the partition's position, held
+back to the first record of any stream whose change is not saved yet.
+:meth:`PartitionState.resume` rebuilds the state from them: the partition restarts at
+the smallest offset among its streams and the mark, and each stream skips what it
+already learned, so no example is lost and none learned twice.
 
 The valid topic is not trusted: an example that breaks its stream's spec is refused
 (:attr:`Handled.rejected`, for the edge to dead-letter) and neither learned nor
@@ -15,7 +17,7 @@ still learned.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -112,9 +114,9 @@ class Handled:
 class PartitionMark:
     """The partition-wide part of a checkpoint, saved after its streams' checkpoints.
 
-    Every stream whose checkpoint is older than the mark had no record in between (it
-    would have changed, and been saved before the mark), so its state holds up to
-    ``next_offset`` as well.
+    ``next_offset`` is no later than the first record of any stream whose change was
+    not saved, so every stream whose checkpoint is older than the mark had no record in
+    between: its state holds up to ``next_offset`` as well.
     """
 
     topic: str
@@ -133,8 +135,12 @@ class PartitionState:
     next_offset: int = 0
     streams: dict[str, StreamTrack] = field(default_factory=dict)
     duplicates: int = 0
-    changed: set[str] = field(default_factory=set)
-    """Streams whose state changed since their last checkpoint."""
+    changed: dict[str, int] = field(default_factory=dict)
+    """Streams whose state changed since their last checkpoint: the offset of the first
+    record that changed it."""
+    must_save: set[str] = field(default_factory=set)
+    """Streams restored from a whole-partition checkpoint: saved at the next checkpoint
+    whatever its cadence (the mark supersedes the whole-partition checkpoint)."""
 
     @classmethod
     def resume(
@@ -149,8 +155,8 @@ class PartitionState:
 
         ``streams``: each stream's newest checkpoint and the offset stored with it;
         ``mark``: the partition's newest mark, or a whole-partition state as checkpointed
-        before checkpoints were per stream (its streams are then all marked changed, so
-        the next checkpoint supersedes it; a stream's own checkpoint wins when newer).
+        before checkpoints were per stream (its streams must then be saved by the next
+        checkpoint, which supersedes it; a stream's own checkpoint wins when newer).
         ``next_offset`` is where to seek: the smallest offset among the streams, a
         stream with no checkpoint counting as at the mark (at 0 without a mark).
 
@@ -162,10 +168,10 @@ class PartitionState:
         tracks: dict[str, tuple[StreamTrack, int]] = {}
         floor = 0
         duplicates = 0
-        changed: set[str] = set()
+        changed: dict[str, int] = {}
         if isinstance(mark, PartitionState):  # one checkpoint per partition (before)
             tracks = {s: (t, mark.next_offset) for s, t in mark.streams.items()}
-            changed = set(mark.streams)
+            changed = dict.fromkeys(mark.streams, mark.next_offset)
             duplicates = mark.duplicates
         elif mark is not None:
             floor = mark.next_offset
@@ -173,10 +179,11 @@ class PartitionState:
         for stream, (track, offset) in streams.items():
             if stream not in tracks or offset >= tracks[stream][1]:
                 tracks[stream] = (track, offset)
-                changed.discard(stream)
+                changed.pop(stream, None)
         if mark is None and not tracks:
             return None
         state = cls(topic, partition, duplicates=duplicates, changed=changed)
+        state.must_save = set(changed)
         for stream, (track, offset) in tracks.items():
             track.ids()
             track.resume_at = max(offset, floor)
@@ -227,17 +234,17 @@ class PartitionState:
                 online_version=track.online_version if track else None,
             )
             self.streams[example.stream] = track
-            self.changed.add(example.stream)
+            self.changed.setdefault(example.stream, offset)
             rebuilt = True
         if track.checked_config_version != config.version:
             track.checked_config_version = config.version
-            self.changed.add(example.stream)
+            self.changed.setdefault(example.stream, offset)
         if not track.remember(example.example_id, dedupe_window):
             self.duplicates += 1
             track.duplicates += 1
-            self.changed.add(example.stream)
+            self.changed.setdefault(example.stream, offset)
             return Handled(stream=example.stream, learned=False, duplicate=True)
-        self.changed.add(example.stream)
+        self.changed.setdefault(example.stream, offset)
         try:
             outcome = track.learner.process(example.features, example.label)
         except Exception:
@@ -308,13 +315,19 @@ class PartitionState:
             rebuilt=rebuilt,
         )
 
+    def saved(self, streams: Iterable[str]) -> None:
+        """Note that ``streams`` were checkpointed as they are now."""
+        for stream in streams:
+            self.changed.pop(stream, None)
+            self.must_save.discard(stream)
+
     def mark(self) -> PartitionMark:
-        """The partition-wide part of a checkpoint, saved after the streams' (the
-        redeliveries that no stream counts are those a whole-partition one counted)."""
+        """The partition-wide part of a checkpoint, saved after the streams': the
+        position, held back to the first record of any change not saved (and the
+        redeliveries no stream counts: those a whole-partition checkpoint counted)."""
         counted = sum(t.duplicates for t in self.streams.values())
-        return PartitionMark(
-            self.topic, self.partition, self.next_offset, self.duplicates - counted
-        )
+        position = min([self.next_offset, *self.changed.values()])
+        return PartitionMark(self.topic, self.partition, position, self.duplicates - counted)
 
     def version_key(self, stream: str) -> str:
         """The idempotency key of the stream's online version at its current count.

@@ -34,14 +34,14 @@ def whole_partition_state(
     topic: str, partition: int, cfg_: StreamConfig, data: list[LabelledExample]
 ) -> PartitionState:
     """A partition's state as the learner pickled it before checkpoints were per stream:
-    ids in an OrderedDict, no per-stream offsets or counts, no set of changed streams."""
+    ids in an OrderedDict, no per-stream offsets or counts, no record of changed streams."""
     state = PartitionState(topic, partition)
     for offset, example in enumerate(data):
         state.handle(example, offset=offset, config=cfg_)
     for track in state.streams.values():
         track.seen = OrderedDict.fromkeys(e.example_id for e in data)  # type: ignore[assignment]
         del track.resume_at, track.duplicates
-    del state.changed
+    del state.changed, state.must_save
     return state
 
 

@@ -1,6 +1,7 @@
-"""Learner.checkpoint: one checkpoint per stream, only for the streams that changed, then
-the partition's mark; the offset committed to the group is never past a stream's. The
-Kafka clients are replaced (no broker here); the registry is real (SQLite)."""
+"""Learner.checkpoint: one checkpoint per stream, only for the streams that changed and
+are due, then the partition's mark, held back to any change not saved; the offset
+committed to the group is the mark's. The Kafka clients are replaced (no broker here);
+the registry is real (SQLite)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ def learner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[learner
         env={}, topic_prefix="p.", data_dir=tmp_path, signing_key="k" * 24, signing_key_id="k1"
     )
     registry = Registry.open(settings, relay=False)
-    service = LearnerSettings(group_id=f"g-{uuid.uuid4().hex[:8]}")
+    service = LearnerSettings(
+        group_id=f"g-{uuid.uuid4().hex[:8]}", checkpoint_every=10, checkpoint_interval_s=3600
+    )
     learner = learner_app.Learner(settings, service, registry)
     learner.configs.configs["t"] = config().model_copy(update={"stream": "t"})  # type: ignore[attr-defined]
     yield learner
@@ -81,3 +84,34 @@ def test_only_the_streams_that_changed_are_checkpointed(learner: learner_app.Lea
     restored = restore(registry, key=key, topic=TOPIC, partition=0)
     assert restored is not None and restored.next_offset == 30  # t is current to the mark
     assert {s: t.learner.examples_seen for s, t in restored.streams.items()} == {"s": 20, "t": 10}
+
+
+def test_a_stream_not_due_holds_the_mark_back_and_is_saved_on_stop(
+    learner: learner_app.Learner,
+) -> None:
+    registry = learner.registry
+    state = learner.states[0] = PartitionState(TOPIC, 0)
+    key = partition_key(learner.service.group_id, TOPIC, 0)
+    prefix = f"{key}/streams/"
+    feed(learner, state, range(0, 10), "s")  # due: checkpoint_every examples
+    feed(learner, state, range(10, 13), "t")  # 3 examples, an hour before it is due
+    feed(learner, state, range(13, 23), "s")
+    learner.checkpoint({0})
+    saved = {cp.key: cp.offsets for cp in registry.load_checkpoints(owner=OWNER, prefix=prefix)}
+    assert saved == {f"{prefix}s": {"0": 23}}
+    mark = registry.load_checkpoint(owner=OWNER, key=key)
+    assert mark is not None and mark.state.next_offset == 10  # t's first unsaved record
+    (committed,) = learner.consumer.committed.values()
+    assert committed.offset == 10
+    assert 0 in learner.dirty  # t is still to be saved
+
+    restored = restore(registry, key=key, topic=TOPIC, partition=0)
+    assert restored is not None and restored.next_offset == 10
+    assert restored.streams["s"].resume_at == 23 and "t" not in restored.streams
+
+    learner.checkpoint({0}, everything=True)  # stop or revocation
+    mark = registry.load_checkpoint(owner=OWNER, key=key)
+    assert mark is not None and mark.state.next_offset == 23
+    restored = restore(registry, key=key, topic=TOPIC, partition=0)
+    assert restored is not None and restored.next_offset == 23
+    assert {s: t.learner.examples_seen for s, t in restored.streams.items()} == {"s": 20, "t": 3}

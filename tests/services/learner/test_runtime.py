@@ -168,13 +168,15 @@ def test_only_streams_that_changed_are_marked() -> None:
         state.handle(example, offset=offset, config=config)
     t = examples[3].model_copy(update={"stream": "t"})
     state.handle(t, offset=3, config=other)
-    assert state.changed == {"s", "t"}
-    state.changed.clear()
+    assert state.changed == {"s": 0, "t": 3}  # the first record that changed each
+    assert state.mark().next_offset == 0  # held back to the first unsaved change
+    state.saved(["s", "t"])
+    assert state.mark().next_offset == 4
     state.handle(examples[1], offset=4, config=config)  # a redelivery: counted by s
-    assert state.changed == {"s"} and state.streams["s"].duplicates == 1
-    state.changed.clear()
+    assert state.changed == {"s": 4} and state.streams["s"].duplicates == 1
+    state.saved(["s"])
     state.handle(examples[4], offset=5, config=config)
-    assert state.changed == {"s"}
+    assert state.changed == {"s": 5}
 
 
 def tracks_of(state: PartitionState) -> dict[str, tuple[StreamTrack, int]]:
@@ -236,22 +238,23 @@ def test_an_idle_stream_is_current_up_to_the_mark() -> None:
     mark = PartitionMark("valid", 0, 25)
     restored = PartitionState.resume("valid", 0, mark=mark, streams=saved)
     assert restored is not None and restored.next_offset == 25
-    assert restored.changed == set()
+    assert restored.changed == {} and not restored.must_save
 
 
 def test_a_whole_partition_checkpoint_still_restores_and_is_superseded() -> None:
     examples = two_streams(30)
     state = PartitionState(topic="valid", partition=0)
     learned(state, examples[:10], 0)
-    legacy = pickle.loads(pickle.dumps(replace(state, changed=set())))  # noqa: S301
-    del legacy.changed  # pickled before the field existed
+    legacy = pickle.loads(pickle.dumps(replace(state, changed={})))  # noqa: S301
+    del legacy.changed, legacy.must_save  # pickled before the fields existed
     restored = PartitionState.resume("valid", 0, mark=legacy, streams={})
     assert restored is not None and restored.next_offset == 10
-    assert restored.changed == {"s", "t"}  # all written at the next checkpoint
+    assert restored.must_save == {"s", "t"}  # all written at the next checkpoint
+    assert restored.mark().next_offset == 10
     assert learned(restored, examples, 10) == list(range(10, 30))
     # a stream checkpoint newer than the whole-partition one wins
     newer = PartitionState.resume("valid", 0, mark=legacy, streams={"s": tracks_of(restored)["s"]})
-    assert newer is not None and newer.changed == {"t"} and newer.next_offset == 10
+    assert newer is not None and newer.must_save == {"t"} and newer.next_offset == 10
     assert newer.streams["s"].resume_at == 30
 
 
