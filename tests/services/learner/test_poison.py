@@ -277,6 +277,6 @@ def test_the_examples_gauge_starts_from_a_restored_checkpoint(
     assert sample(learner, "learner_stream_examples", stream="s") == 25
     assert sample(learner, "learner_examples_total", stream="s") is None  # none this run
 
-    learner.checkpoint = lambda partitions: None  # type: ignore[method-assign]
+    learner.checkpoint = lambda partitions, **kw: None  # type: ignore[method-assign]
     learner.revoked([TopicPartition("p.examples.valid", 2)])
     assert sample(learner, "learner_stream_examples", stream="s") is None  # its owner's now
