@@ -11,7 +11,16 @@ from bench.harness import Result, emit
 from bench.results import write
 from services.common.logs import configure_logging
 
-BENCHES = ("roundtrip", "validator", "learner", "hotswap", "retrain", "restart", "storage")
+BENCHES = (
+    "roundtrip",
+    "validator",
+    "learner",
+    "fanout",
+    "hotswap",
+    "retrain",
+    "restart",
+    "storage",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,13 +2,14 @@
 and signed checkpoints out.
 
 It consumes with kafka-python rather than faust: on every assignment it must restore
-each partition's checkpoint and seek to the offset stored *with* it, and commit only
-after a checkpoint; faust manages positions and commits itself (its offsets would fight
-the checkpoint's), so the simple, explicit consumer is the safer tool here.
+each partition's stream checkpoints and seek to the smallest offset stored *with* them,
+and commit only after a checkpoint; faust manages positions and commits itself (its
+offsets would fight the checkpoints'), so the simple, explicit consumer is the safer tool here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -28,12 +29,44 @@ from services.common.metrics import Metrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
-from services.learner.runtime import PartitionState
+from services.learner.runtime import PartitionMark, PartitionState, StreamTrack
 from services.learner.settings import LearnerSettings
-from services.registry.client import AliasConflict, FrozenModel, Registry
+from services.registry.client import AliasConflict, CheckpointItem, FrozenModel, Registry
 
 log = logging.getLogger(__name__)
 OWNER = "learner"
+KEY_LIMIT = 300  # the registry's checkpoint key column
+
+
+def partition_key(group: str, topic: str, partition: int) -> str:
+    """The key of a partition's mark (before per-stream checkpoints: its whole state);
+    its streams' checkpoints are under ``KEY/streams/``."""
+    return f"{group}/{topic}/{partition}"
+
+
+def stream_key(key: str, stream: str) -> str:
+    """The key of a stream's checkpoint under the partition ``key``."""
+    name = f"{key}/streams/{stream}"
+    if len(name) <= KEY_LIMIT:
+        return name
+    return f"{key}/streams/#{hashlib.sha256(stream.encode()).hexdigest()}"  # name in meta
+
+
+def restore(registry: Registry, *, key: str, topic: str, partition: int) -> PartitionState | None:
+    """A partition's state from its newest mark and stream checkpoints (None: none)."""
+    mark = registry.load_checkpoint(owner=OWNER, key=key)
+    streams: dict[str, tuple[StreamTrack, int]] = {}
+    for cp in registry.load_checkpoints(owner=OWNER, prefix=f"{key}/streams/"):
+        stream = cp.meta.get("stream")
+        if isinstance(cp.state, StreamTrack) and isinstance(stream, str):
+            streams[stream] = (cp.state, int(cp.offsets[str(partition)]))
+    state = mark.state if mark is not None else None
+    return PartitionState.resume(
+        topic,
+        partition,
+        mark=state if isinstance(state, PartitionMark | PartitionState) else None,
+        streams=streams,
+    )
 
 
 class Learner:
@@ -49,6 +82,8 @@ class Learner:
         self.valid = self.topics.name("examples.valid")
         self.states: dict[int, PartitionState] = {}
         self.dirty: set[int] = set()
+        self._changed_since: dict[tuple[int, str], float] = {}  # first seen changed
+        self._saved_examples: dict[tuple[int, str], int] = {}  # examples at its last save
         self._learned: dict[str, Any] = {}  # per-stream counter children, looked up once
         self._learned_now: dict[str, int] = {}  # learned in this poll, per stream
         self._seen_now: dict[str, int] = {}  # the stream's example count after this poll
@@ -100,16 +135,24 @@ class Learner:
     # -- partitions -----------------------------------------------------------------
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
-        """Restore each partition's checkpoint and seek to the offset stored with it."""
+        """Restore each partition's stream checkpoints and seek to the smallest offset
+        among them (each stream skips what it already learned)."""
         for tp in partitions:
-            cp = self.registry.load_checkpoint(owner=OWNER, key=self._key(tp.partition))
-            if cp is not None and isinstance(cp.state, PartitionState):
-                self.states[tp.partition] = cp.state
-                self.consumer.seek(tp, cp.state.next_offset)
-                for stream, track in cp.state.streams.items():
+            state = restore(
+                self.registry, key=self._key(tp.partition), topic=tp.topic, partition=tp.partition
+            )
+            if state is not None:
+                self.states[tp.partition] = state
+                self.consumer.seek(tp, state.next_offset)
+                if state.must_save:  # a whole-partition checkpoint: superseded at the next
+                    self.dirty.add(tp.partition)
+                for stream, track in state.streams.items():
                     self._examples_gauge(stream).set(track.learner.examples_seen)
+                    self._saved_examples[tp.partition, stream] = track.learner.examples_seen
                 log.info(
-                    "restored checkpoint", extra=at(tp.topic, tp.partition, cp.state.next_offset)
+                    "restored %d stream checkpoint(s)",
+                    len(state.streams),
+                    extra=at(tp.topic, tp.partition, state.next_offset),
                 )
             else:
                 self.states[tp.partition] = PartitionState(tp.topic, tp.partition)
@@ -121,16 +164,19 @@ class Learner:
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """Checkpoint what is being handed over, then forget it."""
-        self.checkpoint({tp.partition for tp in partitions} & self.dirty)
+        self.checkpoint({tp.partition for tp in partitions} & self.dirty, everything=True)
         for tp in partitions:
             gone = self.states.pop(tp.partition, None)
             self.dirty.discard(tp.partition)
+            for key in [k for k in self._saved_examples if k[0] == tp.partition]:
+                self._saved_examples.pop(key, None)
+                self._changed_since.pop(key, None)
             for stream in gone.streams if gone is not None else ():
                 if self._seen_gauges.pop(stream, None) is not None:
                     self.stream_examples.remove(stream)  # its new owner reports it
 
     def _key(self, partition: int) -> str:
-        return f"{self.service.group_id}/{self.valid}/{partition}"
+        return partition_key(self.service.group_id, self.valid, partition)
 
     # -- the loop -------------------------------------------------------------------
 
@@ -164,7 +210,7 @@ class Learner:
             )
             if due:
                 self.checkpoint(set(self.dirty))
-        self.checkpoint(set(self.dirty))
+        self.checkpoint(set(self.dirty), everything=True)
 
     def _one(self, state: PartitionState, record: Any) -> None:
         try:
@@ -364,27 +410,60 @@ class Learner:
 
     # -- checkpoints ----------------------------------------------------------------
 
-    def checkpoint(self, partitions: set[int]) -> None:
-        """Flush outputs, then save each partition's state with its next offset, then
-        commit those offsets to the group (for monitoring: the checkpoint is the truth)."""
+    def checkpoint(self, partitions: set[int], *, everything: bool = False) -> None:
+        """Flush outputs; save the checkpoint of every stream that changed and is due (its
+        state and the partition's next offset), then the partition's mark; then commit
+        the marks' offsets to the group (for monitoring: the checkpoints are the truth,
+        and the mark is never past a stream's unsaved change).
+
+        A changed stream is due when ``everything`` is asked (stop, revocation), when it
+        learned ``checkpoint_every`` examples since its last checkpoint, or when its
+        change is ``checkpoint_interval_s`` old (seen changed by an earlier checkpoint):
+        a stream that gets a few examples now and then is not written at every
+        checkpoint. A partition with changes left unsaved stays dirty.
+        """
         started = time.perf_counter()
+        now = time.monotonic()
         self.producer.flush()
         commits = {}
+        unsaved = set()
         for p in sorted(partitions):
             state = self.states.get(p)
             if state is None:
                 continue
+            due = [s for s in sorted(state.changed) if everything or self._due(state, s, now)]
+            offsets = {str(p): state.next_offset}
+            if due:
+                self.registry.save_checkpoints(
+                    owner=OWNER,
+                    items=[
+                        CheckpointItem(
+                            key=stream_key(self._key(p), stream),
+                            state=state.streams[stream],
+                            offsets=offsets,
+                            meta={
+                                "stream": stream,
+                                "examples": state.streams[stream].learner.examples_seen,
+                            },
+                        )
+                        for stream in due
+                    ],
+                )
+                state.saved(due)
+                for stream in due:
+                    self._changed_since.pop((p, stream), None)
+                    self._saved_examples[p, stream] = state.streams[stream].learner.examples_seen
+            mark = state.mark()
             self.registry.save_checkpoint(
                 owner=OWNER,
                 key=self._key(p),
-                state=state,
-                offsets={str(p): state.next_offset},
-                meta={
-                    "streams": {s: t.learner.examples_seen for s, t in state.streams.items()},
-                    "duplicates": state.duplicates,
-                },
+                state=mark,
+                offsets={str(p): mark.next_offset},
+                meta={"streams_saved": len(due), "streams_unsaved": len(state.changed)},
             )
-            commits[TopicPartition(self.valid, p)] = OffsetAndMetadata(state.next_offset, "", -1)
+            if state.changed:
+                unsaved.add(p)
+            commits[TopicPartition(self.valid, p)] = OffsetAndMetadata(mark.next_offset, "", -1)
         if commits:
             try:
                 self.consumer.commit(commits)
@@ -392,10 +471,20 @@ class Learner:
                 if is_fenced(exc):  # another replica runs under this instance id: stop
                     raise
                 log.warning("offset commit failed (checkpoint saved): %s", exc)
-        self.dirty -= partitions
+        self.dirty = (self.dirty - partitions) | unsaved
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         self.checkpoints.observe(time.perf_counter() - started)
+
+    def _due(self, state: PartitionState, stream: str, now: float) -> bool:
+        if stream in state.must_save:
+            return True
+        key = (state.partition, stream)
+        learned = state.streams[stream].learner.examples_seen - self._saved_examples.get(key, 0)
+        if learned >= self.service.checkpoint_every:
+            return True
+        since = self._changed_since.setdefault(key, now)
+        return now - since >= self.service.checkpoint_interval_s
 
     def close(self) -> None:
         """Close every client."""

@@ -1,8 +1,13 @@
 """What the learner keeps per partition of the valid topic, and what one example does.
 
-Pure: no Kafka, no registry. :class:`PartitionState` is picklable; the edge checkpoints
-it (signed) together with the partition's next offset, so a restored state continues
-exactly where it stopped: no example lost, none learned twice.
+Pure: no Kafka, no registry. The edge checkpoints each stream's :class:`StreamTrack`
+(signed) with the offset of the next record it has not learned, only for streams that
+changed since their last checkpoint (:attr:`PartitionState.changed`) and not necessarily
+all of them at once, then a small :class:`PartitionMark`: the partition's position, held
+back to the first record of any stream whose change is not saved yet.
+:meth:`PartitionState.resume` rebuilds the state from them: the partition restarts at
+the smallest offset among its streams and the mark, and each stream skips what it
+already learned, so no example is lost and none learned twice.
 
 The valid topic is not trusted: an example that breaks its stream's spec is refused
 (:attr:`Handled.rejected`, for the edge to dead-letter) and neither learned nor
@@ -12,9 +17,10 @@ still learned.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from schemas import (
     DriftDetected,
@@ -28,6 +34,7 @@ from schemas import (
 from schemas.lineage import Lineage, OffsetRange
 from services.common.conformance import nonconformance
 from services.learner.core import Outcome, StreamLearner
+from services.learner.ids import IdWindow
 
 DEDUPE_WINDOW = 100_000
 """Example ids remembered per stream (``DRIFTLINE_LEARNER_DEDUPE_WINDOW``)."""
@@ -41,12 +48,15 @@ class StreamTrack:
     learner_id: str  # config version and first offset: names this learner in version keys
     config_version: int
     first_offset: int
-    seen: OrderedDict[str, None] = field(default_factory=OrderedDict)  # ids, oldest first
+    seen: IdWindow = field(default_factory=IdWindow)  # ids (as digests), oldest first
     first_event_time: datetime | None = None
     last_event_time: datetime | None = None
     last_offset: int = -1
     online_version: int | None = None
     checked_config_version: int | None = None  # the newest config compared with the learner
+    resume_at: int = 0
+    """Records of this stream below this offset are already learned (after a restore)."""
+    duplicates: int = 0  # redeliveries skipped
 
     def remember(self, example_id: str, limit: int) -> bool:
         """Note ``example_id``; False when it was already among the last ``limit`` noted.
@@ -55,15 +65,16 @@ class StreamTrack:
         bounded memory de-duplicates them while the checkpoint stays the same size however
         long the stream runs.
         """
-        seen = self.seen
-        if not isinstance(seen, OrderedDict):  # a checkpoint from before the bound
-            seen = self.seen = OrderedDict.fromkeys(sorted(seen))
-        if example_id in seen:
-            return False
-        seen[example_id] = None
-        while len(seen) > limit:
-            seen.popitem(last=False)  # O(1); deleting a plain dict's first key is not
-        return True
+        return self.ids().remember(example_id, limit)
+
+    def ids(self) -> IdWindow:
+        """The id window, converted from an older checkpoint's layout on first use (an
+        OrderedDict of ids, oldest first, or before the bound a set)."""
+        seen: Any = self.seen
+        if isinstance(seen, IdWindow):
+            return seen
+        window = self.seen = IdWindow(seen if isinstance(seen, dict) else sorted(seen))
+        return window
 
     def lineage(self, topic: str, partition: int) -> Lineage:
         """The offsets and event times this learner has learned from (half-open range)."""
@@ -99,6 +110,22 @@ class Handled:
     """Why the example was refused (it breaks the stream's spec), with a detail."""
 
 
+@dataclass(frozen=True)
+class PartitionMark:
+    """The partition-wide part of a checkpoint, saved after its streams' checkpoints.
+
+    ``next_offset`` is no later than the first record of any stream whose change was
+    not saved, so every stream whose checkpoint is older than the mark had no record in
+    between: its state holds up to ``next_offset`` as well.
+    """
+
+    topic: str
+    partition: int
+    next_offset: int
+    duplicates: int = 0
+    """Redeliveries counted by no stream's checkpoint (those of a whole-partition one)."""
+
+
 @dataclass
 class PartitionState:
     """Every stream learner of one partition, its de-duplication ids and its position."""
@@ -108,6 +135,65 @@ class PartitionState:
     next_offset: int = 0
     streams: dict[str, StreamTrack] = field(default_factory=dict)
     duplicates: int = 0
+    changed: dict[str, int] = field(default_factory=dict)
+    """Streams whose state changed since their last checkpoint: the offset of the first
+    record that changed it."""
+    must_save: set[str] = field(default_factory=set)
+    """Streams restored from a whole-partition checkpoint: saved at the next checkpoint
+    whatever its cadence (the mark supersedes the whole-partition checkpoint)."""
+
+    @classmethod
+    def resume(
+        cls,
+        topic: str,
+        partition: int,
+        *,
+        mark: PartitionMark | PartitionState | None,
+        streams: Mapping[str, tuple[StreamTrack, int]],
+    ) -> PartitionState | None:
+        """The state restored from a partition's checkpoints (None: there are none).
+
+        ``streams``: each stream's newest checkpoint and the offset stored with it;
+        ``mark``: the partition's newest mark, or a whole-partition state as checkpointed
+        before checkpoints were per stream (its streams must then be saved by the next
+        checkpoint, which supersedes it; a stream's own checkpoint wins when newer).
+        ``next_offset`` is where to seek: the smallest offset among the streams, a
+        stream with no checkpoint counting as at the mark (at 0 without a mark).
+
+        >>> PartitionState.resume("t", 0, mark=None, streams={}) is None
+        True
+        >>> PartitionState.resume("t", 0, mark=PartitionMark("t", 0, 7), streams={}).next_offset
+        7
+        """
+        tracks: dict[str, tuple[StreamTrack, int]] = {}
+        floor = 0
+        duplicates = 0
+        changed: dict[str, int] = {}
+        if isinstance(mark, PartitionState):  # one checkpoint per partition (before)
+            tracks = {s: (t, mark.next_offset) for s, t in mark.streams.items()}
+            changed = dict.fromkeys(mark.streams, mark.next_offset)
+            duplicates = mark.duplicates
+        elif mark is not None:
+            floor = mark.next_offset
+            duplicates = mark.duplicates
+        for stream, (track, offset) in streams.items():
+            if stream not in tracks or offset >= tracks[stream][1]:
+                tracks[stream] = (track, offset)
+                changed.pop(stream, None)
+        if mark is None and not tracks:
+            return None
+        state = cls(topic, partition, duplicates=duplicates, changed=changed)
+        state.must_save = set(changed)
+        for stream, (track, offset) in tracks.items():
+            track.ids()
+            track.resume_at = max(offset, floor)
+            state.streams[stream] = track
+            state.duplicates += track.duplicates
+        # A stream with no checkpoint yet (first seen in the round a crash cut short) is
+        # at the mark: every stream seen before it was saved before it.
+        unsaved = mark.next_offset if mark is not None else 0
+        state.next_offset = min([unsaved, *(t.resume_at for t in state.streams.values())])
+        return state
 
     def handle(
         self,
@@ -127,10 +213,14 @@ class PartitionState:
         the example not remembered and not counted; the position moves past it either way.
         """
         self.next_offset = offset + 1
+        track = self.streams.get(example.stream)
+        if track is not None and offset < track.resume_at:
+            # Learned before the restore (the partition resumed at another stream's
+            # offset): skipped like a redelivery.
+            return Handled(stream=example.stream, learned=False, duplicate=True)
         problem = nonconformance(example, config.spec)
         if problem is not None:
             return Handled(stream=example.stream, learned=False, rejected=problem)
-        track = self.streams.get(example.stream)
         rebuilt = False
         if track is None or (
             track.checked_config_version != config.version
@@ -144,15 +234,21 @@ class PartitionState:
                 online_version=track.online_version if track else None,
             )
             self.streams[example.stream] = track
+            self.changed.setdefault(example.stream, offset)
             rebuilt = True
-        track.checked_config_version = config.version
+        if track.checked_config_version != config.version:
+            track.checked_config_version = config.version
+            self.changed.setdefault(example.stream, offset)
         if not track.remember(example.example_id, dedupe_window):
             self.duplicates += 1
+            track.duplicates += 1
+            self.changed.setdefault(example.stream, offset)
             return Handled(stream=example.stream, learned=False, duplicate=True)
+        self.changed.setdefault(example.stream, offset)
         try:
             outcome = track.learner.process(example.features, example.label)
         except Exception:
-            track.seen.pop(example.example_id, None)  # not learned: not a duplicate later
+            track.ids().forget(example.example_id)  # not learned: not a duplicate later
             raise
         track.last_offset = offset
         track.first_event_time = track.first_event_time or example.event_time
@@ -218,6 +314,20 @@ class PartitionState:
             version_due=outcome.version_due,
             rebuilt=rebuilt,
         )
+
+    def saved(self, streams: Iterable[str]) -> None:
+        """Note that ``streams`` were checkpointed as they are now."""
+        for stream in streams:
+            self.changed.pop(stream, None)
+            self.must_save.discard(stream)
+
+    def mark(self) -> PartitionMark:
+        """The partition-wide part of a checkpoint, saved after the streams': the
+        position, held back to the first record of any change not saved (and the
+        redeliveries no stream counts: those a whole-partition checkpoint counted)."""
+        counted = sum(t.duplicates for t in self.streams.values())
+        position = min([self.next_offset, *self.changed.values()])
+        return PartitionMark(self.topic, self.partition, position, self.duplicates - counted)
 
     def version_key(self, stream: str) -> str:
         """The idempotency key of the stream's online version at its current count.

@@ -15,8 +15,15 @@ class LearnerSettings(SettingsBase):
     model_config = SettingsConfigDict(env_prefix="DRIFTLINE_LEARNER_", frozen=True, extra="ignore")
 
     group_id: str = Field(default="driftline-learner", min_length=1)
-    checkpoint_every: int = Field(default=2000, ge=1, description="examples between checkpoints")
-    checkpoint_interval_s: float = Field(default=10.0, gt=0, description="or this many seconds")
+    checkpoint_every: int = Field(
+        default=2000,
+        ge=1,
+        description="examples between checkpoints; a changed stream is saved once it "
+        "learned this many since its last checkpoint",
+    )
+    checkpoint_interval_s: float = Field(
+        default=10.0, gt=0, description="or this many seconds (a stream: its change's age)"
+    )
     metrics_every: int | None = Field(
         default=None, ge=1, description="examples between metric snapshots (default: window)"
     )

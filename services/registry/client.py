@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -53,6 +53,7 @@ __all__ = [
     "AliasConflict",
     "AliasMove",
     "Checkpoint",
+    "CheckpointItem",
     "FrozenModel",
     "GcReport",
     "ModelInfo",
@@ -64,6 +65,34 @@ __all__ = [
     "SpecVersion",
     "TrainingRun",
 ]
+
+
+@dataclass(frozen=True)
+class CheckpointItem:
+    """One checkpoint to save with :meth:`Registry.save_checkpoints`."""
+
+    key: str
+    state: Any
+    offsets: dict[str, Any]
+    meta: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _CheckpointRow:
+    """A checkpoint row's columns, read inside the transaction."""
+
+    key: str
+    blob: bytes | None
+    sha256: str
+    signature: str
+    key_id: str
+    offsets: dict[str, Any]
+    meta: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, r: Any) -> _CheckpointRow:
+        return cls(r.key, r.blob, r.sha256, r.signature, r.key_id, r.offsets, r.meta, r.created_at)
 
 
 @dataclass(frozen=True)
@@ -470,28 +499,44 @@ class Registry:
         rows of ``owner``/``key`` are deleted; after commit, so are their bytes unless
         another row still points at the same sha256.
         """
-        blob = artifacts.dump_blob(state)
-        signature = self.keyring.sign(blob)
-        self.store.put(blob, signature.sha256)  # before the row: a row never lacks its bytes
+        (sha256,) = self.save_checkpoints(
+            owner=owner, items=[CheckpointItem(key=key, state=state, offsets=offsets, meta=meta)]
+        )
+        return sha256
+
+    def save_checkpoints(self, *, owner: str, items: Sequence[CheckpointItem]) -> list[str]:
+        """:meth:`save_checkpoint` for several keys at once, their rows (and retention)
+        in one transaction; returns each one's sha256, in order."""
+        rows = []
+        for item in items:
+            blob = artifacts.dump_blob(item.state)
+            signature = self.keyring.sign(blob)
+            self.store.put(blob, signature.sha256)  # before the row: a row never lacks bytes
+            rows.append((item, signature))
         keep = self.retention.keep_checkpoints
+        orphans: set[str] = set()
         with self._tx() as session:
-            repo.insert_checkpoint(
-                session,
-                owner=owner,
-                key=key,
-                offsets=offsets,
-                blob=None,
-                sha256=signature.sha256,
-                signature=signature.signature or "",
-                key_id=signature.key_id or "",
-                meta=meta or {},
-            )
-            orphans: set[str] = set()
+            for item, signature in rows:
+                repo.insert_checkpoint(
+                    session,
+                    owner=owner,
+                    key=item.key,
+                    offsets=item.offsets,
+                    blob=None,
+                    sha256=signature.sha256,
+                    signature=signature.signature or "",
+                    key_id=signature.key_id or "",
+                    meta=item.meta or {},
+                )
             if keep > 0:
-                _, pruned = repo.prune_checkpoints(session, keep=keep, owner=owner, key=key)
+                pruned: list[str] = []
+                for item, _ in rows:
+                    pruned.extend(
+                        repo.prune_checkpoints(session, keep=keep, owner=owner, key=item.key)[1]
+                    )
                 orphans = set(pruned) - repo.referenced_sha256(session, shas=pruned)
         self._delete_bytes(orphans)
-        return signature.sha256
+        return [signature.sha256 for _, signature in rows]
 
     def load_checkpoint(self, *, owner: str, key: str) -> Checkpoint | None:
         """The newest checkpoint, verified before it is unpickled (None: none yet).
@@ -503,11 +548,33 @@ class Registry:
         """
         with self._tx() as session:
             rows = [
-                (r.blob, r.sha256, r.signature, r.key_id, r.offsets, r.meta, r.created_at)
+                _CheckpointRow.of(r)
                 for r in repo.checkpoints_newest_first(session, owner=owner, key=key)
             ]
-        for blob, sha256, signed, key_id, offsets, meta, created in rows:
-            expected = Signature(sha256, signed, key_id)
+        return self._first_loadable(owner, rows)
+
+    def load_checkpoints(self, *, owner: str, prefix: str) -> list[Checkpoint]:
+        """The newest checkpoint of every key of ``owner`` starting with ``prefix``
+        (literally), by key, each verified as :meth:`load_checkpoint` does (with the same
+        fall-back to an older one when its bytes are missing)."""
+        with self._tx() as session:
+            rows = [
+                _CheckpointRow.of(r)
+                for r in repo.latest_checkpoints_under(session, owner=owner, prefix=prefix)
+            ]
+        out = []
+        for row in rows:
+            cp = self._first_loadable(owner, [row])
+            if cp is None:
+                cp = self.load_checkpoint(owner=owner, key=row.key)
+            if cp is not None:
+                out.append(cp)
+        return out
+
+    def _first_loadable(self, owner: str, rows: list[_CheckpointRow]) -> Checkpoint | None:
+        for row in rows:
+            expected = Signature(row.sha256, row.signature, row.key_id)
+            blob = row.blob
             if blob is None:
                 try:
                     blob = self.store.get_by_sha256(expected.sha256)
@@ -517,18 +584,18 @@ class Registry:
                         "trying an older one",
                         expected.sha256[:12],
                         owner,
-                        key,
+                        row.key,
                     )
                     continue
             state = artifacts.load_blob(blob, expected, self.keyring)
             return Checkpoint(
                 owner=owner,
-                key=key,
-                offsets=offsets,
+                key=row.key,
+                offsets=row.offsets,
                 state=state,
-                meta=meta,
+                meta=row.meta,
                 sha256=expected.sha256,
-                created_at=repo.aware(created),
+                created_at=repo.aware(row.created_at),
             )
         return None
 

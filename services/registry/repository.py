@@ -474,6 +474,21 @@ def checkpoints_newest_first(
     ).all()
 
 
+def latest_checkpoints_under(
+    session: Session, *, owner: str, prefix: str
+) -> Sequence[CheckpointRow]:
+    """The newest checkpoint of every key of ``owner`` that starts with ``prefix`` (taken
+    literally: ``%`` and ``_`` are not wildcards), by key."""
+    newest = (
+        select(func.max(CheckpointRow.id))
+        .where(CheckpointRow.owner == owner, CheckpointRow.key.startswith(prefix, autoescape=True))
+        .group_by(CheckpointRow.key)
+    )
+    return session.scalars(
+        select(CheckpointRow).where(CheckpointRow.id.in_(newest)).order_by(CheckpointRow.key)
+    ).all()
+
+
 def latest_checkpoint(session: Session, *, owner: str, key: str) -> CheckpointRow | None:
     """The newest checkpoint of ``owner``/``key`` (the client verifies it)."""
     rows = checkpoints_newest_first(session, owner=owner, key=key, limit=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import subprocess
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from river.datasets import synth
 
 from schemas import LabelledExample, StreamConfig
 from services.common.settings import DriftlineSettings
-from services.registry.client import Checkpoint, Registry
+from services.learner.app import partition_key, restore
+from services.learner.runtime import PartitionState
+from services.registry.client import Registry
 from tests.integration.processes import service_env, start_service
 
 KEY = "learner-test-signing-key"
@@ -72,17 +75,36 @@ def start_learner(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return start_service("learner", env, log)
 
 
-def checkpoints(registry: Registry, group: str, topic: str, partitions: int) -> list[Checkpoint]:
-    found = [
-        registry.load_checkpoint(owner="learner", key=f"{group}/{topic}/{p}")
-        for p in range(partitions)
-    ]
-    return [c for c in found if c is not None]
+@dataclass(frozen=True)
+class Restored:
+    """What a learner starting now would restore for one partition."""
+
+    key: str
+    state: PartitionState
+
+    @property
+    def offsets(self) -> dict[str, int]:
+        return {str(self.state.partition): self.state.next_offset}
+
+    @property
+    def meta(self) -> dict[str, dict[str, int]]:
+        return {"streams": {s: t.learner.examples_seen for s, t in self.state.streams.items()}}
+
+
+def checkpoints(registry: Registry, group: str, topic: str, partitions: int) -> list[Restored]:
+    """Each partition's state as the learner restores it from its checkpoints."""
+    found = []
+    for p in range(partitions):
+        key = partition_key(group, topic, p)
+        state = restore(registry, key=key, topic=topic, partition=p)
+        if state is not None:
+            found.append(Restored(key, state))
+    return found
 
 
 def learned(registry: Registry, group: str, topic: str, partitions: int) -> dict[str, int]:
     """Examples learned per stream, as the latest checkpoints say."""
     out: dict[str, int] = {}
     for cp in checkpoints(registry, group, topic, partitions):
-        out.update(cp.meta.get("streams", {}))
+        out.update(cp.meta["streams"])
     return out

@@ -269,13 +269,16 @@ def test_the_examples_gauge_starts_from_a_restored_checkpoint(
     for offset in range(25):
         state.handle(example(offset), offset=offset, config=config())
     checkpoint = SimpleNamespace(state=state)
-    learner.registry = SimpleNamespace(load_checkpoint=lambda **kw: checkpoint)  # type: ignore[assignment]
+    learner.registry = SimpleNamespace(  # type: ignore[assignment]
+        load_checkpoint=lambda **kw: checkpoint,  # a whole-partition checkpoint (before)
+        load_checkpoints=lambda **kw: [],
+    )
     learner.consumer = SimpleNamespace(seek=lambda tp, offset: None)
 
     learner.assigned([TopicPartition("p.examples.valid", 2)])
     assert sample(learner, "learner_stream_examples", stream="s") == 25
     assert sample(learner, "learner_examples_total", stream="s") is None  # none this run
 
-    learner.checkpoint = lambda partitions: None  # type: ignore[method-assign]
+    learner.checkpoint = lambda partitions, **kw: None  # type: ignore[method-assign]
     learner.revoked([TopicPartition("p.examples.valid", 2)])
     assert sample(learner, "learner_stream_examples", stream="s") is None  # its owner's now

@@ -13,7 +13,7 @@ from bench.storage import grow
 from schemas import AliasReason, utcnow
 from services.common import artifacts
 from services.common.settings import DriftlineSettings
-from services.registry.client import Registry, Retention
+from services.registry.client import CheckpointItem, Registry, Retention
 from services.registry.db import WAL_BYTES
 from services.registry.errors import NotFound
 from services.registry.tables import CheckpointRow
@@ -71,6 +71,34 @@ def test_checkpoints_keep_the_newest_k_rows_and_bytes(registry: Registry) -> Non
     assert stored(registry) == set(shas[-3:])  # the bytes of the three pruned rows are gone
     cp = registry.load_checkpoint(owner="learner", key="g/t/0")
     assert cp is not None and cp.state == {"n": 5} and cp.offsets == {"0": 5}
+
+
+def test_checkpoints_saved_together_keep_the_newest_k_per_key(registry: Registry) -> None:
+    for i in range(5):
+        registry.save_checkpoints(
+            owner="learner",
+            items=[
+                CheckpointItem(key=f"g/t/0/streams/{s}", state=(s, i), offsets={"0": i})
+                for s in ("a", "b_%")
+            ],
+        )
+    assert checkpoint_rows(registry, key="g/t/0/streams/a") == 3
+    assert checkpoint_rows(registry, key="g/t/0/streams/b_%") == 3
+    assert len(stored(registry)) == 6
+
+
+def test_the_newest_checkpoint_of_every_key_under_a_prefix(registry: Registry) -> None:
+    for i in range(4):
+        for key in ("g/t/1/streams/a", "g/t/1/streams/b_x", "g/t/10/streams/a", "g/t/1"):
+            registry.save_checkpoint(owner="learner", key=key, state=(key, i), offsets={"1": i})
+    registry.save_checkpoint(owner="evaluator", key="g/t/1/streams/c", state=0, offsets={})
+    found = registry.load_checkpoints(owner="learner", prefix="g/t/1/streams/")
+    assert [(cp.key, cp.state) for cp in found] == [
+        ("g/t/1/streams/a", ("g/t/1/streams/a", 3)),
+        ("g/t/1/streams/b_x", ("g/t/1/streams/b_x", 3)),
+    ]
+    assert registry.load_checkpoints(owner="learner", prefix="g/t/1/streams/b%") == []  # literal
+    assert registry.load_checkpoints(owner="learner", prefix="g/t/2/") == []
 
 
 def test_pruning_is_per_owner_and_key(registry: Registry) -> None:
