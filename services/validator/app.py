@@ -561,20 +561,15 @@ def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
         feed.start()
         validator = Validator(settings, vsettings, registry, feed, metrics, valid_partitions)
         session_ms = int(vsettings.session_timeout_s * 1000)
-        fetch = (
-            {}
-            if vsettings.fetch_max_wait_ms is None
-            else {"fetch_max_wait_ms": vsettings.fetch_max_wait_ms}
-        )
         consumer = make_consumer(
             settings,
             group_id=vsettings.group(settings.topic_prefix),
             group_instance_id=vsettings.member(settings),  # static: fast restarts
             client_id="driftline-validator",
             max_poll_records=vsettings.batch_size,
+            fetch_max_wait_ms=vsettings.fetch_max_wait_ms,
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=min(3000, session_ms // 3),
-            **fetch,
         )
         producer = make_producer(
             settings, client_id="driftline-validator", max_request_size=_MAX_REQUEST_BYTES

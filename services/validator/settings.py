@@ -47,12 +47,12 @@ class ValidatorSettings(SettingsBase):
         le=10,
         description="how long a poll waits for messages when none are at hand",
     )
-    fetch_max_wait_ms: int | None = Field(
-        default=None,
+    fetch_max_wait_ms: int = Field(
+        default=20,
         ge=0,
         le=10_000,
         description="how long the broker holds a fetch of partitions without new data "
-        "(None: DRIFTLINE_KAFKA_FETCH_MAX_WAIT_MS, shared by every consumer)",
+        "(low: no wait on an idle partition while another has data)",
     )
     dedupe_window: int = Field(
         default=100_000,
