@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from services.common.errors import DriftlineError
-from services.common.kafka_client import is_fenced, leave_group
+from services.common.kafka_client import leave_group
 from services.common.logs import configure_logging
 from services.common.settings import DriftlineSettings
 from services.validator.settings import ValidatorSettings
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"validator: error: {exc}", file=sys.stderr)  # noqa: T201 - before logging
         return 2
     configure_logging("validator", fmt=settings.log_format, level=settings.log_level)
-    from services.validator.app import run  # the Kafka client is imported only to run
+    from services.validator.app import run  # faust is imported only when it runs
 
     group = vsettings.group(settings.topic_prefix)
     log.info("group %s as static member %s", group, member)
@@ -49,16 +49,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DriftlineError as exc:
         log.error("%s", exc)
         return 2
-    except Exception as exc:
-        if not is_fenced(exc):
-            raise
-        log.error(
-            "another validator joined group %s as %r and fenced this one; give each replica "
-            "its own DRIFTLINE_VALIDATOR_INSTANCE_ID",
-            group,
-            member,
-        )
-        return 3
     if code == 0 and vsettings.leave_on_stop:
         # a static member keeps its partitions until the session timeout: hand them
         # over now, this replica has stopped (its offsets are committed)

@@ -1,26 +1,16 @@
-"""The validator's edge: ``examples.raw`` -> judge -> ``examples.valid`` | ``examples.dead``.
+"""The validator's faust edge: ``examples.raw`` -> judge -> ``examples.valid`` | ``examples.dead``.
 
-One kafka-python consumer in the validator's group and one producer, in a plain loop,
-the same batch consume -> judge -> produce -> commit-after-ack loop the learner uses:
-poll a batch (up to ``DRIFTLINE_VALIDATOR_BATCH_SIZE`` records), judge every record with
-the pure core :func:`services.validator.rules.judge`, send each outcome (the producer
-batches them, ``linger_ms``), flush, and wait until the broker acknowledged every one.
-(Judging the next batch while the previous one's acknowledgements come back was tried:
-on the local broker it changed neither throughput nor CPU per message measurably in
-``python -m bench validator --quick``, so the loop keeps nothing in flight between polls.)
+The agent only decodes positions, calls :func:`services.validator.rules.judge` and
+sends; everything it decides lives in the pure core.
 
 Delivery is at-least-once and an offset is committed only after its output was
-acknowledged by the broker (acks=all): a batch's next offsets become committable only
-once every output of it is acknowledged; they are committed at once when a poll finds the
-validator caught up (a batch shorter than the batch size), else every
-``commit_interval_s``, before partitions are given up in a rebalance (nothing is in flight
-between polls, where the rebalance listener runs) and on SIGTERM. Partitions lost without
-a rebalance (the member was evicted) are forgotten uncommitted: their new owner
-redelivers from the group's last commit. An output that is not
-acknowledged (the producer gave up) makes the process exit at once with status 70
-without committing anything more (:func:`_crash`), so a restart redelivers, exactly as
-after a kill -9. Redeliveries are re-judged; the duplicate index turns them into
-re-emissions with the same event ids.
+acknowledged by the broker: the agent takes events in batches with ``noack_take``
+(which never acks on its own), sends every output, awaits every delivery future, and
+only then acks the batch's events; faust commits acked offsets every
+``commit_interval_s`` and when it stops or loses partitions (after waiting for
+in-flight events). After a kill -9, everything since the last commit is redelivered
+and re-judged; the duplicate index turns redeliveries into re-emissions with the same
+event ids.
 
 Partitions: one stream, one partition of the valid topic. Producers pick raw partitions
 with whatever partitioner their client has (murmur2 in Java and kafka-python, crc32 or
@@ -30,23 +20,21 @@ the stream's canonical partition (:func:`~services.common.kafka_client.canonical
 the Java client's murmur2 of the stream name, over the valid topic's partition count
 read at start), so every valid example of a stream is learned by one state in one place.
 The duplicate index is therefore one per process, over every stream: it is rebuilt from
-the tail of every valid partition at the first batch and whenever a rebalance changes
-this process's raw partitions (another validator may have accepted ids of the same
-streams meanwhile); it is rebuilt between batches, when the valid topic holds every
-output this process sent. Dead letters are keyed by stream.
+the tail of every valid partition at start and whenever a rebalance changes this
+process's raw partitions (another validator may have accepted ids of the same streams
+meanwhile). Dead letters are keyed by stream.
 
-Specs: before the loop starts, the compacted ``streams`` topic is read to its end; then
-a thread follows it (no consumer group: every validator sees every config) and the loop
-applies new versions between batches.
+Specs: before the worker starts, the compacted ``streams`` topic is read to its end;
+then a thread follows it (no consumer group: every validator sees every config) and the
+event loop applies new versions between messages.
 
-SIGTERM: stop polling, finish the batch (its outputs acknowledged), commit, close the
-clients (the caller then leaves the group when ``DRIFTLINE_VALIDATOR_LEAVE_ON_STOP``),
-exit 0.
+kafka-python serves the spec feed and the index rebuild (plain reads outside the
+consumer group); faust (aiokafka) consumes and produces the stream.
 """
 
 from __future__ import annotations
 
-import gc
+import asyncio
 import json
 import logging
 import os
@@ -56,25 +44,19 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
-from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.structs import OffsetAndMetadata
+import faust
+from kafka import TopicPartition
 
 from schemas import LabelledExample, ReasonCode, StreamConfig, Topics, utcnow
 from services.common.backoff import Backoff
 from services.common.codec import dead_letter, encode, event_key
 from services.common.errors import BrokerError, ConfigError
-from services.common.kafka_client import (
-    canonical_partition,
-    is_fenced,
-    make_consumer,
-    make_producer,
-)
+from services.common.faust_app import make_app, raw_topic
+from services.common.kafka_client import canonical_partition, make_consumer
 from services.common.logs import at
 from services.common.settings import DriftlineSettings
-from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
 from services.validator.dedupe import DuplicateIndex, content_digest
 from services.validator.metrics import ValidatorMetrics
@@ -90,12 +72,8 @@ _READ_TIMEOUT_S: Final = 120.0
 _REJECT_LOGS_PER_S: Final = 10
 # Exit status when an output was not acknowledged or a batch could not be judged.
 EXIT_CRASHED: Final = 70
-# The largest request the producer sends: a dead letter carries its raw message whole.
-_MAX_REQUEST_BYTES: Final = 2 * 1024 * 1024
-# How long a commit may take before it is left to the next one (or to a redelivery).
-_COMMIT_TIMEOUT_MS: Final = 5_000
-# Allocations between collections of the youngest generation (the default is 700).
-_GC_GEN0_THRESHOLD: Final = 20_000
+# Batches judged and sent but not yet acknowledged by the broker, at most.
+IN_FLIGHT_BATCHES: Final = 3
 
 
 class SpecFeed:
@@ -227,7 +205,7 @@ def _index_record(index: DuplicateIndex, value: bytes | None) -> None:
 
 
 class Validator:
-    """The per-batch work: judge every record, send every outcome, return the futures."""
+    """The per-batch work of the agent: judge, send, await every acknowledgement."""
 
     def __init__(
         self,
@@ -257,7 +235,7 @@ class Validator:
         self._reject_suppressed: Counter[str] = Counter()
 
     def apply_spec_updates(self) -> None:
-        """Put every config the feed has read into force (between batches)."""
+        """Put every config the feed has read into force (runs on the event loop)."""
         if self.feed is None:
             return
         changed = False
@@ -285,19 +263,17 @@ class Validator:
             )
         return partition
 
-    def needs_index(self, partitions: set[int]) -> bool:
-        """Whether judging records of ``partitions`` needs the index rebuilt first."""
-        return self.index is None or self.stale or not partitions <= self.seen
-
-    def ensure_index(self, partitions: set[int]) -> DuplicateIndex:
+    async def ensure_index(self, partitions: set[int]) -> DuplicateIndex:
         """The duplicate index, rebuilt from every valid partition at the first batch and
-        after this process's raw partitions changed (between batches: the valid topic
-        holds every output this process sent)."""
-        if self.index is not None and not self.needs_index(partitions):
+        after this process's raw partitions changed."""
+        if self.index is not None and not self.stale and partitions <= self.seen:
             return self.index
         fresh = self.index is None or self.stale
+        loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        index, read = load_index(
+        index, read = await loop.run_in_executor(
+            None,
+            load_index,
             self.settings,
             self.valid_topic,
             range(self.valid_partitions),
@@ -313,18 +289,21 @@ class Validator:
         )
         return index
 
-    def handle(self, records: Sequence[Any], send: Callable[..., Any]) -> list[Any]:
-        """Judge a batch and send every outcome; returns the delivery futures."""
-        index = self.ensure_index({record.partition for record in records})
+    async def handle(self, events: Sequence[Any], send: Callable[..., Any]) -> list[Any]:
+        """Judge a batch and send every outcome; returns the delivery futures to await."""
+        self.apply_spec_updates()
+        index = await self.ensure_index({event.message.partition for event in events})
         now = utcnow()
-        deliveries = [self._emit(record, index, now, send) for record in records]
+        deliveries = [await self._emit(event.message, index, now, send) for event in events]
         self.metrics.observe(self.stats)
         self.metrics.dedupe_ids.set(len(index))
         return deliveries
 
-    def _emit(self, record: Any, index: DuplicateIndex, now: Any, send: Callable[..., Any]) -> Any:
-        value = record.value if isinstance(record.value, bytes) else b""
-        position = Position(record.topic, record.partition, record.offset, record.key)
+    async def _emit(
+        self, message: Any, index: DuplicateIndex, now: Any, send: Callable[..., Any]
+    ) -> Any:
+        value = message.value if isinstance(message.value, bytes) else b""
+        position = Position(message.topic, message.partition, message.offset, message.key)
         try:
             outcome = judge(
                 value,
@@ -336,13 +315,14 @@ class Validator:
                 stats=self.stats,
             )
             if isinstance(outcome, LabelledExample):
-                source = f"{record.topic}/{record.partition}/{record.offset}".encode()
-                return send(
+                source = f"{message.topic}/{message.partition}/{message.offset}".encode()
+                return await send(
                     self.valid_topic,
-                    value=encode(outcome),
-                    key=outcome.stream.encode(),
-                    headers=[(SOURCE_HEADER, source)],
-                    partition=self.route(outcome.stream),
+                    outcome.stream.encode(),
+                    encode(outcome),
+                    self.route(outcome.stream),
+                    None,
+                    [(SOURCE_HEADER, source)],
                 )
             letter = outcome
         except Exception as exc:  # the per-message path never raises: dead-letter it
@@ -360,7 +340,7 @@ class Validator:
                 value=value,
             )
         self._log_reject(letter.reason.value, letter.detail, position)
-        return send(self.dead_topic, value=encode(letter), key=event_key(letter))
+        return await send(self.dead_topic, event_key(letter), encode(letter), None, None, None)
 
     def _log_reject(self, reason: str, detail: str, position: Position) -> None:
         """Log rejections with their position, at most a few per second."""
@@ -385,136 +365,87 @@ class Validator:
             self._reject_suppressed[reason] += 1
 
 
-@dataclass
-class Loop:
-    """The consume -> judge -> produce -> commit-after-ack loop around a :class:`Validator`.
+def build_app(
+    settings: DriftlineSettings, vsettings: ValidatorSettings, validator: Validator
+) -> Any:
+    """The faust app: one agent on ``examples.raw`` and a timer applying new specs."""
+    session = vsettings.session_timeout_s
+    app = make_app(
+        settings,
+        vsettings.group(settings.topic_prefix),
+        broker_commit_interval=vsettings.commit_interval_s,
+        consumer_group_instance_id=vsettings.member(settings),  # static: fast restarts
+        broker_session_timeout=session,
+        broker_heartbeat_interval=min(3.0, session / 3),
+        broker_max_poll_records=max(5000, vsettings.batch_size),
+        producer_linger_ms=5,
+        producer_max_batch_size=256 * 1024,
+        producer_max_request_size=2 * 1024 * 1024,
+    )
+    source = raw_topic(app, Topics(settings.topic_prefix), "examples.raw")
 
-    ``consumer`` is subscribed to the raw topic by :meth:`run`; ``producer`` sends the
-    outcomes. ``acked`` holds, per raw partition, the next offset whose every earlier
-    record has an acknowledged output; ``committed`` is what the group has of it.
-    """
-
-    validator: Validator
-    consumer: Any
-    producer: Any
-    raw_topic: str
-    batch_size: int
-    poll_timeout_ms: int
-    commit_interval_s: float
-    acked: dict[Any, int] = field(default_factory=dict)
-    committed: dict[Any, int] = field(default_factory=dict)
-    last_commit: float = field(default_factory=time.monotonic)
-    lost: set[Any] = field(default_factory=set)  # taken from us: forget at the next step
-
-    def run(self, stop: GracefulShutdown) -> None:
-        """Validate until ``stop`` is requested, then commit what the last batch covered."""
-        loop = self
-
-        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                loop.revoked(list(revoked))
-
-            def on_partitions_lost(self, lost: Any) -> None:
-                # evicted (session expired, unknown member): nothing can be committed;
-                # this may run on the client's I/O thread, so only note it
-                loop.lost.update(lost)
-                loop.validator.revoked({tp.partition for tp in lost})
-
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                pass  # the group's committed offsets are where to start
-
-        self.consumer.subscribe([self.raw_topic], listener=Listener())
-        while not stop.requested:
-            self.step()
-        self.commit()
-
-    def step(self) -> None:
-        """One poll: judge and send what came, wait for every output to be acknowledged,
-        then make its offsets committable; commit when due or caught up."""
-        self.validator.apply_spec_updates()
-        polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.batch_size)
-        if self.lost:
-            self._forget(set(self.lost))
-        records = [record for batch in polled.values() for record in batch]
-        if records:
-            started = time.perf_counter()
-            try:
-                deliveries = self.validator.handle(records, self.producer.send)
-            except Exception:
-                _crash("judging or sending a batch failed")
-            self._settle(deliveries)
-            self.acked.update({tp: batch[-1].offset + 1 for tp, batch in polled.items() if batch})
-            self.validator.metrics.batch_seconds.observe(time.perf_counter() - started)
-        # A short batch means the consumer is caught up: commit at once, so that an idle
-        # validator has nothing to redeliver; under load, every commit_interval_s.
-        caught_up = len(records) < self.batch_size
-        if caught_up or time.monotonic() - self.last_commit >= self.commit_interval_s:
-            self.commit()
-
-    def _settle(self, deliveries: list[Any]) -> None:
-        """Send at once what the producer holds and wait until the broker answered for
-        every output; exit without committing if one was not acknowledged."""
+    @app.agent(source, name="validate")
+    async def validate(stream: Any) -> None:
+        # Batches are judged and sent here; a second task waits for their deliveries and
+        # acks their events in order, so judging batch k+1 overlaps batch k's broker round
+        # trip. An event is acked only once every output of its batch is acknowledged.
+        send = app.producer.send
+        in_flight: asyncio.Queue[tuple[Sequence[Any], list[Any], float]] = asyncio.Queue(
+            maxsize=IN_FLIGHT_BATCHES
+        )
+        acker = asyncio.ensure_future(_ack_in_order(stream, in_flight, validator))
         try:
-            self.producer.flush()  # the producer's delivery timeout bounds the wait
-            for future in deliveries:
-                future.get()  # done after the flush; raises what the producer gave up with
+            async for events in stream.noack_take(
+                vsettings.batch_size, within=vsettings.batch_timeout_s
+            ):
+                started = time.perf_counter()
+                try:
+                    deliveries = await validator.handle(events, send)
+                except Exception:
+                    _crash("judging a batch failed")
+                await in_flight.put((events, deliveries, started))
+        finally:
+            acker.cancel()
+
+    async def apply_specs() -> None:
+        validator.apply_spec_updates()
+
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: set[Any] = args[0] if args else set()
+        validator.revoked({tp.partition for tp in revoked if tp.topic == source.get_topic_name()})
+
+    app.timer(0.5)(apply_specs)
+    app.on_partitions_revoked.connect(on_revoked)
+
+    return app
+
+
+async def _ack_in_order(
+    stream: Any,
+    in_flight: asyncio.Queue[tuple[Sequence[Any], list[Any], float]],
+    validator: Validator,
+) -> None:
+    """Await each batch's deliveries, then ack its events (faust commits acked offsets)."""
+    while True:
+        events, deliveries, started = await in_flight.get()
+        try:
+            await asyncio.gather(*deliveries)
+            for event in events:  # only now: every output of the batch is acknowledged
+                await stream.ack(event)
         except Exception:
             _crash("an output of a batch was not acknowledged by the broker")
-
-    def commit(self) -> None:
-        """Commit every acknowledged offset the group does not have yet."""
-        self.last_commit = time.monotonic()
-        due = {tp: o for tp, o in self.acked.items() if self.committed.get(tp) != o}
-        if not due:
-            return
-        try:
-            self.consumer.commit(
-                {tp: OffsetAndMetadata(o, "", -1) for tp, o in due.items()},
-                timeout_ms=_COMMIT_TIMEOUT_MS,
-            )
-        except Exception as exc:  # noqa: BLE001 - a later commit (or a redelivery) covers it
-            if is_fenced(exc):  # another replica runs under this instance id: stop
-                raise
-            log.warning("committing offsets failed (they will be redelivered if lost): %s", exc)
-            return
-        self.committed.update(due)
-
-    def revoked(self, partitions: list[Any]) -> None:
-        """Before partitions go (no batch is in flight between polls): commit, forget."""
-        self.commit()
-        self._forget(set(partitions))
-        self.validator.revoked({tp.partition for tp in partitions if tp.topic == self.raw_topic})
-
-    def _forget(self, partitions: set[Any]) -> None:
-        for tp in partitions:
-            self.acked.pop(tp, None)
-            self.committed.pop(tp, None)
-        self.lost -= partitions
+        validator.metrics.batch_seconds.observe(time.perf_counter() - started)
 
 
 def _crash(what: str) -> NoReturn:
-    """Exit at once without committing anything more.
+    """Exit at once without acking or committing anything more.
 
-    A restart redelivers everything since the last commit, exactly as after a kill -9.
+    A restart redelivers everything since the last commit, exactly as after a kill -9
+    (faust would otherwise wait forever for acks that cannot come).
     """
     log.critical("%s; exiting so that a restart redelivers it", what, exc_info=True)
     logging.shutdown()
     os._exit(EXIT_CRASHED)
-
-
-def _quiet_collector() -> None:
-    """Fewer cyclic garbage collections on the hot path.
-
-    Every record allocates dozens of short-lived objects (records, models, delivery
-    futures that hold reference cycles until the broker answers), so the default
-    threshold (700) runs a collection every few records. What start-up built (modules,
-    clients, specs) is frozen out of the collector's view, and the youngest generation
-    is collected every 20,000 allocations: measured with ``python -m bench validator
-    --quick``, alternately with the defaults, 3 to 10 % less CPU per message (one
-    outlier 40 %), the peak RSS about the same (69-70 MB against 67-69).
-    """
-    gc.freeze()
-    gc.set_threshold(_GC_GEN0_THRESHOLD, 20, 100)
 
 
 def check_topics(settings: DriftlineSettings) -> int:
@@ -541,12 +472,14 @@ def check_topics(settings: DriftlineSettings) -> int:
 def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
     """Run the validator until SIGTERM/SIGINT; returns the exit code."""
     topics = Topics(settings.topic_prefix)
-    raw = topics.name("examples.raw")
+    if settings.log_level != "DEBUG":
+        # faust and mode narrate every service start and stop at INFO; ours says what matters.
+        for chatty in ("faust", "mode"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     valid_partitions = check_topics(settings)
     metrics = ValidatorMetrics()
     registry = SpecRegistry()
     feed = SpecFeed(settings)
-    consumer = producer = None
     try:
         read = feed.catch_up(registry)
         metrics.set_spec_versions(registry.versions())
@@ -560,44 +493,27 @@ def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
             log.info("metrics on http://%s:%d/metrics", vsettings.metrics_host, port)
         feed.start()
         validator = Validator(settings, vsettings, registry, feed, metrics, valid_partitions)
-        session_ms = int(vsettings.session_timeout_s * 1000)
-        consumer = make_consumer(
-            settings,
-            group_id=vsettings.group(settings.topic_prefix),
-            group_instance_id=vsettings.member(settings),  # static: fast restarts
-            client_id="driftline-validator",
-            max_poll_records=vsettings.batch_size,
-            fetch_max_wait_ms=vsettings.fetch_max_wait_ms,
-            session_timeout_ms=session_ms,
-            heartbeat_interval_ms=min(3000, session_ms // 3),
+        app = build_app(settings, vsettings, validator)
+        worker = faust.Worker(
+            app,
+            quiet=True,
+            loglevel=settings.log_level,
+            override_logging=False,
+            redirect_stdouts=False,
         )
-        producer = make_producer(
-            settings, client_id="driftline-validator", max_request_size=_MAX_REQUEST_BYTES
-        )
-        loop = Loop(
-            validator,
-            consumer,
-            producer,
-            raw,
-            batch_size=vsettings.batch_size,
-            poll_timeout_ms=max(1, int(vsettings.batch_timeout_s * 1000)),
-            commit_interval_s=vsettings.commit_interval_s,
-        )
+        worker.spinner = None  # no terminal spinner: stdout/stderr are logs
         log.info(
             "validating %s -> %s | %s (group %s)",
-            raw,
+            topics.name("examples.raw"),
             validator.valid_topic,
             validator.dead_topic,
             vsettings.group(settings.topic_prefix),
         )
-        _quiet_collector()
-        with GracefulShutdown() as stop:
-            loop.run(stop)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 1
         return 0
     finally:
-        if consumer is not None:
-            consumer.close(autocommit=False)
-        if producer is not None:
-            producer.close(timeout=5)
         feed.close()
         metrics.metrics.close()

@@ -13,7 +13,7 @@ the live specs, the duplicate index and the clock, and returns exactly one of
   a person can act on, with the original bytes.
 
 :func:`judge` wraps it so that nothing escapes: an unexpected exception becomes a
-``handler_error`` dead letter (no single message may stop the validator).
+``handler_error`` dead letter (faust acks a message whose agent raised).
 
 Checks run in this order and the first failing group gives the reason: size
 (``oversize``), the event contract (``unparseable``, ``contract_violation``,

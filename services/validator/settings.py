@@ -36,23 +36,10 @@ class ValidatorSettings(SettingsBase):
     )
     metrics_host: str = Field(default="127.0.0.1", description="address /metrics binds to")
     batch_size: int = Field(
-        default=1000,
-        ge=1,
-        le=100_000,
-        description="messages judged and acknowledged together, at most (records per poll)",
+        default=1000, ge=1, le=100_000, description="messages judged and acknowledged together"
     )
     batch_timeout_s: float = Field(
-        default=0.1,
-        gt=0,
-        le=10,
-        description="how long a poll waits for messages when none are at hand",
-    )
-    fetch_max_wait_ms: int = Field(
-        default=20,
-        ge=0,
-        le=10_000,
-        description="how long the broker holds a fetch of partitions without new data "
-        "(low: no wait on an idle partition while another has data)",
+        default=0.1, gt=0, le=10, description="how long a batch waits to fill before it runs"
     )
     dedupe_window: int = Field(
         default=100_000,
@@ -61,11 +48,7 @@ class ValidatorSettings(SettingsBase):
         "least this many, at most twice)",
     )
     commit_interval_s: float = Field(
-        default=1.0,
-        gt=0,
-        le=60,
-        description="how often acknowledged offsets are committed under load (at once "
-        "when the validator is caught up)",
+        default=1.0, gt=0, le=60, description="how often acknowledged offsets are committed"
     )
     session_timeout_s: float = Field(
         default=10.0,
@@ -75,7 +58,7 @@ class ValidatorSettings(SettingsBase):
         "move to another",
     )
     group_id: str | None = Field(
-        default=None, description="consumer group; default <prefix>validator"
+        default=None, description="consumer group (and faust app id); default <prefix>validator"
     )
     instance_id: str | None = Field(
         default=None,

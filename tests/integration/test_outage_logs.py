@@ -1,6 +1,5 @@
 """A broker outage is quiet: a few log lines a second and a count of the rest, then the
-service recovers by itself (the validator: the noisiest, with a consumer, a producer and
-the spec feed)."""
+service recovers by itself (the validator: the noisiest, with faust and kafka-python)."""
 
 from __future__ import annotations
 
