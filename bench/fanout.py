@@ -29,7 +29,7 @@ from pathlib import Path
 
 from river.datasets import synth
 
-from bench.harness import Result, broker_settings, cpu_seconds
+from bench.harness import Result, broker_settings, cpu_seconds, logistic_config
 from schemas import LabelledExample, StreamConfig, Topics
 from services.common.codec import encode, event_key
 from services.common.kafka_client import ensure_topics, make_admin, make_producer
@@ -44,22 +44,7 @@ Rows = list[tuple[dict[str, float], int]]
 
 def config(stream: str) -> StreamConfig:
     """The stream's config: a scaled logistic regression, no versions, no data drift."""
-    return StreamConfig.model_validate(
-        {
-            "stream": stream,
-            "version": 1,
-            "spec": {
-                "features": [{"name": f"x{i}", "type": "number"} for i in range(N_FEATURES)],
-                "label": {"kind": "class", "classes": [0, 1]},
-            },
-            "model": {"pipeline": "preprocessing.StandardScaler | linear_model.LogisticRegression"},
-            "policy": {
-                "online_version_every": 10**9,
-                "rolling_window": 1000,
-                "drift": {"data_drift": False},
-            },
-        }
-    )
+    return logistic_config(stream, features=N_FEATURES, data_drift=False)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from schemas import StreamConfig
 from services.common.settings import DriftlineSettings
 from services.localbroker.ports import free_ports
 from services.localbroker.process import LocalBroker
@@ -130,3 +131,24 @@ def cpu_seconds(pid: int) -> float:
 def cpu_count() -> int:
     """Cores available to this process."""
     return len(os.sched_getaffinity(0))
+
+
+def logistic_config(stream: str, *, features: int, data_drift: bool) -> StreamConfig:
+    """A bench stream's config: ``features`` number features ``x0...``, 0/1 labels, the
+    fixed ``StandardScaler | LogisticRegression`` pipeline, no online versions."""
+    return StreamConfig.model_validate(
+        {
+            "stream": stream,
+            "version": 1,
+            "spec": {
+                "features": [{"name": f"x{i}", "type": "number"} for i in range(features)],
+                "label": {"kind": "class", "classes": [0, 1]},
+            },
+            "model": {"pipeline": "preprocessing.StandardScaler | linear_model.LogisticRegression"},
+            "policy": {
+                "online_version_every": 10**9,
+                "rolling_window": 1000,
+                "drift": {"data_drift": data_drift},
+            },
+        }
+    )

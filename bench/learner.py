@@ -30,7 +30,7 @@ from typing import Any
 from river import evaluate, metrics
 from river.datasets import synth
 
-from bench.harness import Result, broker_settings, cpu_seconds, peak_rss_mb
+from bench.harness import Result, broker_settings, cpu_seconds, logistic_config, peak_rss_mb
 from schemas import LabelledExample, MetricSnapshot, StreamConfig, Topics
 from services.common.codec import decode, encode, event_key
 from services.common.kafka_client import (
@@ -53,22 +53,7 @@ KEY = "bench-signing-key-0123456789"
 def _config() -> StreamConfig:
     """The bench's stream: fixed StandardScaler | LogisticRegression, data drift on (the
     policy's default windows), 0/1 labels."""
-    return StreamConfig.model_validate(
-        {
-            "stream": "bench",
-            "version": 1,
-            "spec": {
-                "features": [{"name": f"x{i}", "type": "number"} for i in range(N_FEATURES)],
-                "label": {"kind": "class", "classes": [0, 1]},
-            },
-            "model": {"pipeline": "preprocessing.StandardScaler | linear_model.LogisticRegression"},
-            "policy": {
-                "online_version_every": 10**9,
-                "rolling_window": 1000,
-                "drift": {"data_drift": True},
-            },
-        }
-    )
+    return logistic_config("bench", features=N_FEATURES, data_drift=True)
 
 
 def _data(n: int) -> list[tuple[dict[str, float], int]]:

@@ -14,22 +14,11 @@ import pytest
 import yaml
 
 from schemas import LabelledExample, StreamConfig
-from services.cli.main import main
 from services.common.codec import decode
 from services.common.config_files import config_to_yaml
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
-from tests.integration.validator_support import read_all, stream_config, topic_total
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> Any:
-    """Run the CLI in-process: its JSON output (with ``--json``), else stdout and stderr."""
-    capsys.readouterr()
-    assert main(list(argv)) == code
-    out = capsys.readouterr()
-    if "--json" in argv and code == 0:
-        return json.loads(out.out)
-    return out.out + out.err
+from tests.integration.validator_support import cli, read_all, stream_config, topic_total
 
 
 def write_configs(directory: Path, count: int, *, prefix: str = "s") -> list[Path]:

@@ -9,26 +9,15 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from schemas import LabelledExample, StreamConfig
-from services.cli.main import main
 from services.common.codec import decode
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
-from tests.integration.validator_support import read_all, topic_total, wait_until
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> Any:
-    capsys.readouterr()
-    assert main(list(argv)) == code
-    out = capsys.readouterr()
-    if "--json" in argv and code == 0:
-        return json.loads(out.out)
-    return out.out + out.err
+from tests.integration.validator_support import cli, read_all, topic_total, wait_until
 
 
 def test_spec_infer_publish_show_list(

@@ -15,10 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from schemas import LabelledExample, StreamConfig, Topics
+from services.cli.main import main
 from services.common.codec import encode, event_key
 from services.common.kafka_client import end_offsets, make_admin, make_producer, read_between
 from services.common.settings import DriftlineSettings
@@ -234,3 +236,13 @@ def send_examples(
     finally:
         producer.close()
     return sent
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> Any:
+    """Run the CLI in-process: its JSON output (with ``--json``), else stdout and stderr."""
+    capsys.readouterr()
+    assert main(list(argv)) == code
+    out = capsys.readouterr()
+    if "--json" in argv and code == 0:
+        return json.loads(out.out)
+    return out.out + out.err
