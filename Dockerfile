@@ -1,9 +1,13 @@
 # syntax=docker/dockerfile:1
 # One image for every driftline service: `docker run IMAGE run validator`, `... topics create`.
 # Build: docker build -t driftline .      (docker-compose.yml builds it for the whole stack)
+# PYTHON_IMAGE: the Python base of both stages, the official image unless told otherwise
+# (`make compose-test` passes a stand-in built from Debian's packages where Docker Hub
+# cannot be reached; see deploy/images/).
+ARG PYTHON_IMAGE=python:3.11-slim
 
 # -- build: the package and its dependencies as wheels (no compiler needed: all ship wheels)
-FROM python:3.11-slim AS build
+FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
@@ -12,7 +16,7 @@ COPY services ./services
 RUN python -m pip wheel --wheel-dir /wheels .
 
 # -- runtime: the wheels installed from the build stage (bind-mounted, so they add no layer)
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="driftline" \
       org.opencontainers.image.description="Event-driven retraining on Apache Kafka" \
       org.opencontainers.image.licenses="Apache-2.0"

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.driftline-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup jars demo test test-fast lint typecheck check schemas bench clean broker-start broker-stop
+.PHONY: help setup jars demo test test-fast lint typecheck check schemas bench clean broker-start broker-stop compose-test
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -53,3 +53,7 @@ broker-stop: setup ## Stop the local Kafka broker
 clean: ## Remove the venv and local state
 	-$(BIN)/driftline broker stop
 	rm -rf $(VENV) .driftline .mypy_cache .ruff_cache .pytest_cache
+
+compose-test: setup ## Build the images and run docker-compose.yml for real (podman; minutes)
+	@scripts/system-deps.sh --containers
+	DRIFTLINE_COMPOSE_TEST=1 $(BIN)/python -m pytest tests/compose -s -p no:randomly -o addopts="-ra --strict-markers --import-mode=importlib"

@@ -180,6 +180,8 @@ def port_problems(compose: Mapping[str, Any], prometheus: Path = PROMETHEUS) -> 
     for job in config.get("scrape_configs", []):
         for static in job.get("static_configs", []):
             scraped.update(static.get("targets", []))
+        for dns in job.get("dns_sd_configs", []):  # type A: every address of each name
+            scraped.update(f"{name}:{dns.get('port')}" for name in dns.get("names", []))
     problems = []
     for name, svc in driftline_services(compose).items():
         command = svc.get("command") or []

@@ -2,7 +2,9 @@
 # Installs what driftline needs from Debian's packages, only when it is missing:
 #   java (17+) and mvn for the local Kafka broker; with --postgres, the PostgreSQL server
 #   that the registry tests start on a free port; with --compose, Debian's docker-compose
-#   (CI checks docker-compose.yml with it). Shared by `make test` and `.ci/run`.
+#   (CI checks docker-compose.yml with it); with --containers, podman, runc, debootstrap,
+#   catatonit and docker-compose (`make compose-test` runs the stack in containers).
+#   Shared by `make test`, `make compose-test` and `.ci/run`.
 set -euo pipefail
 
 want=()
@@ -12,6 +14,13 @@ for arg in "$@"; do
   case "$arg" in
     --postgres) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want+=(postgresql) ;;
     --compose) command -v docker-compose >/dev/null 2>&1 || want+=(docker-compose) ;;
+    --containers)
+      command -v docker-compose >/dev/null 2>&1 || want+=(docker-compose)
+      command -v podman >/dev/null 2>&1 || want+=(podman)
+      command -v runc >/dev/null 2>&1 || want+=(runc)
+      command -v debootstrap >/dev/null 2>&1 || want+=(debootstrap)
+      [[ -x /usr/libexec/podman/catatonit ]] || want+=(catatonit)
+      ;;
   esac
 done
 [[ ${#want[@]} -eq 0 ]] && exit 0
