@@ -6,16 +6,22 @@
 # cannot be reached; see deploy/images/).
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# -- build: the package and its dependencies as wheels (no compiler needed: all ship wheels)
+# -- build: the dependencies, then the package, as wheels (no compiler needed: all ship
+# wheels). Dependencies first, from pyproject.toml alone, so a change of code rebuilds
+# only the last, small layers.
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.txt \
+ && python -m pip wheel --wheel-dir /deps -r requirements.txt
+COPY README.md LICENSE ./
 COPY schemas ./schemas
 COPY services ./services
-RUN python -m pip wheel --wheel-dir /wheels .
+RUN python -m pip wheel --no-deps --wheel-dir /wheels .
 
-# -- runtime: the wheels installed from the build stage (bind-mounted, so they add no layer)
+# -- runtime: the dependencies' wheels installed from the build stage (bind-mounted, so they
+# add no layer; the requirements file keys the layer cache), then the package's own wheel
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="driftline" \
       org.opencontainers.image.description="Event-driven retraining on Apache Kafka" \
@@ -26,12 +32,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DRIFTLINE_DATA_DIR=/data \
     DRIFTLINE_LOG_FORMAT=json
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    python -m pip install --no-index --find-links=/wheels driftline \
+COPY --from=build /src/requirements.txt /usr/local/share/driftline/requirements.txt
+RUN --mount=type=bind,from=build,source=/deps,target=/deps \
+    python -m pip install --no-index --find-links=/deps -r /usr/local/share/driftline/requirements.txt \
  && groupadd --system --gid 10001 driftline \
  && useradd --system --uid 10001 --gid driftline --home-dir /data --no-create-home driftline \
  && mkdir -p /data/artifacts \
  && chown -R driftline:driftline /data
+COPY --from=build /wheels/ /usr/local/share/driftline/wheels/
+RUN python -m pip install --no-index --no-deps /usr/local/share/driftline/wheels/*.whl \
+ && driftline --help > /dev/null
 USER driftline
 WORKDIR /data
 # Ports the services listen on (each only in its own container): registry 8300, serving 8400,

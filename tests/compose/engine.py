@@ -147,7 +147,6 @@ class HealthScheduler:
     started: float = field(default_factory=time.monotonic)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
-    _intervals: dict[str, float | None] = field(default_factory=dict)
 
     def start(self) -> HealthScheduler:
         """Start the background thread."""
@@ -162,32 +161,47 @@ class HealthScheduler:
             self._thread.join(timeout=30)
 
     def _loop(self) -> None:
-        due: dict[str, float] = {}
+        """Give every running container a prober thread of its own (a slow probe of one
+        container never delays another's)."""
+        probers: dict[str, threading.Thread] = {}
         while not self._stop.is_set():
             try:
                 for ctr in self.podman.containers(self.project):
                     name = str((ctr.get("Names") or ["?"])[0])  # type: ignore[index]
-                    if ctr.get("State") != "running" or due.get(name, 0.0) > time.monotonic():
-                        continue
-                    if name not in due:
-                        due[name] = 0.0
-                        self._intervals[name] = self._interval(name)
-                    if self._intervals[name] is None:
-                        continue  # no healthcheck: nothing to run
-                    due[name] = time.monotonic() + (self._intervals[name] or self.every_s)
-                    result = self.podman.run("healthcheck", "run", name, timeout_s=60, check=False)
-                    if result.returncode == 0:
-                        self.healthy_at.setdefault(name, time.monotonic() - self.started)
-            except Exception:  # noqa: BLE001, S110 - the next round retries; teardown reports
+                    if ctr.get("State") == "running" and name not in probers:
+                        probers[name] = threading.Thread(
+                            target=self._probe, args=(name,), name=f"health-{name}", daemon=True
+                        )
+                        probers[name].start()
+            except Exception:  # noqa: BLE001, S110 - the next round retries
                 pass
             self._stop.wait(self.every_s)
+        for thread in probers.values():
+            thread.join(timeout=65)
+
+    def _probe(self, name: str) -> None:
+        try:
+            interval = self._interval(name)
+        except Exception:  # noqa: BLE001 - gone already
+            return
+        while interval is not None and not self._stop.is_set():
+            try:
+                result = self.podman.run("healthcheck", "run", name, timeout_s=60, check=False)
+            except Exception:  # noqa: BLE001 - out of budget or podman failed: stop probing
+                return
+            if result.returncode == 0:
+                self.healthy_at.setdefault(name, time.monotonic() - self.started)
+            elif result.returncode == 125:  # no such container (any more)
+                return
+            self._stop.wait(interval)
 
     def _interval(self, name: str) -> float | None:
         """The container's healthcheck interval in seconds (``None``: it has none)."""
-        check = self.podman.inspect(name).get("Config", {}).get("Healthcheck")  # type: ignore[union-attr]
+        config = self.podman.inspect(name).get("Config") or {}
+        check = config.get("Healthcheck") if isinstance(config, dict) else None
         if not check or not check.get("Test") or check["Test"][:1] == ["NONE"]:
             return None
-        return min(float(check.get("Interval") or 0) / 1e9, 10.0) or self.every_s
+        return float(check.get("Interval") or 0) / 1e9 or self.every_s
 
 
 def teardown(podman: Podman, project: str, images: Sequence[str], log: Path) -> list[str]:
