@@ -186,14 +186,21 @@ class HealthScheduler:
             return
         while interval is not None and not self._stop.is_set():
             try:
-                result = self.podman.run("healthcheck", "run", name, timeout_s=60, check=False)
-            except Exception:  # noqa: BLE001 - out of budget or podman failed: stop probing
-                return
-            if result.returncode == 0:
+                result = self.podman.run("healthcheck", "run", name, timeout_s=90, check=False)
+                healthy = result.returncode == 0
+            except Exception:  # noqa: BLE001 - podman itself too slow this time: try again
+                healthy = False
+            if healthy:
                 self.healthy_at.setdefault(name, time.monotonic() - self.started)
-            elif result.returncode == 125:  # no such container (any more)
+            elif not self._exists(name):  # exit 125 is also a probe that timed out
                 return
             self._stop.wait(interval)
+
+    def _exists(self, name: str) -> bool:
+        try:
+            return self.podman.run("container", "exists", name, check=False).returncode == 0
+        except Exception:  # noqa: BLE001 - out of budget: stop probing
+            return False
 
     def _interval(self, name: str) -> float | None:
         """The container's healthcheck interval in seconds (``None``: it has none)."""
