@@ -37,8 +37,8 @@ def write_config(source: DemoStream, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o755)
     path = directory / f"{source.name}.yaml"
-    data = source.config.model_dump(mode="json", exclude_none=False)
-    data.pop("version", None)
+    dumped = source.config.model_dump(mode="json", exclude_none=False)
+    data = {key: dumped[key] for key in ("stream", "spec", "model", "policy")}  # no envelope
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     path.chmod(0o644)
     return path

@@ -149,7 +149,8 @@ class HealthScheduler:
     _thread: threading.Thread | None = None
 
     def start(self) -> HealthScheduler:
-        """Start the background thread."""
+        """Start the background thread; ``healthy_at`` counts from now."""
+        self.started = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="healthchecks", daemon=True)
         self._thread.start()
         return self

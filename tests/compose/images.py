@@ -85,6 +85,8 @@ def _base(podman: Podman, workdir: Path, log: Path) -> None:
         log,
     )
     shutil.rmtree(rootfs / "var" / "cache" / "apt" / "archives", ignore_errors=True)
+    shutil.rmtree(rootfs / "var" / "lib" / "apt" / "lists", ignore_errors=True)  # apt-get update
+    (rootfs / "var" / "lib" / "apt" / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     for cert in Path("/usr/local/share/ca-certificates").glob("*.crt"):
         target = rootfs / "usr" / "local" / "share" / "ca-certificates" / cert.name
         target.parent.mkdir(parents=True, exist_ok=True)
