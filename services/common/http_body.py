@@ -4,7 +4,8 @@
   ``Content-Length`` before reading anything, or as soon as a chunked body passes it.
 * :func:`json_route` makes a FastAPI route class whose JSON bodies are parsed strictly:
   ``NaN``, ``Infinity`` and numbers that overflow to infinity are refused (422), as are
-  bytes that are not UTF-8 JSON (422, never FastAPI's undocumented 400). With
+  bytes that are not UTF-8 JSON (422, never FastAPI's undocumented 400) and text no
+  database or UTF-8 encoder carries (a NUL, a lone surrogate escape such as ``\\ud800``). With
   ``any_content_type``, a body is JSON whatever its ``Content-Type`` says (or when it
   has none), as inference clients send it; ``decode`` replaces the parser (serving uses
   it for the binary tensor extension).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
 
@@ -49,10 +51,37 @@ def _finite(text: str) -> float:
     return value
 
 
+_SUSPECT = re.compile(rb"\\u(0000|d[89a-f][0-9a-f]{2})", re.IGNORECASE)
+
+
+def _bad_text(value: Any) -> str | None:
+    """The first string (key or value) in ``value`` that is not clean text, if any."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "a NUL character"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a lone surrogate (not Unicode text)"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
 def strict_json(body: bytes, headers: Headers | None = None) -> Any:
-    """Parse ``body`` as standard JSON with finite numbers (raises JSONDecodeError)."""
+    """Parse ``body`` as standard JSON with finite numbers and clean text (raises
+    JSONDecodeError)."""
     try:
-        return json.loads(body, parse_constant=_constant, parse_float=_finite)
+        value = json.loads(body, parse_constant=_constant, parse_float=_finite)
+        if _SUSPECT.search(body) and (bad := _bad_text(value)) is not None:
+            raise ValueError(f"a string holds {bad}")
+        return value
     except json.JSONDecodeError as exc:
         raise json.JSONDecodeError(exc.msg, "", exc.pos) from None
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, limits, our refusals
