@@ -4,8 +4,8 @@
   ``Content-Length`` before reading anything, or as soon as a chunked body passes it.
 * :func:`json_route` makes a FastAPI route class whose JSON bodies are parsed strictly:
   ``NaN``, ``Infinity`` and numbers that overflow to infinity are refused (422), as are
-  bytes that are not UTF-8 JSON (422, never FastAPI's undocumented 400) and text no
-  database or UTF-8 encoder carries (a NUL, a lone surrogate escape such as ``\\ud800``). With
+  bytes that are not UTF-8 JSON (422, never FastAPI's undocumented 400) and strings
+  that are not Unicode text (a lone surrogate escape such as ``\\ud800``). With
   ``any_content_type``, a body is JSON whatever its ``Content-Type`` says (or when it
   has none), as inference clients send it; ``decode`` replaces the parser (serving uses
   it for the binary tensor extension).
@@ -51,17 +51,16 @@ def _finite(text: str) -> float:
     return value
 
 
-_SUSPECT = re.compile(rb"\\u(0000|d[89a-f][0-9a-f]{2})", re.IGNORECASE)
+_SUSPECT = re.compile(rb"\\ud[89a-f][0-9a-f]{2}", re.IGNORECASE)
 
 
 def _bad_text(value: Any) -> str | None:
-    """The first string (key or value) in ``value`` that is not clean text, if any."""
+    """What is wrong with the first string (key or value) in ``value`` that is not Unicode
+    text (None: every one is)."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                return "a NUL character"
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:

@@ -16,7 +16,7 @@
 ==========================================  =============================================
 
 Mutating endpoints need ``Authorization: Bearer <DRIFTLINE_ADMIN_TOKEN>`` (compared in
-constant time); with no token configured they refuse with 403. Moves made here are
+constant time): 401 without it, 403 when the server has no token configured. Moves made here are
 ``manual`` (a person decided), so a frozen model still accepts them; the request's
 ``reason`` text and the operation go into the move's evidence.
 
@@ -81,8 +81,11 @@ ACTOR = "http-admin"
 ALIAS_PATTERN = r"^[A-Za-z0-9_-]+$"
 NAME_PATTERN = r"^[A-Za-z0-9._-]+$"  # model name = stream name
 MAX_VERSION = 2**31 - 1  # versions are 32-bit integers in the tables
+TEXT_PATTERN = r"^[^\x00]*$"  # PostgreSQL text holds no NUL
 MAX_BODY_BYTES = 1024 * 1024
-ModelName = Annotated[str, Path(min_length=1, max_length=200, pattern=NAME_PATTERN)]
+ModelName = Annotated[
+    str, Path(min_length=1, max_length=200, pattern=NAME_PATTERN, examples=["sea"])
+]
 VersionNumber = Annotated[int, Path(ge=1, le=MAX_VERSION)]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _bearer = HTTPBearer(
@@ -114,7 +117,9 @@ class PromoteRequest(_Body):
         description="compare-and-set: the version the alias points at now (null: unset); "
         "required, so nobody overwrites a move they have not seen",
     )
-    reason: str | None = Field(default=None, max_length=2000, description="why, for the record")
+    reason: str | None = Field(
+        default=None, max_length=2000, pattern=TEXT_PATTERN, description="why, for the record"
+    )
 
 
 class RollbackRequest(_Body):
@@ -126,13 +131,15 @@ class RollbackRequest(_Body):
         le=MAX_VERSION,
         description="compare-and-set: the version the alias points at now (required)",
     )
-    reason: str | None = Field(default=None, max_length=2000, description="why, for the record")
+    reason: str | None = Field(
+        default=None, max_length=2000, pattern=TEXT_PATTERN, description="why, for the record"
+    )
 
 
 class FreezeRequest(_Body):
     """Why a model is frozen or unfrozen."""
 
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: str | None = Field(default=None, max_length=2000, pattern=TEXT_PATTERN)
 
 
 class AliasConflictProblem(Problem):
@@ -257,6 +264,9 @@ def create_app(
         check_admin(request, credentials)
 
     def check_admin(request: Request, credentials: HTTPAuthorizationCredentials | None) -> None:
+        if credentials is None:  # 401 first: the caller must authenticate, configured or not
+            refuse(request, "unauthorized")
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
         if token is None:
             refuse(request, "no_admin_token")
             raise HTTPException(
@@ -264,13 +274,13 @@ def create_app(
                 "mutating endpoints are disabled: set DRIFTLINE_ADMIN_TOKEN on the registry "
                 "server and send it as 'Authorization: Bearer <token>'",
             )
-        given = credentials.credentials.encode() if credentials is not None else b""
+        given = credentials.credentials.encode()
         # Compare digests, so neither the content nor the length of the token leaks.
         if not hmac.compare_digest(hashlib.sha256(given).digest(), hashlib.sha256(token).digest()):
             refuse(request, "unauthorized")
             raise HTTPException(
                 401,
-                "wrong bearer token" if given else "missing bearer token",
+                "wrong bearer token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
 

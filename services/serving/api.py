@@ -76,7 +76,7 @@ from services.serving.shadow import ShadowJob, ShadowScorer
 log = logging.getLogger(__name__)
 
 MODEL_NAME = r"^[A-Za-z0-9._-]+$"
-ModelName = Annotated[str, Path(pattern=MODEL_NAME, max_length=200)]
+ModelName = Annotated[str, Path(pattern=MODEL_NAME, max_length=200, examples=["sea"])]
 Version = Annotated[int, Path(ge=1, le=MAX_VERSION)]
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
