@@ -79,8 +79,8 @@ def clean(text: str) -> str:
 def problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """The JSON response of a refusal."""
     text = clean(message)
-    if len(text) > 2000:
-        text = text[:2000] + "..."
+    if len(text) > 1000:  # messages quote excerpts; this bounds any that did not
+        text = text[:1000] + "..."
     return JSONResponse({"error": text, "detail": text}, status_code=status, headers=headers)
 
 

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool, Strict
 
 from schemas import ReasonCode
 from services.common.errors import DriftlineError
+from services.common.http_errors import excerpt
 from services.common.predictor import FeatureRef
 
 MAX_ROWS = 10_000
@@ -231,7 +232,8 @@ def _rows_of(tensor: Tensor) -> int:
         )
         if not ok:
             raise BadRequest(
-                f"input {tensor.name!r}: {type(value).__name__} {value!r} is not {tensor.datatype}"
+                f"input {tensor.name!r}: {type(value).__name__} {excerpt(value)} is not "
+                f"{tensor.datatype}"
             )
     return n
 
@@ -303,7 +305,7 @@ def check_rows(
             if not ok:
                 raise BadRequest(
                     f"row {i}: feature {ref.name!r} must be {_TYPE_WORDS.get(ref.type, ref.type)}, "
-                    f"got {type(value).__name__} {value!r}",
+                    f"got {type(value).__name__} {excerpt(value)}",
                     ReasonCode.WRONG_TYPE,
                 )
 
