@@ -56,6 +56,7 @@ from services.common.subscriber import LoadedModel, LoadFailure, ModelSubscriber
 from services.serving.api import create_app
 from services.serving.metrics import ServingMetrics
 from services.serving.protocol import BadRequest, check_rows
+from services.serving.ranges import out_of_spec
 from services.serving.settings import ServingSettings
 from services.serving.shadow import ShadowJob, ShadowScorer, answers
 
@@ -341,9 +342,17 @@ class RequestLoop:
             ).inc(len(items))
             return
         good: list[tuple[Any, PredictionRequest]] = []
+        spec = serving.spec(stream)
         for record, request in items:
             try:
                 check_rows([request.features], loaded.predictor.features, serving.nullable(stream))
+                outside = out_of_spec([request.features], spec)
+                for feature, n in outside.counts.items():
+                    metrics.out_of_spec.labels(model=stream, feature=feature).inc(n)
+                if outside and serving.service.strict_spec:
+                    raise BadRequest(
+                        f"outside the stream's spec: {outside.describe()}", ReasonCode.OUT_OF_RANGE
+                    )
             except BadRequest as exc:
                 self._dead(record, exc.reason, str(exc).replace("row 0: ", ""), request=request)
                 metrics.requests.labels(

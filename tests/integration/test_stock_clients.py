@@ -30,7 +30,7 @@ from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from river import linear_model, preprocessing, tree
 from tritonclient.utils import InferenceServerException
 
-from schemas import AliasReason, Spec, StreamConfig, Topics
+from schemas import AliasReason, PredictionRequest, Spec, StreamConfig, Topics
 from services.common.kafka_client import ensure_topics, make_admin
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
@@ -100,6 +100,7 @@ class Served:
     port: int
     models: dict[tuple[str, int], Predictor]
     log: Path
+    settings: DriftlineSettings
 
     @property
     def url(self) -> str:
@@ -164,7 +165,7 @@ def served(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
 
     try:
         wait_for(loaded, 90, "serving with every version loaded", proc, log)
-        yield Served(port=port, models=models, log=log)
+        yield Served(port=port, models=models, log=log, settings=settings)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -343,6 +344,19 @@ def test_out_of_spec_values_are_flagged_and_counted(served: Served) -> None:
     metrics = httpx.get(f"{served.url}/metrics", timeout=10).text
     assert 'driftline_serving_out_of_spec_total{feature="x1",model="sea"}' in metrics
     assert 'driftline_serving_out_of_spec_total{feature="color",model="mixed"}' in metrics
+
+
+def test_out_of_spec_values_on_the_kafka_path_are_counted(served: Served) -> None:
+    request = PredictionRequest(
+        stream="mixed", example_id="k1", features={"n": 500, "flag": False, "color": "red"}
+    )
+    publish(served.settings, "predictions.requests", [request])
+
+    def counted() -> bool:
+        metrics = httpx.get(f"{served.url}/metrics", timeout=10).text
+        return 'driftline_serving_out_of_spec_total{feature="n",model="mixed"} 1.0' in metrics
+
+    wait_for(counted, 60, "the out-of-spec count of the Kafka path")
 
 
 # -- schemathesis over serving's OpenAPI -------------------------------------------------
