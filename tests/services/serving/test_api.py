@@ -246,7 +246,7 @@ MALFORMED: list[tuple[str, str, Any, str]] = [
         {"inputs": [{"name": "x0", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
         "'x1' is missing",
     ),
-    ("/v2/models/sea/infer", "alias", {"inputs": [], "parameters": {"alias": 3}}, "inputs"),
+    ("/v2/models/sea/infer", "alias", {**tensors(ROWS[:1]), "parameters": {"alias": 3}}, "alias"),
 ]
 
 
