@@ -295,13 +295,18 @@ def test_prometheus_scrapes_every_target(run: Run) -> None:
 
 
 def test_dashboard_and_alert_metrics_are_exposed(run: Run) -> None:
-    exposed = set(run.stack.prometheus("label/__name__/values"))
+    sampled = set(run.stack.prometheus("label/__name__/values"))
+    # a labelled family nobody has counted yet is exposed (HELP and TYPE) with no samples
+    described = {m["metric"] for m in run.stack.prometheus("targets/metadata")}
+    exposed = sampled | described
     queries = (
         promql.dashboard_queries() + promql.dashboard_variable_queries() + promql.alert_queries()
     )
     names = sorted(set().union(*(q.names() for q in queries)))
     assert promql.missing_names(queries, exposed) == []
     say(f"{len(names)} metrics named by the dashboard and alert rules, all exposed: {names}")
+    unsampled = sorted(n for n in described - sampled if n.startswith("driftline_"))
+    say(f"exposed without samples yet: {unsampled}")
 
 
 def test_alert_rules_pass_promtool_and_load(run: Run) -> None:
