@@ -426,6 +426,15 @@ def assign_all(
     return tps
 
 
+def assign_at(consumer: KafkaConsumer, topic: str, partition: int, offset: int) -> Any:
+    """Assign one partition to a group-less consumer at ``offset``; returns the partition
+    (for ``end_offsets``, ``highwater``). Online followers read their stream this way."""
+    tp = TopicPartition(topic, partition)
+    consumer.assign([tp])
+    consumer.seek(tp, offset)
+    return tp
+
+
 def caught_up(consumer: KafkaConsumer, tps: list[Any]) -> bool:
     """True when the consumer's position is at the end of every partition."""
     end = consumer.end_offsets(tps)

@@ -242,6 +242,11 @@ class ModelSubscriber:
     dead_letters
         Where to letter unusable records (default: nowhere, they are counted and logged;
         the registry letters them).
+    prepare
+        Called from the subscriber's thread with each verified, warmed-up version before
+        it is swapped in; returns what to serve instead (serving wraps an online snapshot
+        in a :class:`~services.common.online_follower.Followers` follower). The previous
+        model serves until it returns; an exception keeps the version as loaded.
 
     Examples
     --------
@@ -265,6 +270,7 @@ class ModelSubscriber:
         on_remove: Callable[[LoadedModel], None] | None = None,
         retry_interval_s: float = 5.0,
         dead_letters: DeadLetters | None = None,
+        prepare: Callable[[LoadedModel], LoadedModel] | None = None,
     ) -> None:
         if not aliases and not pins:
             raise ValueError("follow at least one alias or pin one version")
@@ -308,6 +314,7 @@ class ModelSubscriber:
         }
         self.refused: dict[str, int] = dict.fromkeys(REFUSALS, 0)  # unusable records by kind
         self.dead_letters = dead_letters
+        self.prepare = prepare
         self._applied: dict[str, OrderedDict[str, None]] = {}  # key -> event ids applied
         self._throttle = Throttle(log, per_s=5)
         self.error: BaseException | None = None
@@ -609,6 +616,11 @@ class ModelSubscriber:
             loaded_at=utcnow(),
             load_ms=load_ms,
         )
+        if self.prepare is not None:
+            try:
+                loaded = self.prepare(loaded)
+            except Exception:  # noqa: BLE001 - serve the version as loaded
+                log.exception("preparing %s v%d failed; serving it as loaded", model, version)
         self._swap(model, slot, loaded)
         self.stats["swaps"] += 1
         with self._lock:

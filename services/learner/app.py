@@ -26,6 +26,8 @@ from services.common.errors import CodecError
 from services.common.kafka_client import is_fenced, make_consumer, make_producer
 from services.common.logs import at
 from services.common.metrics import Metrics
+from services.common.online_follow import FollowPoint
+from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
@@ -90,6 +92,10 @@ class Learner:
         self.member = f"{socket.gethostname()}:{os.getpid()}"
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
+        self._checkpoint_cost = 0.0  # seconds the last checkpoint took
+        self._snapshot_cost: dict[str, float] = {}  # stream -> its last snapshot's seconds
+        self._snapshot_at: dict[str, float] = {}  # stream -> when its last snapshot ended
+        self._deferred: set[tuple[int, str]] = set()  # snapshots due but over budget
         self.metrics = Metrics("learner")
         m = self.metrics
         self.learned = m.counter("learner_examples_total", "Examples learned.", ["stream"])
@@ -101,6 +107,12 @@ class Learner:
         self.gauges = m.gauge("learner_metric", "Prequential metrics.", ["stream", "metric"])
         self.versions = m.counter("learner_versions_total", "Online versions.", ["stream"])
         self.checkpoints = m.histogram("learner_checkpoint_seconds", "Checkpoint time.")
+        self.snapshot_seconds = m.histogram(
+            "learner_snapshot_seconds", "Online snapshot time (serialise, sign, store)."
+        )
+        self.snapshot_bytes = m.gauge(
+            "learner_snapshot_bytes", "Size of the stream's last online snapshot.", ["stream"]
+        )
         self.dead = m.counter("learner_dead_letters_total", "Unusable records.", ["reason"])
         self.stream_examples = m.gauge(
             "learner_stream_examples",
@@ -204,11 +216,11 @@ class Learner:
                 self.dirty.add(tp.partition)
             self._count_learned()
             self.configs.refresh()
+            elapsed = time.monotonic() - self.last_checkpoint
             due = self.since_checkpoint >= self.service.checkpoint_every or (
-                self.dirty
-                and time.monotonic() - self.last_checkpoint >= self.service.checkpoint_interval_s
+                self.dirty and elapsed >= self.service.checkpoint_interval_s
             )
-            if due:
+            if due and elapsed >= self._rest(self._checkpoint_cost):
                 self.checkpoint(set(self.dirty))
         self.checkpoint(set(self.dirty), everything=True)
 
@@ -290,8 +302,20 @@ class Learner:
             self._send("metrics", handled.metrics)
             for name, value in handled.metrics.values.items():
                 self.gauges.labels(stream=handled.stream, metric=name).set(value)
-        if handled.version_due:
-            self._register(state, handled.stream)
+        key = (state.partition, handled.stream)
+        if handled.version_due or handled.reconfigured or key in self._deferred:
+            since = time.monotonic() - self._snapshot_at.get(handled.stream, 0.0)
+            if since >= self._rest(self._snapshot_cost.get(handled.stream, 0.0)):
+                self._deferred.discard(key)
+                self._register(state, handled.stream)
+            else:  # over the serialisation budget: at the first example it allows
+                self._deferred.add(key)
+
+    def _rest(self, cost: float) -> float:
+        """Seconds to wait after a serialisation of ``cost`` seconds to stay within the
+        budget (``DRIFTLINE_LEARNER_SERIALISE_BUDGET``)."""
+        budget = self.service.serialise_budget
+        return cost * (1 - budget) / budget
 
     def _count_learned(self) -> None:
         """Add what the last poll learned to the per-stream counter and gauge."""
@@ -334,12 +358,30 @@ class Learner:
     # -- online versions ------------------------------------------------------------
 
     def _register(self, state: PartitionState, stream: str) -> None:
+        started = time.perf_counter()
         track = state.streams[stream]
         snapshot = track.learner.snapshot()
+        learner = track.learner
+        # The live model, not a copy: register_version pickles it before returning.
+        predictor = Predictor.river(
+            learner.model, spec=learner.config.spec, spec_sha256=learner.spec_sha256
+        )
+        predictor.follow = FollowPoint(
+            stream=stream,
+            topic=state.topic,
+            partition=state.partition,
+            next_offset=state.next_offset,
+            example_count=learner.examples_seen,
+            config_version=track.checked_config_version or track.config_version,
+            spec=learner.config.spec,
+            ids=track.ids(),
+            dedupe_window=self.service.dedupe_window,
+            learner_id=track.learner_id,
+        )
         version = self.registry.register_version(
             model=stream,
             kind="online",
-            predictor=track.learner.predictor(),
+            predictor=predictor,
             params={
                 "pipeline": track.learner.config.model.model_dump(mode="json"),
                 "config_version": track.config_version,
@@ -352,6 +394,11 @@ class Learner:
         track.online_version = version.version
         self.versions.labels(stream=stream).inc()
         self._move_aliases(stream, version.version)
+        cost = time.perf_counter() - started
+        self._snapshot_cost[stream] = cost
+        self._snapshot_at[stream] = time.monotonic()
+        self.snapshot_seconds.observe(cost)
+        self.snapshot_bytes.labels(stream=stream).set(version.artifact.size)
 
     def _move_aliases(self, stream: str, version: int) -> None:
         """``online`` follows every snapshot; ``champion`` starts there (cold start) and
@@ -474,7 +521,8 @@ class Learner:
         self.dirty = (self.dirty - partitions) | unsaved
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
-        self.checkpoints.observe(time.perf_counter() - started)
+        self._checkpoint_cost = time.perf_counter() - started
+        self.checkpoints.observe(self._checkpoint_cost)
 
     def _due(self, state: PartitionState, stream: str, now: float) -> bool:
         if stream in state.must_save:

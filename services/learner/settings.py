@@ -24,6 +24,14 @@ class LearnerSettings(SettingsBase):
     checkpoint_interval_s: float = Field(
         default=10.0, gt=0, description="or this many seconds (a stream: its change's age)"
     )
+    serialise_budget: float = Field(
+        default=0.03,
+        gt=0,
+        le=1,
+        description="largest share of the learner's time spent serialising: an online "
+        "snapshot or a checkpoint that took t seconds waits t * (1 - budget) / budget "
+        "before the next (a cheap model keeps policy.online_version_every exactly)",
+    )
     metrics_every: int | None = Field(
         default=None, ge=1, description="examples between metric snapshots (default: window)"
     )

@@ -402,7 +402,7 @@ def create_app(
 
 
 def _describe(loaded: LoadedModel) -> dict[str, Any]:
-    return {
+    described = {
         "version": loaded.version,
         "alias": loaded.alias,
         "kind": loaded.meta.kind,
@@ -413,6 +413,17 @@ def _describe(loaded: LoadedModel) -> dict[str, Any]:
         "loaded_at": loaded.loaded_at.isoformat(),
         "load_ms": round(loaded.load_ms, 3),
     }
+    if loaded.meta.kind == "online":  # what the answering model has learned (issue 16)
+        following = getattr(loaded.predictor, "following", None)
+        described |= (
+            following()
+            if callable(following)
+            else {
+                "base_version": loaded.version,
+                "learned_examples": loaded.meta.lineage.example_count,
+            }
+        )
+    return described
 
 
 def _history_item(item: LoadedModel | LoadFailure) -> dict[str, Any]:

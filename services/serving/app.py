@@ -48,6 +48,7 @@ from services.common.errors import BrokerError, CodecError, ConfigError
 from services.common.kafka_client import make_consumer, make_producer
 from services.common.listen import BACKLOG, listen
 from services.common.metrics import Metrics
+from services.common.online_follower import Followers, FollowMetrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
@@ -110,6 +111,16 @@ class Serving:
         )
         self.configs = StreamConfigs(settings, client_id="driftline-serving")
         self.configs.catch_up()
+        self.followers = (
+            Followers(
+                settings,
+                metrics=FollowMetrics(self.metrics.metrics, "serving"),
+                client_id=f"driftline-serving-follow-{self.replica_id}",
+                catch_up_s=service.follow_catch_up_s,
+            )
+            if service.follow
+            else None
+        )
         self.subscriber = ModelSubscriber(
             settings,
             models=service.model_filter(),
@@ -120,6 +131,7 @@ class Serving:
             on_failure=self._refused,
             on_remove=self._removed,
             client_id="driftline-serving",
+            prepare=self.followers.prepare if self.followers is not None else None,
         )
         self.shadow = (
             ShadowScorer(self._send, self.metrics, size=service.shadow_queue)
@@ -161,6 +173,8 @@ class Serving:
         if self.shadow is not None:
             self.shadow.stop(min(2.0, left(0.3)))
         self.subscriber.stop(min(2.0, left(0.3)))
+        if self.followers is not None:
+            self.followers.stop(min(0.5, left(0.3)))
         try:
             self.producer.flush(timeout=left(0.5))
             self.producer.close(timeout=left(0.5))
@@ -212,6 +226,8 @@ class Serving:
         )
 
     def _removed(self, old: LoadedModel) -> None:
+        if self.followers is not None:
+            self.followers.removed(old)
         try:
             self.metrics.model_version.remove(old.model, old.alias or "pinned")
         except KeyError:
