@@ -95,7 +95,6 @@ class Learner:
         self._checkpoint_cost = 0.0  # seconds the last checkpoint took
         self._snapshot_cost: dict[str, float] = {}  # stream -> its last snapshot's seconds
         self._snapshot_at: dict[str, float] = {}  # stream -> when its last snapshot ended
-        self._deferred: set[tuple[int, str]] = set()  # snapshots due but over budget
         self.metrics = Metrics("learner")
         m = self.metrics
         self.learned = m.counter("learner_examples_total", "Examples learned.", ["stream"])
@@ -109,6 +108,12 @@ class Learner:
         self.checkpoints = m.histogram("learner_checkpoint_seconds", "Checkpoint time.")
         self.snapshot_seconds = m.histogram(
             "learner_snapshot_seconds", "Online snapshot time (serialise, sign, store)."
+        )
+        self.skipped_snapshots = m.counter(
+            "learner_snapshots_skipped_total",
+            "Online snapshots due but skipped: the last one's cost says wait "
+            "(DRIFTLINE_LEARNER_SERIALISE_BUDGET).",
+            ["stream"],
         )
         self.snapshot_bytes = m.gauge(
             "learner_snapshot_bytes", "Size of the stream's last online snapshot.", ["stream"]
@@ -302,14 +307,14 @@ class Learner:
             self._send("metrics", handled.metrics)
             for name, value in handled.metrics.values.items():
                 self.gauges.labels(stream=handled.stream, metric=name).set(value)
-        key = (state.partition, handled.stream)
-        if handled.version_due or handled.reconfigured or key in self._deferred:
+        if handled.reconfigured:  # followers wait for a snapshot of the new config
+            self._register(state, handled.stream)
+        elif handled.version_due:
             since = time.monotonic() - self._snapshot_at.get(handled.stream, 0.0)
             if since >= self._rest(self._snapshot_cost.get(handled.stream, 0.0)):
-                self._deferred.discard(key)
                 self._register(state, handled.stream)
-            else:  # over the serialisation budget: at the first example it allows
-                self._deferred.add(key)
+            else:  # over the serialisation budget: this multiple of K is skipped
+                self.skipped_snapshots.labels(stream=handled.stream).inc()
 
     def _rest(self, cost: float) -> float:
         """Seconds to wait after a serialisation of ``cost`` seconds to stay within the

@@ -28,9 +28,10 @@ class LearnerSettings(SettingsBase):
         default=0.03,
         gt=0,
         le=1,
-        description="largest share of the learner's time spent serialising: an online "
-        "snapshot or a checkpoint that took t seconds waits t * (1 - budget) / budget "
-        "before the next (a cheap model keeps policy.online_version_every exactly)",
+        description="largest share of the learner's time spent serialising: after an "
+        "online snapshot or a checkpoint that took t seconds, the next waits at least "
+        "t * (1 - budget) / budget seconds (a snapshot due before then is skipped: the "
+        "next multiple of policy.online_version_every takes it; 1: no wait)",
     )
     metrics_every: int | None = Field(
         default=None, ge=1, description="examples between metric snapshots (default: window)"
