@@ -616,6 +616,7 @@ class ModelSubscriber:
             loaded_at=utcnow(),
             load_ms=load_ms,
         )
+        record = _released(loaded)
         if self.prepare is not None:
             try:
                 loaded = self.prepare(loaded)
@@ -624,7 +625,7 @@ class ModelSubscriber:
         self._swap(model, slot, loaded)
         self.stats["swaps"] += 1
         with self._lock:
-            self._history.append(_released(loaded))
+            self._history.append(record)
         log.info(
             "%s %s -> v%d (%s %s, %.1f ms)",
             model,

@@ -184,6 +184,10 @@ def test_serving_follows_resyncs_and_resumes_after_kill_9(
         wait_for(answers(2, 1150), 120, "following again after kill -9", procs, serving_log)
         publish(settings, "examples.valid", data[1150:])
         wait_for(answers(2, 1200), 60, "the last rows followed", procs, serving_log)
+        history = client.get("/models").json()["history"]
+        loads = [h["version"] for h in history if h["model"] == stream and h["event"] == "loaded"]
+        assert loads == [2]  # the restarted replica's one load, recorded as it was loaded
+        assert "Traceback" not in serving_log.read_text()
     finally:
         client.close()
         for proc in reversed(procs):
