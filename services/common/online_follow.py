@@ -150,15 +150,17 @@ class TwinModel:
 
     :meth:`add` queues an example for both copies; :meth:`swap` teaches the standby
     what it lacks and makes it live, unless a reader still holds it (then it returns
-    False and the next swap tries again). :meth:`predict` never waits.
+    False and the next swap tries again). :meth:`predict` never waits. Until the first
+    :meth:`add` (or :meth:`fork`) there is one copy, which :meth:`learn` teaches at once:
+    for catching up before anyone reads, or for a caller that predicts in the same
+    thread (half the work and memory).
     """
 
     def __init__(self, model: Any, *, examples: int) -> None:
         first = _Copy(model, examples)
-        second = _Copy(pickle.loads(pickle.dumps(model, 5)), examples)  # noqa: S301 - own
         first.live = True
         self._live = first
-        self._standby = second
+        self._standby: _Copy | None = None
         self.refused = 0
 
     @property
@@ -171,9 +173,30 @@ class TwinModel:
         """Examples queued that the live copy has not learned yet."""
         return len(self._live.pending)
 
+    def learn(self, x: dict[str, Any], y: Any) -> Exception | None:
+        """Learn one example on the only copy at once; returns the model's exception
+        when it refused the example (not counted). Only while nobody else reads it."""
+        if self._standby is not None:
+            raise RuntimeError("two copies: queue with add() and swap()")
+        try:
+            self._live.model.learn_one(x, y)
+        except Exception as exc:  # noqa: BLE001 - the learner refuses it the same way
+            return exc
+        self._live.learned += 1
+        return None
+
+    def fork(self) -> None:
+        """Make the standby copy (a copy of the live one), if there is none yet."""
+        if self._standby is None:
+            live = self._live
+            model = pickle.loads(pickle.dumps(live.model, 5))  # noqa: S301 - our own bytes
+            self._standby = _Copy(model, live.learned)
+
     def add(self, x: dict[str, Any], y: Any, tag: Any = None) -> None:
         """Queue one admitted example for both copies (nothing is learned yet); ``tag``
         names it to :meth:`swap`'s ``on_error``."""
+        self.fork()
+        assert self._standby is not None  # noqa: S101 - fork made it
         item = (x, y, tag)
         self._live.pending.append(item)
         self._standby.pending.append(item)
@@ -186,7 +209,7 @@ class TwinModel:
         copy that meets it; it is not counted as learned (the learner's rule).
         """
         standby = self._standby
-        if not standby.pending or standby.readers:
+        if standby is None or not standby.pending or standby.readers:
             return False
         first_new = len(standby.pending) - len(self._live.pending)
         for i, (x, y, tag) in enumerate(standby.pending):

@@ -11,8 +11,14 @@ snapshot replaces it the same way (a resync), so lineage stays auditable: the mo
 answers says which version it started from (``base_version``) and how many examples of
 its stream it has learned (``learned_examples``, the learner's count).
 
+An evaluator, which must score each record before the model learns it, uses unthreaded
+followers (``Followers(threaded=False)``) and feeds them the records it has scored
+(:meth:`Followers.feed`): a gap (records it did not score) is read from the topic.
+
 A follower costs its replica the learner's ``learn_one`` twice per example of its stream
-(once per copy), two copies of the model in memory, and one consumer on one partition.
+(once per copy; once while catching up, and once in the evaluator, which predicts in the
+thread that learns), two copies of the model in memory (one in the evaluator), and one
+consumer on one partition.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -33,6 +39,7 @@ from services.common.metrics import Metrics
 from services.common.online_follow import (
     ADMIT,
     PAUSE,
+    SKIP,
     FollowingPredictor,
     FollowPoint,
     FollowRules,
@@ -116,9 +123,10 @@ class OnlineFollower:
         self.point = point
         self.version = version
         self.rules = FollowRules(point)
-        self.twin = TwinModel(clone(snapshot.model), examples=point.example_count)
+        self.twin = TwinModel(clone(snapshot.model), examples=point.example_count)  # 1 copy
         self.predictor = FollowingPredictor(snapshot, self.twin, base_version=version)
         self.paused = False
+        self.direct = True  # one copy, learned at once: until start() publishes it
         self.behind = 0
         self.on_swap = on_swap
         self._consumer = make_consumer(
@@ -130,24 +138,49 @@ class OnlineFollower:
             self._consumer.close()
             raise
         self._stop = threading.Event()
+        self._busy = threading.Lock()  # feed / stop (never taken by predictions)
         self._thread: threading.Thread | None = None
         self._newest_ts: float | None = None  # the newest record timestamp queued (s)
 
     # -- life cycle -----------------------------------------------------------------
 
-    def catch_up(self, timeout_s: float = 60.0) -> bool:
-        """Learn up to the partition's end as it is now (or until paused); False when
-        ``timeout_s`` passed first."""
-        end = self._consumer.end_offsets([self._tp])[self._tp]
+    def catch_up(self, timeout_s: float = 60.0, *, until: int | None = None) -> bool:
+        """Learn up to the partition's end as it is now, or up to the offset ``until``
+        (excluded), or until paused; False when ``timeout_s`` passed first."""
+        end = self._consumer.end_offsets([self._tp])[self._tp] if until is None else until
         deadline = time.monotonic() + timeout_s
         while self.rules.position < end and not self.paused:
             if time.monotonic() > deadline:
                 return False
-            self.step(timeout_ms=200)
+            self.step(timeout_ms=200, until=until)
         return True
 
+    def feed(self, offset: int, example: LabelledExample) -> None:
+        """Learn one record the caller has read (and scored) itself, in offset order: a
+        record already passed is ignored, a gap before it is read from the topic first.
+        Call :meth:`settle` after a batch. For a caller that must score each record
+        before the model learns it (the evaluator); not with :meth:`start`."""
+        with self._busy:
+            if self._stop.is_set() or self.paused or offset < self.rules.position:
+                return
+            if offset > self.rules.position:
+                self.catch_up(until=offset)
+                if self.paused or offset != self.rules.position:
+                    return
+            self._consider(offset, example, None)
+            self._consumer.seek(self._tp, self.rules.position)
+
+    def settle(self) -> None:
+        """After a batch of :meth:`feed`: report (metrics)."""
+        with self._busy:
+            if self._newest_ts is not None:
+                self._learned()
+
     def start(self) -> OnlineFollower:
-        """Keep learning in a daemon thread; returns ``self``."""
+        """Keep learning in a daemon thread (on two copies from now on: predictions may
+        come from any thread); returns ``self``."""
+        self.twin.fork()
+        self.direct = False
         self._thread = threading.Thread(
             target=self._run, name=f"follow-{self.point.stream}", daemon=True
         )
@@ -159,8 +192,9 @@ class OnlineFollower:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout_s)
-        if self._thread is None or not self._thread.is_alive():
-            self._close()
+        if self._thread is None:
+            with self._busy:
+                self._close()
 
     def _close(self) -> None:
         try:
@@ -189,13 +223,16 @@ class OnlineFollower:
 
     # -- one poll -------------------------------------------------------------------
 
-    def step(self, timeout_ms: int = 200) -> int:
-        """Read what arrived, learn it on the standby and swap (at least every
-        ``SWAP_EVERY`` examples); returns the records read."""
+    def step(self, timeout_ms: int = 200, *, until: int | None = None) -> int:
+        """Read what arrived (before ``until``), learn it on the standby and swap (at
+        least every ``SWAP_EVERY`` examples); returns the records read."""
         batches = self._consumer.poll(timeout_ms=timeout_ms)
         records = [r for rs in batches.values() for r in rs]
         queued = 0
         for record in records:
+            if until is not None and record.offset >= until:
+                self._consumer.seek(self._tp, until)  # read again by whoever needs it
+                break
             if record.offset < self.rules.position:
                 continue
             try:
@@ -204,32 +241,43 @@ class OnlineFollower:
                 self.rules.position = record.offset + 1  # the learner letters it, skips it
                 continue
             assert isinstance(example, LabelledExample)  # noqa: S101 - decode's target
-            verdict = self.rules.admit(record.offset, example)
+            verdict = self._consider(record.offset, example, record.timestamp)
             if verdict == PAUSE:
-                self.paused = True
-                log.info(
-                    "following %s paused at offset %d: spec version %s is newer than the "
-                    "snapshot's %d; waiting for the next snapshot",
-                    self.point.stream,
-                    record.offset,
-                    example.spec_version,
-                    self.point.config_version,
-                )
                 break
-            if verdict != ADMIT:
-                continue
-            self.twin.add(dict(example.features), example.label, example)
-            self._newest_ts = record.timestamp / 1000 if record.timestamp else None
-            queued += 1
-            if queued >= SWAP_EVERY:
-                self._swap()
-                queued = 0
+            if verdict == ADMIT and not self.direct:
+                queued += 1
+                if queued >= SWAP_EVERY:
+                    self._swap()
+                    queued = 0
         if queued:
             self._swap()
+        elif self.direct and self._newest_ts is not None:
+            self._learned()
         highwater = self._consumer.highwater(self._tp)
         if highwater is not None:
             self.behind = max(0, highwater - self.rules.position)
         return len(records)
+
+    def _consider(self, offset: int, example: LabelledExample, timestamp: int | None) -> str:
+        verdict = self.rules.admit(offset, example)
+        if verdict == PAUSE:
+            self.paused = True
+            log.info(
+                "following %s paused at offset %d: spec version %s is newer than the "
+                "snapshot's %d; waiting for the next snapshot",
+                self.point.stream,
+                offset,
+                example.spec_version,
+                self.point.config_version,
+            )
+        elif verdict == ADMIT:
+            self._newest_ts = timestamp / 1000 if timestamp else time.time()
+            if not self.direct:
+                self.twin.add(dict(example.features), example.label, example)
+            elif self.twin.learn(dict(example.features), example.label) is not None:
+                self.rules.refused(example)
+                return SKIP
+        return verdict
 
     def _swap(self) -> None:
         # A reader still on the standby (rare, for a few ms): the examples wait for the
@@ -237,7 +285,11 @@ class OnlineFollower:
         while not self.twin.swap(on_error=self._refused):
             if not self.twin.pending or self._stop.wait(0.001):
                 return
+        self._learned()
+
+    def _learned(self) -> None:
         delay = time.time() - self._newest_ts if self._newest_ts is not None else None
+        self._newest_ts = None
         if self.on_swap is not None:
             self.on_swap(self, delay)
 
@@ -262,8 +314,10 @@ class Followers:
         metrics: FollowMetrics | None = None,
         client_id: str = "driftline-follower",
         catch_up_s: float = 60.0,
+        threaded: bool = True,
     ) -> None:
         self.settings = settings
+        self.threaded = threaded
         self.metrics = metrics
         self.client_id = client_id
         self.catch_up_s = catch_up_s
@@ -294,18 +348,19 @@ class Followers:
                 client_id=self.client_id,
                 on_swap=self._swapped_in(loaded.model, loaded.alias),
             )
-            try:
-                if not follower.catch_up(self.catch_up_s):
-                    log.warning(
-                        "%s v%d: not caught up within %.0fs; serving it while it goes on",
-                        loaded.model,
-                        loaded.version,
-                        self.catch_up_s,
-                    )
-            except BaseException:
-                follower.stop()
-                raise
-            follower.start()
+            if self.threaded:
+                try:
+                    if not follower.catch_up(self.catch_up_s):
+                        log.warning(
+                            "%s v%d: not caught up within %.0fs; serving it while it goes on",
+                            loaded.model,
+                            loaded.version,
+                            self.catch_up_s,
+                        )
+                except BaseException:
+                    follower.stop()
+                    raise
+                follower.start()
             with self._lock:
                 self._followers[key] = follower
             if self.metrics is not None:
@@ -324,6 +379,17 @@ class Followers:
         with self._lock:
             self._slots[(loaded.model, loaded.alias)] = key
         return replace(loaded, predictor=follower.predictor)
+
+    def feed(self, stream: str, records: Sequence[tuple[int, int, LabelledExample]]) -> None:
+        """Unthreaded followers of ``stream`` learn ``(partition, offset, example)``
+        records the caller has scored (each follower only its own partition's)."""
+        with self._lock:
+            followers = [f for (m, _), f in self._followers.items() if m == stream]
+        for follower in followers:
+            mine = [(o, e) for p, o, e in records if p == follower.point.partition]
+            for offset, example in sorted(mine, key=lambda item: item[0]):
+                follower.feed(offset, example)
+            follower.settle()
 
     def removed(self, old: LoadedModel) -> None:
         """The subscriber dropped ``old``'s slot (its alias was removed)."""

@@ -60,6 +60,7 @@ from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError
 from services.common.kafka_client import make_consumer, make_producer
 from services.common.metrics import BoundedStreams, Metrics
+from services.common.online_follower import Followers, FollowMetrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
@@ -143,11 +144,25 @@ class Evaluator:
             max_poll_records=service.max_poll_records,
         )
         self.mover = AliasMover(registry)
+        # Online snapshots keep learning, each record after it was scored here (no thread:
+        # a model never learns a record before it is scored on it).
+        self.followers = (
+            Followers(
+                settings,
+                metrics=FollowMetrics(m, "evaluator"),
+                client_id="driftline-evaluator-follow",
+                threaded=False,
+            )
+            if service.follow
+            else None
+        )
         self.subscriber = ModelSubscriber(
             settings,
             aliases=ALIASES,
             on_swap=self._swapped,
+            on_remove=self.followers.removed if self.followers is not None else None,
             client_id="driftline-evaluator-models",
+            prepare=self.followers.prepare if self.followers is not None else None,
         )
 
     def _fresh_state(self) -> EvaluatorState:
@@ -371,6 +386,8 @@ class Evaluator:
                 self._dead_item(item, f"{type(exc).__name__}: {exc}")
             self.streams.child(self.examples, stream, "error").inc(len(items))
             return
+        if self.followers is not None:  # after scoring: test, then train
+            self.followers.feed(stream, [(i.partition, i.offset, i.example) for i in items])
         for item, error in out.refused:
             self._dead_item(item, error)
         if out.refused:
@@ -567,6 +584,8 @@ class Evaluator:
     def close(self) -> None:
         """Close every client."""
         self.subscriber.stop()
+        if self.followers is not None:
+            self.followers.stop()
         for consumer in (self.lease, self.data):  # the lease first: a standby takes over
             try:
                 consumer.close()

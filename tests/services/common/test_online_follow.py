@@ -193,3 +193,26 @@ def test_the_following_predictor_answers_from_the_twin() -> None:
     assert list(follower.predict_proba_many(probe)[0]) == ["False", "True"]
     with pytest.raises(TypeError, match="live state"):
         pickle.dumps(follower)
+
+
+def test_one_copy_learns_at_once_until_forked() -> None:
+    data = rows(200)
+    reference = linear_model.LogisticRegression()
+    twin = TwinModel(linear_model.LogisticRegression(), examples=0)
+    for x, y in data[:100]:
+        assert twin.learn(x, y) is None
+        reference.learn_one(x, y)
+    assert twin.examples == 100 and not twin.swap()  # nothing queued, no standby
+    twin.fork()
+    with pytest.raises(RuntimeError):
+        twin.learn(*data[0])
+    probe = [x for x, _ in rows(20, seed=4)]
+    assert twin.predict(lambda m: [m.predict_proba_one(x) for x in probe]) == [
+        reference.predict_proba_one(x) for x in probe
+    ]
+
+
+def test_a_refusal_in_one_copy_mode_is_returned_and_not_counted() -> None:
+    twin = TwinModel(Picky(), examples=3)
+    assert isinstance(twin.learn({}, None), ValueError)
+    assert twin.learn({}, True) is None and twin.examples == 4
