@@ -99,8 +99,10 @@ def _examples(stream: str, n: int) -> list[LabelledExample]:
 # -- the load generator (a separate process) ------------------------------------------------
 
 
-def _load(port: int, model: str, started: Any, stop: Any, results: Any) -> None:
-    """One keep-alive connection, a request every ``REQUEST_EVERY_S``.
+def _load(commands: Any, started: Any, stop: Any, results: Any) -> None:
+    """Runs for the whole benchmark (a process started once: under load, starting one
+    per phase takes long): each command ``(port, model)`` starts a phase on one
+    keep-alive connection, a request every ``REQUEST_EVERY_S`` until ``stop`` is set.
 
     Each answer: (wall time at the response, latency s, status, base version, learned).
     """
@@ -118,10 +120,18 @@ def _load(port: int, model: str, started: Any, stop: Any, results: Any) -> None:
         ).encode()
         for r in rows
     ]
+    started.set()
+    while (command := commands.get()) is not None:
+        port, model = command
+        results.put(_requests(port, model, bodies, stop))
+
+
+def _requests(
+    port: int, model: str, bodies: list[bytes], stop: Any
+) -> list[tuple[float, float, int, int, int]]:
     out: list[tuple[float, float, int, int, int]] = []
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     headers = {"content-type": "application/json"}
-    started.set()
     next_at = time.perf_counter()
     for i in itertools.count():
         if stop.is_set():
@@ -142,7 +152,27 @@ def _load(port: int, model: str, started: Any, stop: Any, results: Any) -> None:
         out.append((time.time(), time.perf_counter() - t0, status, base, learned))
         time.sleep(max(0.0, next_at - time.perf_counter()))
     conn.close()
-    results.put(out)
+    return out
+
+
+class Loader:
+    """The load process and its controls."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.commands, self.started, self.stop = ctx.Queue(), ctx.Event(), ctx.Event()
+        self.results = ctx.Queue()
+        self.process = ctx.Process(
+            target=_load, args=(self.commands, self.started, self.stop, self.results), daemon=True
+        )
+        self.process.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.commands.put(None)
+        self.process.join(30)
+        if self.process.is_alive():
+            self.process.terminate()
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -290,30 +320,30 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _phase(
-    stream: Stream, env: dict[str, str], log: Path, port: int, *, follow: bool, seconds: float
+    stream: Stream,
+    loader: Loader,
+    env: dict[str, str],
+    log: Path,
+    port: int,
+    *,
+    follow: bool,
+    seconds: float,
 ) -> dict[str, float]:
     server = _serving(env, log, port, follow)
-    ctx = multiprocessing.get_context("spawn")
-    started, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
-    loader = ctx.Process(
-        target=_load, args=(port, stream.stream, started, stop, results), daemon=True
-    )
     try:
-        loader.start()
-        if not started.wait(60):
+        if not loader.started.wait(300):
             raise RuntimeError("the load process did not start")
+        loader.stop.clear()
+        loader.commands.put((port, stream.stream))
         time.sleep(1.0)
         t0, cpu0, sent0 = time.time(), cpu_seconds(server.pid), stream.sent
         time.sleep(seconds)
         t1, cpu1, sent1 = time.time(), cpu_seconds(server.pid), stream.sent
         rss = peak_rss_mb(server.pid)
-        stop.set()
-        samples: list[tuple[float, float, int, int, int]] = results.get(timeout=60)
-        loader.join(30)
+        loader.stop.set()
+        samples: list[tuple[float, float, int, int, int]] = loader.results.get(timeout=60)
     finally:
-        stop.set()
-        if loader.is_alive():
-            loader.terminate()
+        loader.stop.set()
         _stop(server)
     answers = [s for s in samples if t0 <= s[0] < t1]
     ok = [s for s in answers if s[2] == 200]
@@ -347,9 +377,10 @@ def _phase(
 
 
 def run(quick: bool) -> Result:
-    """Run the benchmark (quick: 20 s per phase; else 90 s)."""
-    phase_s = 20.0 if quick else 90.0
+    """Run the benchmark (quick: 15 s per phase; else 90 s)."""
+    phase_s = 15.0 if quick else 90.0
     warm_s = 9.0  # the first snapshot (1,000 examples) and champion
+    loader = Loader()  # imports while the broker starts
     with broker_settings(signing_key=KEY, signing_key_id="bench") as settings:
         admin = make_admin(settings)
         ensure_topics(admin, Topics(settings.topic_prefix).all())
@@ -404,6 +435,7 @@ def run(quick: bool) -> Result:
                     results[name] = {
                         phase: _phase(
                             stream,
+                            loader,
                             serving_env,
                             serving_log,
                             serving_port,
@@ -421,6 +453,7 @@ def run(quick: bool) -> Result:
             cp_count = _value(text, "learner_checkpoint_seconds_count")
             cp_total = _value(text, "learner_checkpoint_seconds_sum")
         finally:
+            loader.close()
             _stop(learner)
             registry.close()
 
