@@ -201,12 +201,18 @@ class TwinModel:
         self._live.pending.append(item)
         self._standby.pending.append(item)
 
-    def swap(self, on_error: Callable[[Any, Exception], None] | None = None) -> bool:
+    def swap(
+        self,
+        on_error: Callable[[Any, Exception], None] | None = None,
+        between: Callable[[], None] | None = None,
+    ) -> bool:
         """Teach the standby its queue and make it live; False when a reader still
         holds the standby (nothing changes) or there is nothing to learn.
 
         ``on_error(tag, exc)``: an example the model raised on, reported by the first
         copy that meets it; it is not counted as learned (the learner's rule).
+        ``between()``: called after each example (a follower yields the GIL there, so
+        a prediction never waits behind a run of learning).
         """
         standby = self._standby
         if standby is None or not standby.pending or standby.readers:
@@ -220,6 +226,8 @@ class TwinModel:
                     on_error(tag, exc)
             else:
                 standby.learned += 1
+            if between is not None:
+                between()
         standby.pending = []
         standby.live = True
         old = self._live
@@ -281,8 +289,9 @@ class FollowingPredictor(Predictor):
 
     def following(self) -> dict[str, int]:
         """``base_version`` and ``learned_examples``: the stream's examples the model that
-        last answered in this thread had learned (the live copy's before any answer)."""
+        last answered in this thread had learned, read once (else the live copy's)."""
         learned = getattr(self._answered, "examples", None)
+        self._answered.examples = None  # read once: the next description is the next answer's
         return {
             "base_version": self.base_version,
             "learned_examples": self.twin.examples if learned is None else learned,

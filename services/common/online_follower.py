@@ -58,6 +58,12 @@ SWAP_EVERY = 32
 fewer swaps at its end)."""
 
 
+def _yield() -> None:
+    """Let a waiting thread (a prediction) take the GIL now rather than after the
+    interpreter's switch interval."""
+    time.sleep(0)
+
+
 class FollowMetrics:
     """A service's follower metrics (``<service>_online_*``, by model and alias)."""
 
@@ -274,15 +280,18 @@ class OnlineFollower:
             self._newest_ts = timestamp / 1000 if timestamp else time.time()
             if not self.direct:
                 self.twin.add(dict(example.features), example.label, example)
-            elif self.twin.learn(dict(example.features), example.label) is not None:
-                self.rules.refused(example)
-                return SKIP
+            else:
+                refused = self.twin.learn(dict(example.features), example.label)
+                _yield()
+                if refused is not None:
+                    self.rules.refused(example)
+                    return SKIP
         return verdict
 
     def _swap(self) -> None:
         # A reader still on the standby (rare, for a few ms): the examples wait for the
         # next swap; nothing waits here.
-        while not self.twin.swap(on_error=self._refused):
+        while not self.twin.swap(on_error=self._refused, between=_yield):
             if not self.twin.pending or self._stop.wait(0.001):
                 return
         self._learned()
