@@ -330,6 +330,9 @@ class Followers:
         self.metrics = metrics
         self.client_id = client_id
         self.catch_up_s = catch_up_s
+        self.replace: Callable[[str, LoadedModel], bool] | None = None
+        """The subscriber's ``replace`` (set once it exists): lets a first load answer as
+        a snapshot while its follower catches up."""
         self._lock = threading.Lock()
         self._followers: dict[tuple[str, int], OnlineFollower] = {}
         self._slots: dict[tuple[str, str], tuple[str, int]] = {}
@@ -349,10 +352,29 @@ class Followers:
         key = (loaded.model, loaded.version)
         with self._lock:
             follower = self._followers.get(key)
+            serving = (loaded.model, loaded.alias) in self._slots
+        if follower is None and self.threaded and not serving and self.replace is not None:
+            # Nothing of this model answers in the slot yet (a start, a new alias): the
+            # snapshot answers at once and the follower replaces it once caught up.
+            threading.Thread(
+                target=self._catch_up_then_replace,
+                args=(loaded,),
+                name=f"catch-up-{loaded.model}",
+                daemon=True,
+            ).start()
+            return loaded
+        return self._follow(loaded)
+
+    def _follow(self, loaded: LoadedModel) -> LoadedModel:
+        """``loaded`` with its (new or shared) follower's predictor; the slot noted."""
+        assert loaded.alias is not None  # noqa: S101 - prepare's guard
+        key = (loaded.model, loaded.version)
+        with self._lock:
+            follower = self._followers.get(key)
         if follower is None:
             follower = OnlineFollower(
                 self.settings,
-                predictor,
+                loaded.predictor,
                 version=loaded.version,
                 client_id=self.client_id,
                 on_swap=self._swapped_in(loaded.model, loaded.alias),
@@ -388,6 +410,28 @@ class Followers:
         with self._lock:
             self._slots[(loaded.model, loaded.alias)] = key
         return replace(loaded, predictor=follower.predictor)
+
+    def _catch_up_then_replace(self, loaded: LoadedModel) -> None:
+        assert loaded.alias is not None and self.replace is not None  # noqa: S101 - prepare's
+        key = (loaded.model, loaded.version)
+        try:
+            prepared = self._follow(loaded)
+        except Exception:  # noqa: BLE001 - the snapshot keeps answering
+            log.exception(
+                "following %s v%d failed; serving the snapshot", loaded.model, loaded.version
+            )
+            return
+        if self.replace(loaded.alias, prepared):
+            return
+        # The slot moved on meanwhile: drop this follower unless a slot uses it.
+        slot = (loaded.model, loaded.alias)
+        with self._lock:
+            if self._slots.get(slot) == key:
+                del self._slots[slot]
+            unused = key not in self._slots.values()
+            follower = self._followers.pop(key, None) if unused else None
+        if follower is not None:
+            follower.stop()
 
     def feed(self, stream: str, records: Sequence[tuple[int, int, LabelledExample]]) -> None:
         """Unthreaded followers of ``stream`` learn ``(partition, offset, example)``

@@ -288,6 +288,7 @@ class ModelSubscriber:
         self.retry_interval_s = retry_interval_s
         # Read by any thread without a lock: replaced whole, never mutated.
         self._snapshot: Mapping[tuple[str, str], LoadedModel] = MappingProxyType({})
+        self._swap_lock = threading.Lock()  # writers only (the subscriber, replace())
         # Written by the subscriber thread under _lock; read (copied) under it.
         self._lock = threading.Lock()
         self._versions: dict[str, dict[int, ModelVersionPublished]] = {}
@@ -640,12 +641,26 @@ class ModelSubscriber:
 
     def _swap(self, model: str, slot: str, loaded: LoadedModel | None) -> None:
         """Copy-on-write: readers hold the old mapping or the new one, both whole."""
-        new = dict(self._snapshot)
-        if loaded is None:
-            new.pop((model, slot), None)
-        else:
-            new[(model, slot)] = loaded
-        self._snapshot = MappingProxyType(new)
+        with self._swap_lock:
+            new = dict(self._snapshot)
+            if loaded is None:
+                new.pop((model, slot), None)
+            else:
+                new[(model, slot)] = loaded
+            self._snapshot = MappingProxyType(new)
+
+    def replace(self, slot: str, loaded: LoadedModel) -> bool:
+        """Serve ``loaded`` in ``slot`` instead of what it holds, only while that is the
+        same version (a follower of the snapshot loaded there, once caught up); True when
+        it was swapped in. Any thread."""
+        with self._swap_lock:
+            current = self._snapshot.get((loaded.model, slot))
+            if current is None or current.version != loaded.version:
+                return False
+            new = dict(self._snapshot)
+            new[(loaded.model, slot)] = loaded
+            self._snapshot = MappingProxyType(new)
+            return True
 
     def _report(self, failure: LoadFailure, alias: str | None) -> None:
         """Report a failure once per (model, version, slot)."""

@@ -133,6 +133,8 @@ class Serving:
             client_id="driftline-serving",
             prepare=self.followers.prepare if self.followers is not None else None,
         )
+        if self.followers is not None:  # a first load answers while its follower catches up
+            self.followers.replace = self.subscriber.replace
         self.shadow = (
             ShadowScorer(self._send, self.metrics, size=service.shadow_queue)
             if len(self.followed) > 1
