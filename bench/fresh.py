@@ -14,7 +14,9 @@ For each model (River ARFClassifier(n_models=10), then StandardScaler | Logistic
    snapshot as the learner registered it (the behaviour before followers);
 2. follow: serving keeps the snapshot learning from ``examples.valid``.
 
-Reported per model and phase: served staleness (the learner's count at the answer minus
+A follow phase starts as serving opens: the first load answers as its snapshot while
+its follower catches up, so the phase's staleness includes the catch-up. Reported per
+model and phase: served staleness (the learner's count at the answer minus
 the answering model's ``learned_examples``, floored at 0; in seconds, how long before the
 answer the learner had learned the example the answering model had not), learner lag
 (examples written minus the learner's count), serving predict p50/p99 and its CPU per
