@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from schemas import Topics
 from services.common.kafka_client import make_admin
 from services.common.settings import DriftlineSettings
@@ -19,6 +21,9 @@ from tests.integration.learner_support import config as stream_config
 from tests.integration.learner_support import examples, learned, learner_env, start_learner
 from tests.integration.polling import wait_for
 from tests.integration.processes import publish
+
+# a restart before the session timeout: both Kafka backends (make test)
+pytestmark = pytest.mark.backends
 
 # Far longer than the deadline below: a restart that waited for the coordinator to expire
 # the killed member (a dynamic member) could not pass.
