@@ -45,7 +45,7 @@ from services.common.batches import batch_or_each
 from services.common.codec import decode, encode, event_key
 from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError, ConfigError
-from services.common.kafka_client import make_consumer, make_producer
+from services.common.kafka_backend import open_consumer, open_producer
 from services.common.listen import BACKLOG, listen
 from services.common.metrics import Metrics
 from services.common.settings import DriftlineSettings
@@ -101,7 +101,8 @@ class Serving:
         self.followed = service.followed_aliases()
         self._nullable: dict[str, frozenset[str]] = {}
         self._spec_versions: dict[str, int | None] = {}
-        self.producer = make_producer(settings, client_id="driftline-serving", linger_ms=2)
+        # the Kafka path's producer: DRIFTLINE_KAFKA_CLIENT (kafka-python or confluent)
+        self.producer = open_producer(settings, client_id="driftline-serving", linger_ms=2)
         self.dead_letters = DeadLetters(
             self.producer,
             self.topics.name("events.dead"),
@@ -240,7 +241,7 @@ class RequestLoop:
         self.serving = serving
         service = serving.service
         self.topic = serving.topics.name("predictions.requests")
-        self.consumer = make_consumer(
+        self.consumer = open_consumer(
             serving.settings,
             group_id=service.group_id,
             client_id=f"driftline-serving-{serving.replica_id}",
@@ -283,7 +284,7 @@ class RequestLoop:
                 except Exception:  # noqa: BLE001 - handle letters each record; a last resort
                     log.exception("a batch of %d request(s) failed; going on", len(records))
                 self.serving.producer.flush()
-                self.consumer.commit()
+                self.consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs})
                 self.handled += len(records)
         except Exception:  # noqa: BLE001 - logged; /healthz stays up for HTTP
             log.exception("the Kafka request loop stopped on an error")
