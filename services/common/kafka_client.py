@@ -546,6 +546,9 @@ class KafkaPythonConsumer:
     def seek_to_beginning(self, tp: Any) -> None:
         self.raw.seek_to_beginning(_kp(tp))
 
+    def seek_to_end(self, tp: Any) -> None:
+        self.raw.seek_to_end(_kp(tp))
+
     def commit(self, offsets: Mapping[Any, int], timeout_ms: int | None = None) -> None:
         self.raw.commit(
             {_kp(tp): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()},

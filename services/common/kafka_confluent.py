@@ -28,6 +28,7 @@ from typing import Any, Final, NamedTuple
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    OFFSET_END,
     OFFSET_INVALID,
     Consumer,
     KafkaError,
@@ -192,7 +193,8 @@ class ConfluentConsumer:
         self._consumer = Consumer(config)
         self._listener: RebalanceListener | None = None
         self._assigning: dict[TopicPartition, int] | None = None
-        self._manual: dict[TopicPartition, int] = {}
+        self._manual: dict[TopicPartition, int] = {}  # assign()'s partitions and starts
+        self._starting = False  # assigned, not polled yet: a seek sets the start
         self._tps: dict[tuple[str, int], TopicPartition] = {}
         try:
             _probe(self._consumer, settings)
@@ -244,6 +246,7 @@ class ConfluentConsumer:
         """What is ready now, up to ``max_records``; else wait up to ``timeout_ms`` for the
         first record and take what came with it."""
         limit = max_records or self._batch
+        self._starting = False
         messages: list[Any] = self._consumer.consume(limit, 0)
         if not messages and timeout_ms > 0:
             messages = self._consumer.consume(1, timeout_ms / 1000)
@@ -281,12 +284,17 @@ class ConfluentConsumer:
             return
         if tp in self._manual:
             self._manual[tp] = offset
-            self._consumer.assign([CTP(t.topic, t.partition, o) for t, o in self._manual.items()])
-            return
+            if self._starting:  # librdkafka refuses to seek a partition not fetching yet
+                parts = [CTP(t.topic, t.partition, o) for t, o in self._manual.items()]
+                self._consumer.assign(parts)
+                return
         self._consumer.seek(CTP(tp.topic, tp.partition, offset))
 
     def seek_to_beginning(self, tp: TopicPartition) -> None:
         self.seek(tp, OFFSET_BEGINNING)
+
+    def seek_to_end(self, tp: TopicPartition) -> None:
+        self.seek(tp, OFFSET_END)
 
     def commit(self, offsets: Mapping[TopicPartition, int], timeout_ms: int | None = None) -> None:
         """Commit synchronously (librdkafka bounds the wait itself; ``timeout_ms`` is not
@@ -303,6 +311,7 @@ class ConfluentConsumer:
 
     def assign(self, partitions: Sequence[TopicPartition]) -> None:
         self._manual = {TopicPartition(tp.topic, tp.partition): OFFSET_INVALID for tp in partitions}
+        self._starting = True
         self._consumer.assign([CTP(tp.topic, tp.partition) for tp in partitions])
 
     def position(self, tp: TopicPartition) -> int:

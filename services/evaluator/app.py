@@ -58,7 +58,9 @@ from services.common.codec import decode, encode, event_key
 from services.common.conformance import nonconformance
 from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError
-from services.common.kafka_client import make_consumer, make_producer
+from services.common.kafka_backend import open_consumer, open_producer
+from services.common.kafka_client import make_consumer
+from services.common.kafka_types import Consumer
 from services.common.metrics import BoundedStreams, Metrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
@@ -121,7 +123,9 @@ class Evaluator:
         self.dead = m.counter("evaluator_dead_letters_total", "Unusable records.", ["reason"])
         self.checkpoints = m.histogram("evaluator_checkpoint_seconds", "Checkpoint time.")
         self.configs = StreamConfigs(settings, client_id="driftline-evaluator")
-        self.producer = make_producer(settings, client_id="driftline-evaluator")
+        # the data path (valid and shadow records in, metrics and decisions out) runs on
+        # DRIFTLINE_KAFKA_CLIENT; the lease below is coordination and stays on kafka-python
+        self.producer = open_producer(settings, client_id="driftline-evaluator")
         self.dead_letters = DeadLetters(
             self.producer, self.topics.name("events.dead"), service="evaluator", counter=self.dead
         )
@@ -136,7 +140,7 @@ class Evaluator:
             heartbeat_interval_ms=max(500, service.session_timeout_ms // 10),
             max_poll_records=1,
         )
-        self.data = make_consumer(
+        self.data: Consumer = open_consumer(
             settings,
             group_id=None,
             client_id="driftline-evaluator",
