@@ -474,10 +474,10 @@ def check_topics(settings: DriftlineSettings) -> int:
 def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
     """Run the validator until SIGTERM/SIGINT; returns the exit code.
 
-    With ``DRIFTLINE_KAFKA_CLIENT=confluent`` it runs the batch loop of
-    :mod:`services.validator.loop`; with kafka-python, this faust app.
+    ``DRIFTLINE_VALIDATOR_ENGINE`` (auto: the batch loop of :mod:`services.validator.loop`
+    with ``DRIFTLINE_KAFKA_CLIENT=confluent``, this faust app with kafka-python).
     """
-    if settings.kafka_client == "confluent":
+    if vsettings.uses_loop(settings.kafka_client):
         from services.validator.loop import run_loop
 
         return run_loop(settings, vsettings)

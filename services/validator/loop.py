@@ -1,4 +1,4 @@
-"""The validator's batch loop, used with the confluent backend (DRIFTLINE_KAFKA_CLIENT).
+"""The validator's batch loop: the default with DRIFTLINE_KAFKA_CLIENT=confluent.
 
 The same consume -> judge -> produce -> commit-after-ack loop the learner uses, with one
 consumer in the validator's group and one producer: poll a batch (up to
@@ -17,12 +17,17 @@ evicted) are forgotten uncommitted: their new owner redelivers from the group's 
 commit. An output that is not acknowledged makes the process exit at once with status 70
 without committing anything more, so a restart redelivers, exactly as after a kill -9.
 
-Why only with confluent-kafka: kafka-python 3 runs rebalance listeners, heartbeats and
-fetch handling on one Python IO thread. A first version of this loop on kafka-python
-(reverted) lost its group membership in the full test suite (3 s session, the IO thread
-near 92 % CPU) and did not come back; librdkafka heartbeats from its own C threads,
-outside the GIL, and calls listeners on the polling thread. With kafka-python the
-validator stays on faust, whose aiokafka heartbeats from the event loop between batches.
+Why faust stays the default with kafka-python (``DRIFTLINE_VALIDATOR_ENGINE=loop`` opts
+in): kafka-python 3 runs rebalance listeners, heartbeats and fetch handling on one Python
+IO thread. A first version of this loop on kafka-python (reverted) lost its group
+membership in the full test suite (3 s session, the IO thread near 92 % CPU) and did not
+come back; its revocation listener committed from that thread, which kafka-python 3
+refuses ("Cannot block on net.run() from the IO thread itself") and which stalls
+heartbeats meanwhile. The seam's kafka-python consumer now runs listeners in a worker
+thread (:class:`services.common.kafka_client.KafkaPythonConsumer`), and the crash and
+rebalance tests pass with the loop on kafka-python, but heartbeats still share that busy
+IO thread under the GIL. librdkafka heartbeats from its own C threads, outside the GIL,
+and calls listeners on the polling thread.
 """
 
 from __future__ import annotations
