@@ -488,7 +488,9 @@ class ConfluentBackend:
         if not isinstance(exc, KafkaException) or not exc.args:
             return False
         err = exc.args[0]
-        return isinstance(err, KafkaError) and err.code() in (
-            KafkaError.FENCED_INSTANCE_ID,
-            KafkaError._FENCED,
-        )
+        if not isinstance(err, KafkaError):
+            return False
+        if err.code() in (KafkaError.FENCED_INSTANCE_ID, KafkaError._FENCED):
+            return True
+        # librdkafka raises a fenced static member as a fatal error naming the cause
+        return err.code() == KafkaError._FATAL and "fenced" in err.str().lower()
