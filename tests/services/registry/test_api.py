@@ -23,6 +23,7 @@ from services.localbroker.ports import free_ports
 from services.registry.api import create_app
 from services.registry.client import Registry
 from services.registry.errors import FrozenModel
+from tests.keys import private_key_for
 from tests.services.registry.helpers import predictor
 
 with warnings.catch_warnings():
@@ -281,7 +282,7 @@ def test_server_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "DRIFTLINE_DATA_DIR": str(tmp_path),
-        "DRIFTLINE_SIGNING_KEY": "test-signing-key-0123456789",
+        "DRIFTLINE_SIGNING_KEY": private_key_for("test-signing-key-0123456789"),
         "DRIFTLINE_SIGNING_KEY_ID": "k1",
         "DRIFTLINE_ADMIN_TOKEN": TOKEN,
         "DRIFTLINE_KAFKA_BOOTSTRAP": "127.0.0.1:1",

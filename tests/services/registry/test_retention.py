@@ -17,6 +17,7 @@ from services.registry.client import CheckpointItem, Registry, Retention
 from services.registry.db import WAL_BYTES
 from services.registry.errors import NotFound
 from services.registry.tables import CheckpointRow
+from tests.keys import private_key_for
 from tests.services.registry.helpers import predictor
 
 
@@ -321,7 +322,9 @@ def test_the_write_ahead_log_stays_small(tmp_path: Path) -> None:
     shape = {"examples_per_step": 50, "version_every": 1, "dedupe_window": 1_000}
     grow(tmp_path, retention=Retention(), steps=12, shape=shape)  # closes the registry
     reg = Registry.open(
-        DriftlineSettings.load(env={}, data_dir=tmp_path, signing_key="k" * 16, signing_key_id="k"),
+        DriftlineSettings.load(
+            env={}, data_dir=tmp_path, signing_key=private_key_for("k" * 16), signing_key_id="k"
+        ),
         relay=False,
     )
     try:

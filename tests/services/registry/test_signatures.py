@@ -21,6 +21,7 @@ from services.common.signing import (
     Unsigned,
 )
 from services.registry.client import Registry
+from tests.keys import private_key_for
 from tests.services.registry.helpers import predictor
 
 UNPICKLED: list[str] = []
@@ -73,7 +74,7 @@ def test_old_key_still_verifies(settings: DriftlineSettings) -> None:
         env={},
         data_dir=settings.data_dir,
         registry_url=settings.registry_url,
-        signing_key="a-brand-new-key-0001",
+        signing_key=private_key_for("a-brand-new-key-0001"),
         signing_key_id="k2",
         verify_keys=f"k1:{settings.signing_key.get_secret_value()}",  # type: ignore[union-attr]
     )
