@@ -18,7 +18,7 @@ import pytest
 from schemas import AliasReason, Lineage, OffsetRange
 from services.common import artifacts
 from services.common.metrics import Metrics
-from services.common.signing import Signature
+from services.common.signing import Signature, artifact_subject
 from services.localbroker.ports import free_ports
 from services.registry.api import create_app
 from services.registry.client import Registry
@@ -117,7 +117,8 @@ def test_artifact_download(http: TestClient, registry: Registry) -> None:
     expected = Signature(
         sha, response.headers["X-Driftline-Signature"], response.headers["X-Driftline-Key-Id"]
     )
-    _header, loaded = artifacts.load(response.content, expected, registry.keyring)
+    subject = artifact_subject(version.model, version.version)
+    _header, loaded = artifacts.load(response.content, expected, registry.keyring, subject)
     assert loaded.predict_many([{"x": 0.0}, {"x": 1.0}]) == [False, True]
 
 

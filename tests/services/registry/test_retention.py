@@ -13,6 +13,7 @@ from bench.storage import grow
 from schemas import AliasReason, utcnow
 from services.common import artifacts
 from services.common.settings import DriftlineSettings
+from services.common.signing import checkpoint_subject
 from services.registry.client import CheckpointItem, Registry, Retention
 from services.registry.db import WAL_BYTES
 from services.registry.errors import NotFound
@@ -135,7 +136,7 @@ def test_bytes_shared_by_a_kept_row_stay(registry: Registry) -> None:
 def test_checkpoints_written_before_the_move_stay_readable(registry: Registry) -> None:
     """Rows from before migration 0003 hold their bytes themselves."""
     blob = artifacts.dump_blob({"legacy": True})
-    signature = registry.keyring.sign(blob)
+    signature = registry.keyring.sign(blob, checkpoint_subject("learner", "old"))
     with registry.engine.begin() as conn:
         conn.execute(
             insert(CheckpointRow).values(
