@@ -78,6 +78,7 @@ from services.common import artifacts
 from services.common.backoff import Backoff
 from services.common.compacted import Refusal, read_value
 from services.common.dead_letters import DeadLetters
+from services.common.errors import ConfigError
 from services.common.kafka_client import assign_all, make_consumer
 from services.common.logs import Throttle, at
 from services.common.predictor import Predictor
@@ -344,10 +345,16 @@ class ModelSubscriber:
         """Connect and start following in a daemon thread; returns ``self``.
 
         Raises :class:`~services.common.errors.BrokerError` here, in the caller, when the
-        broker or the ``models`` topic is missing.
+        broker or the ``models`` topic is missing, and
+        :class:`~services.common.errors.ConfigError` without a public key to verify with.
         """
         if self._thread is not None:
             raise RuntimeError("this subscriber was started already")
+        if not self.keyring.public:
+            raise ConfigError(
+                "DRIFTLINE_VERIFY_KEYS",
+                "is not set: the registry's public key is needed to verify model events",
+            )
         consumer = make_consumer(
             self.settings,
             group_id=None,
