@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = DriftlineSettings.load()
         service = EvaluatorSettings.load()
         keyring = Keyring.from_settings(settings)
-        if not keyring.can_verify:
+        if not keyring.public:
             raise ConfigError(
                 "DRIFTLINE_VERIFY_KEYS",
                 "is required: the evaluator verifies every model (the registry's public key)",

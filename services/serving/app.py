@@ -84,7 +84,7 @@ class Serving:
         *,
         metrics: Metrics | None = None,
     ) -> None:
-        if not Keyring.from_settings(settings).can_verify:
+        if not Keyring.from_settings(settings).public:
             raise ConfigError(
                 "DRIFTLINE_VERIFY_KEYS",
                 "is required: serving verifies every model event and artifact with the "
