@@ -91,21 +91,28 @@ class Check:
 
 
 SIGNERS = frozenset({"registry", "learner", "trainer"})  # hold the private key
+STATE_KEEPERS = frozenset({"evaluator"})  # checkpoint without a private key
 PRIVATE_VARS = ("DRIFTLINE_SIGNING_KEY", "DRIFTLINE_SIGNING_KEY_ID")
 
 
 @dataclass(frozen=True)
 class KeyEnv:
     """The key settings of the demo's services: ``signer`` for the registry, the learner
-    and the trainer only; ``verifier`` (public keys, the evaluator's checkpoint key) for
-    every service."""
+    and the trainer only; ``state`` (the checkpoint key) for the evaluator only;
+    ``verifier`` (public keys) for every service."""
 
     signer: dict[str, str]
     verifier: dict[str, str]
+    state: dict[str, str]
 
     def of(self, service: str) -> dict[str, str]:
         """The key settings ``service`` gets."""
-        return {**self.verifier, **(self.signer if service in SIGNERS else {})}
+        env = dict(self.verifier)
+        if service in SIGNERS:
+            env.update(self.signer)
+        if service in STATE_KEEPERS:
+            env.update(self.state)
+        return env
 
 
 def signing_env(settings: DriftlineSettings, console: Console) -> KeyEnv:
@@ -142,8 +149,8 @@ def signing_env(settings: DriftlineSettings, console: Console) -> KeyEnv:
         signer={"DRIFTLINE_SIGNING_KEY": private, "DRIFTLINE_SIGNING_KEY_ID": key_id},
         verifier={
             "DRIFTLINE_VERIFY_KEYS": ",".join(k for k in (f"{key_id}:{public}", listed) if k),
-            "DRIFTLINE_CHECKPOINT_KEY": checkpoint,
         },
+        state={"DRIFTLINE_CHECKPOINT_KEY": checkpoint},
     )
 
 
