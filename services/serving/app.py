@@ -51,6 +51,7 @@ from services.common.listen import BACKLOG, listen
 from services.common.metrics import Metrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
+from services.common.signing import Keyring
 from services.common.stream_configs import StreamConfigs
 from services.common.subscriber import LoadedModel, LoadFailure, ModelSubscriber
 from services.serving.api import create_app
@@ -85,11 +86,11 @@ class Serving:
         *,
         metrics: Metrics | None = None,
     ) -> None:
-        if not settings.verification_keys():
+        if not Keyring.from_settings(settings).public:
             raise ConfigError(
-                "DRIFTLINE_SIGNING_KEY",
-                "(or DRIFTLINE_VERIFY_KEYS) is required: serving verifies every artifact "
-                "before it loads it",
+                "DRIFTLINE_VERIFY_KEYS",
+                "is required: serving verifies every model event and artifact with the "
+                "registry's public key before it follows or loads it",
             )
         # Import the model libraries while this constructor and the subscriber talk to
         # Kafka: a restart's first load otherwise pays for River's import (about 1 s).
@@ -123,6 +124,7 @@ class Serving:
             on_swap=self._swapped,
             on_failure=self._refused,
             on_remove=self._removed,
+            on_refusal=lambda kind: self.metrics.events_refused.labels(kind=kind).inc(),
             client_id="driftline-serving",
         )
         self.shadow = (
