@@ -46,12 +46,13 @@ from services.common.batches import batch_or_each
 from services.common.codec import decode, encode, event_key
 from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError, ConfigError
-from services.common.kafka_client import make_consumer, make_producer
+from services.common.kafka_backend import open_consumer, open_producer
 from services.common.listen import BACKLOG, listen
 from services.common.metrics import Metrics
 from services.common.online_follower import Followers, FollowMetrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
+from services.common.signing import Keyring
 from services.common.stream_configs import StreamConfigs
 from services.common.subscriber import LoadedModel, LoadFailure, ModelSubscriber
 from services.serving.api import create_app
@@ -86,11 +87,11 @@ class Serving:
         *,
         metrics: Metrics | None = None,
     ) -> None:
-        if not settings.verification_keys():
+        if not Keyring.from_settings(settings).public:
             raise ConfigError(
-                "DRIFTLINE_SIGNING_KEY",
-                "(or DRIFTLINE_VERIFY_KEYS) is required: serving verifies every artifact "
-                "before it loads it",
+                "DRIFTLINE_VERIFY_KEYS",
+                "is required: serving verifies every model event and artifact with the "
+                "registry's public key before it follows or loads it",
             )
         # Import the model libraries while this constructor and the subscriber talk to
         # Kafka: a restart's first load otherwise pays for River's import (about 1 s).
@@ -105,7 +106,8 @@ class Serving:
         self._nullable: dict[str, frozenset[str]] = {}
         self._specs: dict[str, tuple[FeatureSpec, ...]] = {}
         self._spec_versions: dict[str, int | None] = {}
-        self.producer = make_producer(settings, client_id="driftline-serving", linger_ms=2)
+        # the Kafka path's producer: DRIFTLINE_KAFKA_CLIENT (kafka-python or confluent)
+        self.producer = open_producer(settings, client_id="driftline-serving", linger_ms=2)
         self.dead_letters = DeadLetters(
             self.producer,
             self.topics.name("events.dead"),
@@ -133,6 +135,7 @@ class Serving:
             on_swap=self._swapped,
             on_failure=self._refused,
             on_remove=self._removed,
+            on_refusal=lambda kind: self.metrics.events_refused.labels(kind=kind).inc(),
             client_id="driftline-serving",
             prepare=self.followers.prepare if self.followers is not None else None,
         )
@@ -266,7 +269,7 @@ class RequestLoop:
         self.serving = serving
         service = serving.service
         self.topic = serving.topics.name("predictions.requests")
-        self.consumer = make_consumer(
+        self.consumer = open_consumer(
             serving.settings,
             group_id=service.group_id,
             client_id=f"driftline-serving-{serving.replica_id}",
@@ -309,7 +312,7 @@ class RequestLoop:
                 except Exception:  # noqa: BLE001 - handle letters each record; a last resort
                     log.exception("a batch of %d request(s) failed; going on", len(records))
                 self.serving.producer.flush()
-                self.consumer.commit()
+                self.consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs})
                 self.handled += len(records)
         except Exception:  # noqa: BLE001 - logged; /healthz stays up for HTTP
             log.exception("the Kafka request loop stopped on an error")
