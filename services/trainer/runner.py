@@ -52,7 +52,14 @@ log = logging.getLogger(__name__)
 SERVICE = "trainer"
 Trigger = DriftDetected | RetrainRequested
 Outcome = Literal[
-    "promoted", "rejected", "frozen", "conflict", "too_small", "duplicate", "coalesced"
+    "promoted",
+    "rejected",
+    "frozen",
+    "conflict",
+    "too_small",
+    "duplicate",
+    "coalesced",
+    "reported",
 ]
 
 
@@ -214,8 +221,17 @@ class Trainer:
         if config is None:
             raise UnknownStream(f"no stream config for {trigger.stream!r} on the streams topic")
         self.metrics.streams.seen(trigger.stream)
-        with self._lock(trigger.stream):
-            result = self._handle(trigger, config)
+        if report_only(trigger, config):
+            result = Result(
+                "reported",
+                decision=(
+                    f"data drift on {getattr(trigger, 'feature', None)!r} reported, not "
+                    "retrained (policy.drift.data_drift_retrains is false)"
+                ),
+            )
+        else:
+            with self._lock(trigger.stream):
+                result = self._handle(trigger, config)
         self.metrics.streams.child(self.metrics.runs, trigger.stream, result.outcome).inc()
         return result
 
@@ -806,6 +822,15 @@ class Trainer:
             return False
         found = self.registry.get_version(model=stream, version=now)
         return found is not None and found.kind == "online" and now > champ_version.version
+
+
+def report_only(trigger: Trigger, config: StreamConfig) -> bool:
+    """Whether ``trigger`` is a data drift that the stream's policy only reports."""
+    return (
+        isinstance(trigger, DriftDetected)
+        and trigger.kind == "data"
+        and not config.policy.drift.data_drift_retrains
+    )
 
 
 def coalesce_with(
