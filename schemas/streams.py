@@ -165,6 +165,12 @@ class DriftPolicy(Record):
 class RetrainPolicy(Record):
     """Which examples a retrain uses, how it is tuned, and how often it is scheduled.
 
+    ``mode``: ``since_drift`` (the default) trains a drift's run on the examples after the
+    drift only (the newest ``window`` of them; the trainer waits, bounded by
+    ``DRIFTLINE_TRAINER_DRIFT_WAIT_S``, until ``min_size`` exist): a model trained on rows
+    from before the drift learns the old concept again. ``last``: the newest ``window``
+    examples whatever the drift. Scheduled and manual runs always use ``last``.
+
     ``every``: besides drift, the learner requests a run on the newest ``window`` examples
     once ``every`` examples have passed since the stream's last drift event or scheduled
     request. A model trained while a gradual drift was under way learned a mixture of
@@ -172,8 +178,12 @@ class RetrainPolicy(Record):
     schedule replaces such a model once the new concept has settled. None: drift only.
     """
 
-    mode: Literal["last", "since_drift"] = "last"
-    window: int = Field(default=5000, ge=10, description="the last W examples (mode last)")
+    mode: Literal["last", "since_drift"] = "since_drift"
+    window: int = Field(
+        default=5000,
+        ge=10,
+        description="the last W examples (mode last); at most the newest W (since_drift)",
+    )
     min_size: int = Field(default=1000, ge=10, description="at least this many examples")
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     candidates: tuple[
