@@ -58,12 +58,14 @@ from services.common.codec import decode, encode, event_key
 from services.common.conformance import nonconformance
 from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError
-from services.common.kafka_client import make_consumer, make_producer
+from services.common.kafka_backend import open_consumer, open_producer
+from services.common.kafka_client import make_consumer
+from services.common.kafka_types import Consumer
 from services.common.metrics import BoundedStreams, Metrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
-from services.common.subscriber import LoadedModel, ModelSubscriber
+from services.common.subscriber import REFUSALS, LoadedModel, ModelSubscriber
 from services.evaluator.runtime import Decision, EvaluatorState, Labelled, Role, Served
 from services.evaluator.screen import pair_nonconformance
 from services.evaluator.settings import EvaluatorSettings
@@ -120,8 +122,20 @@ class Evaluator:
         self.active_gauge = m.gauge("evaluator_active", "1 when this instance is the active one.")
         self.dead = m.counter("evaluator_dead_letters_total", "Unusable records.", ["reason"])
         self.checkpoints = m.histogram("evaluator_checkpoint_seconds", "Checkpoint time.")
+        self.events_refused = m.counter(
+            "evaluator_model_events_refused_total",
+            "Records of the models topic refused, by kind (unsigned, forged, unparseable...).",
+            ["kind"],
+        )
+        self.load_failures = m.counter(
+            "evaluator_load_failures_total", "Versions refused or not loadable.", ["reason"]
+        )
+        for kind in REFUSALS:
+            self.events_refused.labels(kind=kind)
         self.configs = StreamConfigs(settings, client_id="driftline-evaluator")
-        self.producer = make_producer(settings, client_id="driftline-evaluator")
+        # the data path (valid and shadow records in, metrics and decisions out) runs on
+        # DRIFTLINE_KAFKA_CLIENT; the lease below is coordination and stays on kafka-python
+        self.producer = open_producer(settings, client_id="driftline-evaluator")
         self.dead_letters = DeadLetters(
             self.producer, self.topics.name("events.dead"), service="evaluator", counter=self.dead
         )
@@ -136,7 +150,7 @@ class Evaluator:
             heartbeat_interval_ms=max(500, service.session_timeout_ms // 10),
             max_poll_records=1,
         )
-        self.data = make_consumer(
+        self.data: Consumer = open_consumer(
             settings,
             group_id=None,
             client_id="driftline-evaluator",
@@ -147,6 +161,8 @@ class Evaluator:
             settings,
             aliases=ALIASES,
             on_swap=self._swapped,
+            on_failure=lambda f: self.load_failures.labels(reason=f.reason).inc(),
+            on_refusal=lambda kind: self.events_refused.labels(kind=kind).inc(),
             client_id="driftline-evaluator-models",
         )
 

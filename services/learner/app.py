@@ -1,10 +1,12 @@
 """The learner's edge: valid examples in, drift events, metric snapshots, online versions
 and signed checkpoints out.
 
-It consumes with kafka-python rather than faust: on every assignment it must restore
-each partition's stream checkpoints and seek to the smallest offset stored *with* them,
-and commit only after a checkpoint; faust manages positions and commits itself (its
-offsets would fight the checkpoints'), so the simple, explicit consumer is the safer tool here.
+It consumes with a plain consumer of the configured backend (kafka-python, or
+confluent-kafka with ``DRIFTLINE_KAFKA_CLIENT=confluent``) rather than faust: on every
+assignment it must restore each partition's stream checkpoints and seek to the smallest
+offset stored *with* them, and commit only after a checkpoint; faust manages positions and
+commits itself (its offsets would fight the checkpoints'), so the simple, explicit
+consumer is the safer tool here.
 """
 
 from __future__ import annotations
@@ -16,14 +18,12 @@ import socket
 import time
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.structs import OffsetAndMetadata
-
 from schemas import AliasReason, LabelledExample, ReasonCode, Topics
 from services.common.codec import decode, encode, event_key
 from services.common.dead_letters import DeadLetters
 from services.common.errors import CodecError
-from services.common.kafka_client import is_fenced, make_consumer, make_producer
+from services.common.kafka_backend import is_fenced, open_consumer, open_producer
+from services.common.kafka_types import TopicPartition
 from services.common.logs import at
 from services.common.metrics import Metrics
 from services.common.settings import DriftlineSettings
@@ -118,11 +118,11 @@ class Learner:
                 ["reason"],
             ),
         )
-        self.producer = make_producer(settings, client_id="driftline-learner")
+        self.producer = open_producer(settings, client_id="driftline-learner")
         self.dead_letters = DeadLetters(
             self.producer, self.topics.name("events.dead"), service="learner", counter=self.dead
         )
-        self.consumer = make_consumer(
+        self.consumer = open_consumer(
             settings,
             group_id=service.group_id,
             group_instance_id=service.member(settings),  # static: a restart resumes at once
@@ -185,12 +185,12 @@ class Learner:
         self.configs.catch_up()
         learner = self
 
-        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                learner.revoked(list(revoked))
+        class Listener:
+            def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+                learner.revoked(revoked)
 
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                learner.assigned(list(assigned))
+            def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+                learner.assigned(assigned)
 
         self.consumer.subscribe([self.valid], listener=Listener())
         while not stop.requested:
@@ -463,7 +463,7 @@ class Learner:
             )
             if state.changed:
                 unsaved.add(p)
-            commits[TopicPartition(self.valid, p)] = OffsetAndMetadata(mark.next_offset, "", -1)
+            commits[TopicPartition(self.valid, p)] = mark.next_offset
         if commits:
             try:
                 self.consumer.commit(commits)

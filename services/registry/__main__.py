@@ -137,6 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = DriftlineSettings.load()
         service = RegistrySettings.load(**overrides)
+        if settings.signing_key is None:
+            raise ConfigError(
+                "DRIFTLINE_SIGNING_KEY",
+                "is required: the registry signs every model event it publishes",
+            )
     except ConfigError as exc:
         sys.stderr.write(f"driftline registry: error: {exc}\n")
         return 2
@@ -185,7 +190,13 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
             on_reassert=relay.kick,
         )
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
-        app = create_app(registry, admin_token=token, metrics=metrics, on_change=relay.kick)
+        app = create_app(
+            registry,
+            admin_token=token,
+            metrics=metrics,
+            on_change=relay.kick,
+            max_body_bytes=service.max_body_bytes,
+        )
         try:
             sock = listen(service.host, service.port)
         except OSError as exc:

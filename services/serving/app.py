@@ -25,13 +25,14 @@ import importlib
 import logging
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import uvicorn
 
 from schemas import (
     Event,
+    FeatureSpec,
     ModelLoaded,
     ModelLoadFailed,
     Prediction,
@@ -45,16 +46,18 @@ from services.common.batches import batch_or_each
 from services.common.codec import decode, encode, event_key
 from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError, ConfigError
-from services.common.kafka_client import make_consumer, make_producer
+from services.common.kafka_backend import open_consumer, open_producer
 from services.common.listen import BACKLOG, listen
 from services.common.metrics import Metrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
+from services.common.signing import Keyring
 from services.common.stream_configs import StreamConfigs
 from services.common.subscriber import LoadedModel, LoadFailure, ModelSubscriber
 from services.serving.api import create_app
 from services.serving.metrics import ServingMetrics
 from services.serving.protocol import BadRequest, check_rows
+from services.serving.ranges import out_of_spec
 from services.serving.settings import ServingSettings
 from services.serving.shadow import ShadowJob, ShadowScorer, answers
 
@@ -83,11 +86,11 @@ class Serving:
         *,
         metrics: Metrics | None = None,
     ) -> None:
-        if not settings.verification_keys():
+        if not Keyring.from_settings(settings).public:
             raise ConfigError(
-                "DRIFTLINE_SIGNING_KEY",
-                "(or DRIFTLINE_VERIFY_KEYS) is required: serving verifies every artifact "
-                "before it loads it",
+                "DRIFTLINE_VERIFY_KEYS",
+                "is required: serving verifies every model event and artifact with the "
+                "registry's public key before it follows or loads it",
             )
         # Import the model libraries while this constructor and the subscriber talk to
         # Kafka: a restart's first load otherwise pays for River's import (about 1 s).
@@ -100,8 +103,10 @@ class Serving:
         self.metrics = ServingMetrics(metrics or Metrics("serving"))
         self.followed = service.followed_aliases()
         self._nullable: dict[str, frozenset[str]] = {}
+        self._specs: dict[str, tuple[FeatureSpec, ...]] = {}
         self._spec_versions: dict[str, int | None] = {}
-        self.producer = make_producer(settings, client_id="driftline-serving", linger_ms=2)
+        # the Kafka path's producer: DRIFTLINE_KAFKA_CLIENT (kafka-python or confluent)
+        self.producer = open_producer(settings, client_id="driftline-serving", linger_ms=2)
         self.dead_letters = DeadLetters(
             self.producer,
             self.topics.name("events.dead"),
@@ -119,6 +124,7 @@ class Serving:
             on_swap=self._swapped,
             on_failure=self._refused,
             on_remove=self._removed,
+            on_refusal=lambda kind: self.metrics.events_refused.labels(kind=kind).inc(),
             client_id="driftline-serving",
         )
         self.shadow = (
@@ -146,6 +152,10 @@ class Serving:
     def nullable(self, model: str) -> Collection[str]:
         """Features of ``model`` that may be null, by its stream's current spec."""
         return self._nullable.get(model, frozenset())
+
+    def spec(self, model: str) -> Sequence[FeatureSpec]:
+        """The features of ``model``'s stream spec in force (none when unknown)."""
+        return self._specs.get(model, ())
 
     def stop(self, deadline: float) -> None:
         """Stop the Kafka path, drain shadowing, stop the subscriber, flush; by ``deadline``
@@ -181,6 +191,7 @@ class Serving:
             name: frozenset(f.name for f in cfg.spec.features if f.nullable)
             for name, cfg in configs.items()
         }
+        self._specs = {name: tuple(cfg.spec.features) for name, cfg in configs.items()}
         return {name: cfg.spec.features for name, cfg in configs.items()}
 
     def _swapped(self, new: LoadedModel, old: LoadedModel | None) -> None:
@@ -240,7 +251,7 @@ class RequestLoop:
         self.serving = serving
         service = serving.service
         self.topic = serving.topics.name("predictions.requests")
-        self.consumer = make_consumer(
+        self.consumer = open_consumer(
             serving.settings,
             group_id=service.group_id,
             client_id=f"driftline-serving-{serving.replica_id}",
@@ -283,7 +294,7 @@ class RequestLoop:
                 except Exception:  # noqa: BLE001 - handle letters each record; a last resort
                     log.exception("a batch of %d request(s) failed; going on", len(records))
                 self.serving.producer.flush()
-                self.consumer.commit()
+                self.consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs})
                 self.handled += len(records)
         except Exception:  # noqa: BLE001 - logged; /healthz stays up for HTTP
             log.exception("the Kafka request loop stopped on an error")
@@ -334,9 +345,17 @@ class RequestLoop:
             ).inc(len(items))
             return
         good: list[tuple[Any, PredictionRequest]] = []
+        spec = serving.spec(stream)
         for record, request in items:
             try:
                 check_rows([request.features], loaded.predictor.features, serving.nullable(stream))
+                outside = out_of_spec([request.features], spec)
+                for feature, n in outside.counts.items():
+                    metrics.out_of_spec.labels(model=stream, feature=feature).inc(n)
+                if outside and serving.service.strict_spec:
+                    raise BadRequest(
+                        f"outside the stream's spec: {outside.describe()}", ReasonCode.OUT_OF_RANGE
+                    )
             except BadRequest as exc:
                 self._dead(record, exc.reason, str(exc).replace("row 0: ", ""), request=request)
                 metrics.requests.labels(
@@ -480,6 +499,9 @@ def serve(settings: DriftlineSettings, service: ServingSettings) -> int:
             shadow=serving.shadow,
             nullable=serving.nullable,
             specs=serving.spec_versions,
+            spec=serving.spec,
+            strict_spec=service.strict_spec,
+            max_body_bytes=service.max_body_bytes,
         )
         server = uvicorn.Server(
             uvicorn.Config(
