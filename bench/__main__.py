@@ -21,6 +21,7 @@ BENCHES = (
     "restart",
     "storage",
     "fresh",
+    "defaults",
 )
 
 

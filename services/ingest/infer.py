@@ -12,7 +12,14 @@
 - the label is a ``class`` (booleans, strings, or at most ``max_classes`` distinct
   integers, with those classes) or a ``number``.
 
-The ``model`` and ``policy`` sections are the defaults (a regressor for a number label).
+A number feature whose values only go up (or only down) in row order, at least
+``MONOTONIC_SHARE`` of the steps, with at least ``MONOTONIC_MIN_DISTINCT`` distinct values,
+is a time stamp, a counter or an id: its distribution moves by construction, so it is put
+in ``policy.drift.exclude_features`` (left out of the data-drift tests), with a warning.
+
+The ``model`` is driftline's selecting online model (``driftline.SelectClassifier`` for a
+class label, ``driftline.SelectRegressor`` for a number: see ``services.common.selector``
+and ``bench defaults``); the ``policy`` is the default one, plus the excluded features.
 
 >>> rows = [({"x": 1.0, "c": "a", "b": True}, "yes"), ({"x": 3.0, "c": "b", "b": None}, "no")]
 >>> result = infer_config("demo", rows)
@@ -23,6 +30,9 @@ c category None None ('a', 'b') False
 b bool None None None True
 >>> result.config.spec.label.classes
 ('no', 'yes')
+>>> rows = [({"ts": 1000 + 60 * i, "t": float(i % 5)}, i % 2) for i in range(100)]
+>>> infer_config("clock", rows).config.policy.drift.exclude_features
+('ts',)
 """
 
 from __future__ import annotations
@@ -33,8 +43,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas import FeatureSpec, LabelSpec, ModelSpec, Spec, StreamConfig
+from schemas import FeatureSpec, LabelSpec, ModelSpec, Policy, Spec, StreamConfig
 
+DEFAULT_CLASSIFIER = "driftline.SelectClassifier"
+"""The online model inferred for a class label (see ``services.common.selector``)."""
+DEFAULT_REGRESSOR = "driftline.SelectRegressor"
+"""The online model inferred for a number label."""
+MONOTONIC_SHARE = 0.95
+"""Share of row-to-row steps that must go one way for a feature to count as monotonic."""
+MONOTONIC_MIN_DISTINCT = 10
+"""Distinct values a monotonic feature needs (fewer: a flag or a phase, not a clock)."""
 DEFAULT_MARGIN = 0.1
 DEFAULT_MAX_CATEGORIES = 50
 DEFAULT_MAX_CLASSES = 20
@@ -96,19 +114,38 @@ def infer_config(
         for name, s in sorted(seen.items(), key=lambda item: item[1].first)
     ]
     label_spec = _label(labels, max_classes, warnings)
-    model = (
-        ModelSpec()
-        if label_spec.kind == "class"
-        else ModelSpec.model_validate(
-            {"pipeline": "preprocessing.StandardScaler | linear_model.LinearRegression"}
-        )
+    model = ModelSpec.model_validate(
+        {"pipeline": DEFAULT_CLASSIFIER if label_spec.kind == "class" else DEFAULT_REGRESSOR}
     )
+    monotonic = tuple(
+        name for name, s in sorted(seen.items(), key=lambda item: item[1].first) if _monotonic(s)
+    )
+    for name in monotonic:
+        warnings.append(
+            f"feature {name!r}: its values only move one way (a time stamp, counter or id?); "
+            "left out of the data-drift tests (policy.drift.exclude_features)"
+        )
+    policy = Policy.model_validate({"drift": {"exclude_features": monotonic}})
     config = StreamConfig(
         stream=stream,
         spec=Spec(features=tuple(specs), label=label_spec),
         model=model,
+        policy=policy,
     )
     return Inference(config, count, tuple(warnings))
+
+
+def _monotonic(s: _Seen) -> bool:
+    """Whether a number feature's values go one way in row order (see the module doc)."""
+    values = s.numbers
+    if len(values) < 2 * MONOTONIC_MIN_DISTINCT or len(values) < s.present * 0.9:
+        return False
+    if len(set(values)) < MONOTONIC_MIN_DISTINCT:
+        return False
+    steps = len(values) - 1
+    up = sum(1 for a, b in zip(values, values[1:], strict=False) if b >= a)
+    down = sum(1 for a, b in zip(values, values[1:], strict=False) if b <= a)
+    return max(up, down) >= MONOTONIC_SHARE * steps
 
 
 def _observe(s: _Seen, value: Any) -> None:

@@ -101,7 +101,7 @@ class StreamLearner:
         alarms = self.monitor.update(x, step.error)
         n = self.examples_seen
         every = self.config.policy.retrain.every
-        if alarms:
+        if any(a.retrain for a in alarms):
             self.last_trigger = n
         retrain_due = every is not None and n - self.last_trigger >= every
         if retrain_due:
