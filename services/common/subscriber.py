@@ -730,8 +730,8 @@ class ModelSubscriber:
             local_error = f"{ref.uri} is not a local file"
         if parsed.scheme in ("http", "https"):
             url = ref.uri
-        elif self.settings.registry_http_url:
-            url = f"{self.settings.registry_http_url.rstrip('/')}/artifacts/{ref.sha256}"
+        elif self.settings.registry_api_url:
+            url = f"{self.settings.registry_api_url.rstrip('/')}/artifacts/{ref.sha256}"
         else:
             raise LoadError(
                 "fetch_failed", f"{local_error} and DRIFTLINE_REGISTRY_HTTP_URL is not set"

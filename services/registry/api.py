@@ -62,8 +62,10 @@ from services.registry.errors import (
     FrozenModel,
     NotFound,
     RegistryError,
+    RegistryUnavailable,
     SpecConflict,
 )
+from services.registry.store_api import store_router
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,8 @@ def create_app(
     admin_token: str | None,
     metrics: Metrics,
     on_change: Callable[[], None] | None = None,
+    service_token: str | None = None,
+    max_blob_bytes: int = 1 << 30,
 ) -> FastAPI:
     """The registry's FastAPI app over ``registry``.
 
@@ -171,6 +175,11 @@ def create_app(
         Where request, refusal and outbox metrics are registered; ``GET /metrics`` renders it.
     on_change
         Called after every committed alias move (the server wakes its outbox relay with it).
+    service_token
+        Bearer token of the services' write API (:mod:`services.registry.store_api`);
+        None (or empty) makes it refuse (403) unless the admin token is sent.
+    max_blob_bytes
+        Largest upload the write API accepts (413 above).
     """
     app = FastAPI(
         title="driftline registry",
@@ -197,7 +206,9 @@ def create_app(
 
     def problem(request: Request, status: int, reason: str, exc: Exception) -> JSONResponse:
         refuse(request, reason)
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse(
+            {"detail": str(exc)}, status_code=status, headers={"X-Driftline-Error": reason}
+        )
 
     async def on_not_found(request: Request, exc: Exception) -> JSONResponse:
         return problem(request, 404, "not_found", exc)
@@ -210,13 +221,18 @@ def create_app(
             "model": request.path_params.get("name"),
             "current_version": exc.actual,
         }
-        return JSONResponse(body, status_code=409)
+        return JSONResponse(body, status_code=409, headers={"X-Driftline-Error": "alias_conflict"})
 
     async def on_frozen(request: Request, exc: Exception) -> JSONResponse:
         return problem(request, 409, "frozen", exc)
 
     async def on_spec_conflict(request: Request, exc: Exception) -> JSONResponse:
         return problem(request, 409, "spec_conflict", exc)
+
+    async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        response = problem(request, 503, "unavailable", exc)
+        response.headers["Retry-After"] = "1"
+        return response
 
     async def on_registry_error(request: Request, exc: Exception) -> JSONResponse:
         return problem(request, 400, "registry_error", exc)
@@ -230,6 +246,7 @@ def create_app(
     app.add_exception_handler(AliasConflict, on_alias_conflict)
     app.add_exception_handler(FrozenModel, on_frozen)
     app.add_exception_handler(SpecConflict, on_spec_conflict)
+    app.add_exception_handler(RegistryUnavailable, on_unavailable)
     app.add_exception_handler(RegistryError, on_registry_error)
     app.add_exception_handler(RequestValidationError, on_invalid)
 
@@ -433,6 +450,16 @@ def create_app(
         log.info("model unfrozen", extra={"model": name, "reason": reason})
         return info
 
+    app.include_router(
+        store_router(
+            registry,
+            service_token=service_token,
+            admin_token=admin_token,
+            max_blob_bytes=max_blob_bytes,
+            refuse=refuse,
+            on_change=changed,
+        )
+    )
     return app
 
 

@@ -57,7 +57,7 @@ from services.common.dead_letters import DeadLetters
 from services.common.kafka_client import assign_all
 from services.common.metrics import Metrics
 from services.registry import repository as repo
-from services.registry.client import Registry
+from services.registry.sql_store import SqlStore
 from services.registry.tables import AliasMoveRow, OutboxRow
 
 __all__ = ["Warden", "judge", "unusable"]
@@ -214,7 +214,7 @@ class Warden:
     Parameters
     ----------
     registry
-        The registry (its database is the truth).
+        The registry's in-process store (its database is the truth).
     consumer_factory, producer_factory
         Build the group-less consumer and the producer of letters.
     topics
@@ -227,7 +227,7 @@ class Warden:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: SqlStore,
         *,
         consumer_factory: Callable[[], Any],
         producer_factory: Callable[[], Any],

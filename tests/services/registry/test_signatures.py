@@ -130,7 +130,7 @@ def test_tampered_legacy_checkpoint_refused(registry: Registry) -> None:
 
     from services.registry.tables import CheckpointRow
 
-    with registry.engine.begin() as conn:
+    with registry.backend.engine.begin() as conn:
         conn.execute(update(CheckpointRow).values(blob=pickle.dumps({"n": 999})))
     with pytest.raises(DigestMismatch):
         registry.load_checkpoint(owner="learner", key="sea")
