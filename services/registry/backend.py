@@ -14,7 +14,6 @@ idempotency key, a move under a ``move_id`` and a checkpoint identical to the ne
 of its key happen once however often they are retried; every change that must reach
 Kafka writes an outbox row in its own transaction.
 
->>> from services.registry.client import ANY
 >>> describe_expect(ANY), describe_expect(None), describe_expect([3, None])
 (None, [None], [3, None])
 """
@@ -37,9 +36,10 @@ from services.registry.domain import (
     TrainingRun,
     VersionDraft,
 )
-from services.registry.repository import ANY
 
-__all__ = ["CheckpointBlob", "RegistryStore", "describe_expect", "expect_from"]
+__all__ = ["ANY", "CheckpointBlob", "RegistryStore", "describe_expect", "expect_from"]
+
+ANY: Any = object()  # "expect" sentinel: move whatever the alias points at now
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from services.common import artifacts
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
 from services.common.signing import Keyring, Signature
-from services.registry.backend import CheckpointBlob, RegistryStore
+from services.registry.backend import ANY, CheckpointBlob, RegistryStore
 from services.registry.domain import (
     AliasMove,
     Checkpoint,
@@ -51,8 +51,7 @@ from services.registry.errors import (
     RegistryError,
     RegistryUnavailable,
 )
-from services.registry.repository import ANY
-from services.registry.sql_store import OUTBOX_TTL, Retention
+from services.registry.retention import OUTBOX_TTL, Retention
 
 log = logging.getLogger(__name__)
 

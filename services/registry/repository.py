@@ -25,6 +25,7 @@ from schemas import (
     utcnow,
 )
 from services.common.codec import encode, event_key
+from services.registry.backend import ANY
 from services.registry.domain import (
     AliasMove,
     Candidate,
@@ -47,8 +48,6 @@ from services.registry.tables import (
     StreamRow,
     TrainingRunRow,
 )
-
-ANY = object()  # "expect" sentinel: move whatever the alias points at now
 
 
 def aware(value: datetime) -> datetime:
