@@ -180,7 +180,7 @@ def test_checkpoints_specs_and_handled_events(rest: Registry) -> None:
 
 def test_writes_need_the_service_token(server: Server) -> None:
     anonymous = server.client(service_token=None, admin_token=None)
-    wrong = server.client(service_token="not-the-token", admin_token=None)
+    wrong = server.client(service_token="not-the-token", admin_token=None)  # noqa: S106
     for reg in (anonymous, wrong):
         with pytest.raises(RegistryError, match="DRIFTLINE_SERVICE_TOKEN"):
             reg.register_version(model="sea", kind="online", predictor=predictor())
