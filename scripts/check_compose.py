@@ -2,14 +2,17 @@
 """Check docker-compose.yml against the package it deploys (CI runs this; so can you).
 
 1. ``docker-compose config -q`` (Debian's ``docker-compose``; it only parses, no Docker
-   engine needed) with every profile, given a placeholder signing key; and the same must
-   *fail* without ``DRIFTLINE_SIGNING_KEY``, so the stack never starts unsigned.
+   engine needed) with every profile, given a placeholder signing key and service token;
+   and the same must *fail* without ``DRIFTLINE_SIGNING_KEY`` or without
+   ``DRIFTLINE_SERVICE_TOKEN``, so the stack never starts unsigned or with open writes.
 2. Every container of the driftline image runs a real command: ``run NAME`` names an entry
    point of ``[project.entry-points."driftline.services"]`` whose function loads; anything
    else parses with ``driftline``'s own argument parser.
 3. Every ``DRIFTLINE_*`` variable given to a container is a field of a settings class.
 4. Each long-running service is probed (healthcheck) and scraped (Prometheus) on the port
    its environment sets, and the Grafana dashboard queries only metrics the code defines.
+5. Only the registry gets a database URL and a volume of artifacts; every other container
+   reaches it over HTTP (``DRIFTLINE_REGISTRY_URL=http(s)://...``) with the service token.
 
 Usage: ``python scripts/check_compose.py [--no-docker-compose]``; exit 1 on any problem.
 ``tests/test_compose.py`` runs checks 2 to 4 (pure Python, no docker-compose needed).
@@ -40,6 +43,10 @@ PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 GROUP = "driftline.services"
 PLACEHOLDER_KEY = "compose-config-check-placeholder-key"  # noqa: S105 - not a secret
+REQUIRED = {  # variables docker-compose must refuse to start without
+    "DRIFTLINE_SIGNING_KEY": PLACEHOLDER_KEY,
+    "DRIFTLINE_SERVICE_TOKEN": "compose-config-check-placeholder-token",
+}
 _METRIC_DEF = re.compile(r"\.(?:counter|gauge|histogram)\(\s*\"([a-z0-9_]+)\"")
 _METRIC_USE = re.compile(r"\bdriftline_[a-z0-9_]+")
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -225,16 +232,16 @@ def dashboard_problems(dashboards: Path = DASHBOARDS) -> list[str]:
 
 
 def docker_compose_problems(binary: str = "docker-compose") -> list[str]:
-    """``docker-compose config -q`` passes with a signing key and fails without one."""
+    """``docker-compose config -q`` passes with the required secrets and fails without any."""
     exe = shutil.which(binary)
     if exe is None:
         return [f"{binary} is not installed (Debian: apt-get install docker-compose)"]
     base = [exe, "--project-directory", str(ROOT), "-f", str(COMPOSE), "--profile", "demo"]
-    env = {k: v for k, v in os.environ.items() if k != "DRIFTLINE_SIGNING_KEY"}
+    env = {k: v for k, v in os.environ.items() if k not in REQUIRED}
     problems = []
     ok = subprocess.run(  # noqa: S603 - fixed arguments
         [*base, "config", "-q"],
-        env={**env, "DRIFTLINE_SIGNING_KEY": PLACEHOLDER_KEY},
+        env={**env, **REQUIRED},
         capture_output=True,
         text=True,
         check=False,
@@ -244,11 +251,40 @@ def docker_compose_problems(binary: str = "docker-compose") -> list[str]:
         print((ok.stdout + ok.stderr).strip())  # noqa: T201
     if ok.returncode != 0:
         problems.append(f"docker-compose config -q failed: {ok.stderr.strip()}")
-    unsigned = subprocess.run(  # noqa: S603 - fixed arguments
-        [*base, "config", "-q"], env=env, capture_output=True, text=True, check=False
-    )
-    if unsigned.returncode == 0 or "DRIFTLINE_SIGNING_KEY" not in unsigned.stderr:
-        problems.append("docker-compose config accepts a missing DRIFTLINE_SIGNING_KEY")
+    for name in REQUIRED:
+        without = subprocess.run(  # noqa: S603 - fixed arguments
+            [*base, "config", "-q"],
+            env={**env, **{k: v for k, v in REQUIRED.items() if k != name}},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if without.returncode == 0 or name not in without.stderr:
+            problems.append(f"docker-compose config accepts a missing {name}")
+    return problems
+
+
+def registry_problems(compose: Mapping[str, Any]) -> list[str]:
+    """Only the registry opens the database and the artifacts; the rest use its API."""
+    problems = []
+    for name, svc in driftline_services(compose).items():
+        env = _environment(svc)
+        url = env.get("DRIFTLINE_REGISTRY_URL", "")
+        volumes = [str(v) for v in svc.get("volumes") or []]
+        shared = [v for v in volumes if v.split(":")[0] == "artifacts"]
+        remote = url.startswith(("http://", "https://"))
+        if name == "registry":
+            if remote or not url:
+                problems.append("registry: DRIFTLINE_REGISTRY_URL must be its database's URL")
+            continue
+        if name == "topics":
+            continue  # creates topics only
+        if url and not remote:
+            problems.append(f"{name}: opens the registry's database ({url.split(':')[0]})")
+        if not env.get("DRIFTLINE_SERVICE_TOKEN"):
+            problems.append(f"{name}: no DRIFTLINE_SERVICE_TOKEN for the registry's write API")
+        if shared:
+            problems.append(f"{name}: mounts the artifact volume; artifacts go through the API")
     return problems
 
 
@@ -260,6 +296,7 @@ def all_problems(*, docker_compose: bool = True) -> Iterator[str]:
     yield from command_problems(compose)
     yield from env_problems(compose)
     yield from port_problems(compose)
+    yield from registry_problems(compose)
     yield from dashboard_problems()
 
 

@@ -85,10 +85,31 @@ def test_secrets_come_from_the_environment(compose: dict[str, Any]) -> None:
     """The signing key is required from the user's environment; no secret is written down."""
     raw = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
     assert "${DRIFTLINE_SIGNING_KEY:?" in raw
+    assert "${DRIFTLINE_SERVICE_TOKEN:?" in raw
     for svc in check.driftline_services(compose).values():
         env = svc["environment"]
         assert env["DRIFTLINE_SIGNING_KEY"] == "<DRIFTLINE_SIGNING_KEY>"
+        assert env["DRIFTLINE_SERVICE_TOKEN"] == "<DRIFTLINE_SERVICE_TOKEN>"
         assert env["DRIFTLINE_ADMIN_TOKEN"] == ""  # unset unless the user sets it
+
+
+def test_only_the_registry_opens_its_database(compose: dict[str, Any]) -> None:
+    """Services reach the registry over HTTP with the service token and mount no artifacts;
+    a learner given the database URL and the artifact volume is caught."""
+    assert check.registry_problems(compose) == []
+    services = check.driftline_services(compose)
+    database = services["registry"]["environment"]["DRIFTLINE_REGISTRY_URL"]
+    assert database.startswith("postgresql")
+    for name, svc in services.items():
+        if name not in {"registry", "topics"}:
+            assert svc["environment"]["DRIFTLINE_REGISTRY_URL"] == "http://registry:8300", name
+    broken = json.loads(json.dumps(compose))
+    learner = broken["services"]["learner"]
+    learner["environment"]["DRIFTLINE_REGISTRY_URL"] = database
+    learner["volumes"] = ["artifacts:/data/artifacts"]
+    problems = check.registry_problems(broken)
+    assert any("learner: opens the registry's database" in p for p in problems)
+    assert any("learner: mounts the artifact volume" in p for p in problems)
 
 
 def test_demo_stream_config_is_valid() -> None:

@@ -41,7 +41,7 @@ from services.demo.supervisor import Supervisor
 from services.ingest.producer import encode_raw
 from services.localbroker.ports import free_ports
 from services.localbroker.process import LocalBroker
-from services.registry.client import Registry
+from services.registry.client import Registry, is_remote
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,15 @@ def signing_env(settings: DriftlineSettings, console: Console) -> dict[str, str]
     }
 
 
+def service_token_env(settings: DriftlineSettings, console: Console) -> dict[str, str]:
+    """The token the services write to the registry with: the configured one, or one
+    made for this run (handed to the registry and the services like the signing key)."""
+    if settings.service_token is not None:
+        return {}
+    console.print("[bold]registry[/]: generated a service token for this run's services")
+    return {"DRIFTLINE_SERVICE_TOKEN": secrets.token_urlsafe(32)}
+
+
 def run_demo(settings: DriftlineSettings, options: DemoOptions, console: Console) -> int:
     """Run the demo; returns 0 when every check passed."""
     # the stream first: a bad --dataset or --config fails before anything starts
@@ -147,13 +156,16 @@ def _run(
         "DRIFTLINE_KAFKA_BOOTSTRAP": bootstrap,
         "DRIFTLINE_TOPIC_PREFIX": prefix,
         "DRIFTLINE_DATA_DIR": str(run_dir),
-        "DRIFTLINE_REGISTRY_HTTP_URL": f"http://127.0.0.1:{ports['registry']}",
+        # every process but the registry reaches it over its HTTP API
+        "DRIFTLINE_REGISTRY_URL": f"http://127.0.0.1:{ports['registry']}",
         "DRIFTLINE_LOG_FORMAT": "json",
         **signing_env(settings, console),
+        **service_token_env(settings, console),
         **{PORTS[name]: str(port) for name, port in ports.items()},
     }
-    if settings.registry_url is None:
-        env["DRIFTLINE_REGISTRY_URL"] = f"sqlite:///{run_dir / 'registry.db'}"
+    database = settings.registry_url
+    if database is None or is_remote(database):
+        database = f"sqlite:///{run_dir / 'registry.db'}"
     local = DriftlineSettings.load(env={**os.environ, **env})
     console.print(f"[bold]run[/]: {run_id}: topics {prefix}*, registry and artifacts in {run_dir}")
     admin = make_admin(local)
@@ -169,7 +181,10 @@ def _run(
     with Supervisor(run_dir / "logs", env={**os.environ, **env}) as sup:
         views = []
         for name in SERVICES:
-            child = sup.start(name, [sys.executable, "-m", f"services.{name}"])
+            own = {"DRIFTLINE_REGISTRY_URL": database} if name == "registry" else {}
+            child = sup.start(name, [sys.executable, "-m", f"services.{name}"], own)
+            if name == "registry":  # the others' first calls go to it
+                _wait_ready(sup, {name: ports[name]}, console)
             counters, unit = COUNTERS[name]
             views.append(
                 live.ServiceView(

@@ -82,9 +82,12 @@ def test_versions_aliases_and_artifacts_round_trip(rest: Registry, server: Serve
     again = rest.register_version(
         model="sea", kind="online", predictor=predictor(), idempotency_key="k:1"
     )
-    assert rest.register_version(
-        model="sea", kind="online", predictor=predictor(5), idempotency_key="k:1"
-    ) == again
+    assert (
+        rest.register_version(
+            model="sea", kind="online", predictor=predictor(5), idempotency_key="k:1"
+        )
+        == again
+    )
     assert [v.version for v in rest.list_versions(model="sea")] == [2, 1]
     assert server.registry.get_version(model="sea", version=1) == v1  # the same tables
     loaded = rest.load_predictor(model="sea", version=1)
@@ -133,8 +136,14 @@ def test_retried_writes_happen_once(rest: Registry, server: Server) -> None:
     move_id = str(uuid.uuid4())
     moves = [
         backend.move_alias(
-            model="sea", alias="online", to_version=1, expect=None,
-            reason=AliasReason.ONLINE_UPDATE, actor="learner", evidence={}, move_id=move_id,
+            model="sea",
+            alias="online",
+            to_version=1,
+            expect=None,
+            reason=AliasReason.ONLINE_UPDATE,
+            actor="learner",
+            evidence={},
+            move_id=move_id,
         )  # fmt: skip
         for _ in range(2)
     ]
