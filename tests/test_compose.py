@@ -89,7 +89,7 @@ def test_secrets_come_from_the_environment(compose: dict[str, Any]) -> None:
     for svc in check.driftline_services(compose).values():
         env = svc["environment"]
         assert env["DRIFTLINE_SIGNING_KEY"] == "<DRIFTLINE_SIGNING_KEY>"
-        assert env["DRIFTLINE_SERVICE_TOKEN"] == "<DRIFTLINE_SERVICE_TOKEN>"
+        assert env["DRIFTLINE_SERVICE_TOKEN"] == "<DRIFTLINE_SERVICE_TOKEN>"  # noqa: S105
         assert env["DRIFTLINE_ADMIN_TOKEN"] == ""  # unset unless the user sets it
 
 
