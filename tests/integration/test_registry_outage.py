@@ -139,8 +139,9 @@ def test_learner_and_serving_ride_out_a_registry_outage(
         assert info is not None
         newest = db.list_versions(model=STREAM, limit=1)[0].version
         wait_for(
-            lambda: db.get_alias(model=STREAM, alias="online") == newest
-            and db.outbox_backlog() == 0,
+            lambda: (
+                db.get_alias(model=STREAM, alias="online") == newest and db.outbox_backlog() == 0
+            ),
             60,
             "the newest version aliased and every event relayed",
             procs["registry"],
