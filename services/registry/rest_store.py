@@ -97,6 +97,9 @@ class RestStore:
         retry_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        httpx_log = logging.getLogger("httpx")
+        if httpx_log.level == logging.NOTSET:  # one INFO line per request is not news here
+            httpx_log.setLevel(logging.WARNING)
         self.url = url.rstrip("/")
         self.topics = topics
         self.retry_s = retry_s
