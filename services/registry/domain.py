@@ -131,7 +131,7 @@ class VersionDraft(Domain):
 
     kind: Literal["online", "batch"]
     flavor: Literal["river", "sklearn"]
-    algorithm: str = Field(max_length=500)
+    algorithm: str = Field(max_length=300)
     spec_sha256: str = Field(max_length=64)
     params: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)

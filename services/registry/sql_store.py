@@ -24,7 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas import AliasReason, ArtifactRef, StreamConfig, Topics, utcnow
@@ -44,7 +44,7 @@ from services.registry.domain import (
     TrainingRun,
     VersionDraft,
 )
-from services.registry.errors import NotFound, RegistryUnavailable
+from services.registry.errors import NotFound, RegistryError, RegistryUnavailable
 from services.registry.retention import OUTBOX_TTL, Retention
 from services.registry.store import ArtifactStore, open_store
 
@@ -128,6 +128,8 @@ class SqlStore:
         except (OperationalError, DBAPIError) as exc:
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
                 raise RegistryUnavailable(f"the registry database did not answer: {exc}") from exc
+            if isinstance(exc, DataError | IntegrityError):  # a value the tables refuse
+                raise RegistryError(f"the registry refused a value: {exc.orig}") from exc
             raise
 
     @contextmanager
