@@ -29,7 +29,7 @@ compare-and-set that found another version (the body says which: ``current_versi
 >>> reg = Registry.open(DriftlineSettings.load(env={}, data_dir=tempfile.mkdtemp()), relay=False)
 >>> app = create_app(reg, admin_token=None, metrics=Metrics("doc"))
 >>> sorted(app.openapi()["paths"])[:3]
-['/artifacts/{sha256}', '/healthz', '/metrics']
+['/artifacts/{sha256}', '/blobs/{sha256}', '/checkpoints/{owner}']
 >>> reg.close()
 """
 

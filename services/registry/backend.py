@@ -15,7 +15,7 @@ of its key happen once however often they are retried; every change that must re
 Kafka writes an outbox row in its own transaction.
 
 >>> describe_expect(ANY), describe_expect(None), describe_expect([3, None])
-(None, [None], [3, None])
+(None, [None], [None, 3])
 """
 
 from __future__ import annotations
