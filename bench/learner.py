@@ -30,7 +30,14 @@ from typing import Any
 from river import evaluate, metrics
 from river.datasets import synth
 
-from bench.harness import Result, broker_settings, cpu_seconds, logistic_config, peak_rss_mb
+from bench.harness import (
+    SIGNING_KEY,
+    Result,
+    broker_settings,
+    cpu_seconds,
+    logistic_config,
+    peak_rss_mb,
+)
 from schemas import LabelledExample, MetricSnapshot, StreamConfig, Topics
 from services.common.codec import decode, encode, event_key
 from services.common.kafka_client import (
@@ -47,7 +54,7 @@ from services.learner.pipeline import build_pipeline
 N_FEATURES = 25
 CHECKPOINT_EVERY = 5000
 METRICS_EVERY = 1000
-KEY = "bench-signing-key-0123456789"
+KEY = SIGNING_KEY
 
 
 def _config() -> StreamConfig:

@@ -63,7 +63,7 @@ from services.common.metrics import BoundedStreams, Metrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
-from services.common.subscriber import LoadedModel, ModelSubscriber
+from services.common.subscriber import REFUSALS, LoadedModel, ModelSubscriber
 from services.evaluator.runtime import Decision, EvaluatorState, Labelled, Role, Served
 from services.evaluator.screen import pair_nonconformance
 from services.evaluator.settings import EvaluatorSettings
@@ -120,6 +120,16 @@ class Evaluator:
         self.active_gauge = m.gauge("evaluator_active", "1 when this instance is the active one.")
         self.dead = m.counter("evaluator_dead_letters_total", "Unusable records.", ["reason"])
         self.checkpoints = m.histogram("evaluator_checkpoint_seconds", "Checkpoint time.")
+        self.events_refused = m.counter(
+            "evaluator_model_events_refused_total",
+            "Records of the models topic refused, by kind (unsigned, forged, unparseable...).",
+            ["kind"],
+        )
+        self.load_failures = m.counter(
+            "evaluator_load_failures_total", "Versions refused or not loadable.", ["reason"]
+        )
+        for kind in REFUSALS:
+            self.events_refused.labels(kind=kind)
         self.configs = StreamConfigs(settings, client_id="driftline-evaluator")
         self.producer = make_producer(settings, client_id="driftline-evaluator")
         self.dead_letters = DeadLetters(
@@ -147,6 +157,8 @@ class Evaluator:
             settings,
             aliases=ALIASES,
             on_swap=self._swapped,
+            on_failure=lambda f: self.load_failures.labels(reason=f.reason).inc(),
+            on_refusal=lambda kind: self.events_refused.labels(kind=kind).inc(),
             client_id="driftline-evaluator-models",
         )
 

@@ -138,6 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = DriftlineSettings.load()
         service = RegistrySettings.load(**overrides)
+        if settings.signing_key is None:
+            raise ConfigError(
+                "DRIFTLINE_SIGNING_KEY",
+                "is required: the registry signs every model event it publishes",
+            )
     except ConfigError as exc:
         sys.stderr.write(f"driftline registry: error: {exc}\n")
         return 2
@@ -198,6 +203,7 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
             admin_token=token,
             metrics=metrics,
             on_change=relay.kick,
+            max_body_bytes=service.max_body_bytes,
             service_token=(
                 settings.service_token.get_secret_value() if settings.service_token else None
             ),

@@ -31,7 +31,7 @@ from schemas import AliasReason, Lineage, StreamConfig, Topics, utcnow
 from services.common import artifacts
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
-from services.common.signing import Keyring, Signature
+from services.common.signing import Keyring, Signature, artifact_subject
 from services.registry.backend import ANY, CheckpointBlob, RegistryStore
 from services.registry.domain import (
     AliasMove,
@@ -260,7 +260,8 @@ class Registry:
             raise NotFound(f"no version {model} v{version}")
         data = self.backend.artifact_bytes(sha256=found.artifact.sha256)
         expected = Signature(found.artifact.sha256, found.artifact.signature, found.artifact.key_id)
-        _header, predictor = artifacts.load(data, expected, self.keyring)
+        subject = artifact_subject(model, version)
+        _header, predictor = artifacts.load(data, expected, self.keyring, subject)
         return predictor
 
     # -- aliases ----------------------------------------------------------------------
@@ -412,7 +413,9 @@ class Registry:
                     row.key,
                 )
                 continue
-            state = artifacts.load_blob(blob, expected, self.keyring)
+            state = artifacts.load_checkpoint_blob(
+                blob, expected, self.keyring, owner=owner, key=row.key
+            )
             return Checkpoint(
                 owner=owner,
                 key=row.key,

@@ -35,6 +35,12 @@ class RegistrySettings(SettingsBase):
         le=1 << 40,
         description="largest artifact or checkpoint a service may upload (PUT /blobs; 413 above)",
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=2**31,
+        description="larger HTTP request bodies are refused with 413",
+    )
     relay_interval_s: float = Field(
         default=2.0,
         gt=0,

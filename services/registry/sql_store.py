@@ -28,9 +28,10 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas import AliasReason, ArtifactRef, StreamConfig, Topics, utcnow
+from services.common import artifacts
 from services.common.kafka_client import make_producer
 from services.common.settings import DriftlineSettings
-from services.common.signing import Keyring
+from services.common.signing import Keyring, artifact_subject, sha256_hex
 from services.registry import repository as repo
 from services.registry.backend import CheckpointBlob
 from services.registry.db import make_engine, migrate
@@ -73,6 +74,9 @@ class SqlStore:
         (the rows wait for a process that relays).
     retention
         What is pruned automatically (default: :class:`Retention`'s defaults).
+    http_url
+        The registry's HTTP API (``DRIFTLINE_REGISTRY_HTTP_URL``): version events then
+        carry ``artifact.url``, fetchable from other hosts.
     """
 
     def __init__(
@@ -84,8 +88,10 @@ class SqlStore:
         topics: Topics,
         producer_factory: Any = None,
         retention: Retention | None = None,
+        http_url: str | None = None,
     ) -> None:
         self.engine = engine
+        self.http_url = http_url.rstrip("/") if http_url else None
         self.retention = retention or Retention()
         self.store = store
         self.keyring = keyring
@@ -94,6 +100,7 @@ class SqlStore:
         self._producer_factory = producer_factory
         self._producer: Any = None
         self._relay_lock = threading.Lock()
+        self._unsigned_noted = False
 
     @classmethod
     def open(cls, settings: DriftlineSettings, *, relay: bool = True) -> SqlStore:
@@ -107,6 +114,7 @@ class SqlStore:
             topics=Topics(settings.topic_prefix),
             producer_factory=(lambda: make_producer(settings)) if relay else None,
             retention=Retention.from_settings(settings),
+            http_url=settings.registry_http_url,
         )
         if relay:
             registry._after_commit()  # what a crashed writer left; failures stay queued
@@ -151,8 +159,21 @@ class SqlStore:
     # -- the outbox relay -----------------------------------------------------------
 
     def relay(self, limit: int = 500) -> int:
-        """Publish pending outbox rows with this registry's own producer; returns how many."""
+        """Publish pending outbox rows with this registry's own producer; returns how many.
+
+        A process that holds no signing key publishes nothing: its rows wait for a
+        signer's relay (the registry service), so every ``models`` event is signed by a
+        key consumers trust.
+        """
         if self._producer_factory is None:
+            return 0
+        if not self.keyring.can_sign:
+            if not self._unsigned_noted:
+                self._unsigned_noted = True
+                log.info(
+                    "no DRIFTLINE_SIGNING_KEY here: model events wait in the outbox for a "
+                    "signer's relay (the registry service)"
+                )
             return 0
         with self._relay_lock:
             if self._producer is None:
@@ -163,8 +184,15 @@ class SqlStore:
         """Publish pending outbox rows through ``producer``, oldest first; returns how many.
 
         A row is marked published only after the broker acknowledged it; on any failure
-        the rows stay pending and the error propagates.
+        the rows stay pending and the error propagates. ``models`` events are signed here
+        (:meth:`~services.common.signing.Keyring.sign_event`), so a signing key is needed
+        for them: without one, nothing is published.
         """
+        if not self.keyring.can_sign:
+            with self._tx() as session:
+                if repo.outbox_backlog(session):
+                    self.keyring.sign_event(b"{}")  # raises ConfigError naming the setting
+            return 0
         total = 0
         while True:
             with self._tx() as session:
@@ -173,7 +201,9 @@ class SqlStore:
                     return total
                 futures = [
                     producer.send(
-                        self.topics.name(r.topic), key=r.key.encode() or None, value=r.payload
+                        self.topics.name(r.topic),
+                        key=r.key.encode() or None,
+                        value=self._signed(r.topic, r.payload),
                     )
                     for r in rows
                 ]
@@ -182,6 +212,10 @@ class SqlStore:
                     future.get(timeout=30)  # raises if the broker refused it
                 repo.mark_published(session, ids=[r.id for r in rows])
                 total += len(rows)
+
+    def _signed(self, topic: str, payload: bytes) -> bytes:
+        """The bytes to publish: a ``models`` event signed by this registry's key."""
+        return self.keyring.sign_event(payload) if topic == "models" else payload
 
     def _after_commit(self) -> None:
         try:
@@ -232,21 +266,25 @@ class SqlStore:
             found = self.version_by_key(idempotency_key=key)
             if found is not None:
                 return found
-        signature = self.keyring.sign(data)
-        uri = self.store.put(data, signature.sha256)
-        artifact = ArtifactRef(
-            uri=uri,
-            sha256=signature.sha256,
-            signature=signature.signature or "",
-            key_id=signature.key_id or "",
-            size=len(data),
-        )
+        if not self.keyring.can_sign:  # before anything is stored or numbered
+            self.keyring.sign(b"", artifact_subject(model, 1))  # raises, naming the setting
+        sha256 = sha256_hex(data)
+        uri = self.store.put(data, sha256)
         with self._tx() as session:
             if key is not None:
                 found = repo.version_by_key(session, idempotency_key=key)
                 if found is not None:  # a racing retry won
                     return found
             version = repo.next_version(session, model=model)
+            # Signed as this model and version: the bytes cannot be re-labelled.
+            signature = self.keyring.sign(data, artifact_subject(model, version))
+            artifact = ArtifactRef(
+                uri=uri,
+                sha256=sha256,
+                signature=signature.signature or "",
+                key_id=signature.key_id or "",
+                size=len(data),
+            )
             created = repo.insert_version(
                 session,
                 model=model,
@@ -264,6 +302,7 @@ class SqlStore:
                 run_id=draft.run_id,
                 training_duration_s=draft.training_duration_s,
                 idempotency_key=key,
+                http_url=self.http_url,
             )
         self._after_commit()
         if draft.kind == "online" and self.retention.keep_online_versions > 0:
@@ -377,7 +416,9 @@ class SqlStore:
         """
         rows = []
         for item in items:
-            signature = self.keyring.sign(item.blob)
+            signature = artifacts.seal_checkpoint(
+                item.blob, self.keyring, owner=owner, key=item.key
+            )
             self.store.put(item.blob, signature.sha256)  # before the row: a row never lacks bytes
             rows.append((item, signature))
         keep = self.retention.keep_checkpoints

@@ -16,8 +16,9 @@ from services.learner.app import partition_key, restore
 from services.learner.runtime import PartitionState
 from services.registry.client import Registry
 from tests.integration.processes import service_env, start_service
+from tests.keys import private_key_for
 
-KEY = "learner-test-signing-key"
+KEY = private_key_for("learner-test-signing-key")
 FEATURES = ("salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan")
 
 

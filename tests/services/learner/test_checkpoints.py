@@ -20,6 +20,7 @@ from services.learner.app import OWNER, partition_key, restore
 from services.learner.runtime import PartitionMark, PartitionState
 from services.learner.settings import LearnerSettings
 from services.registry.client import Registry
+from tests.keys import private_key_for
 from tests.services.learner.test_poison import FakeConfigs, FakeProducer, config, example
 
 TOPIC = "p.examples.valid"
@@ -39,7 +40,11 @@ def learner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[learner
     monkeypatch.setattr(learner_app, "make_producer", FakeProducer)
     monkeypatch.setattr(learner_app, "make_consumer", Consumer)
     settings = DriftlineSettings.load(
-        env={}, topic_prefix="p.", data_dir=tmp_path, signing_key="k" * 24, signing_key_id="k1"
+        env={},
+        topic_prefix="p.",
+        data_dir=tmp_path,
+        signing_key=private_key_for("k" * 24),
+        signing_key_id="k1",
     )
     registry = Registry.open(settings, relay=False)
     service = LearnerSettings(

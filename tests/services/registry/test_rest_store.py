@@ -116,7 +116,7 @@ def test_versions_aliases_and_artifacts_round_trip(rest: Registry, server: Serve
 
 def test_a_bad_signature_is_refused_by_the_reader(rest: Registry) -> None:
     rest.register_version(model="sea", kind="batch", predictor=predictor())
-    rest.keyring = Keyring(signing_key_id="k1", keys={"k1": b"another-key-entirely"})
+    rest.keyring = Keyring(public={"k1": Keyring.generate("x").public["x"]})
     with pytest.raises(BadSignature):
         rest.load_predictor(model="sea", version=1)
 
