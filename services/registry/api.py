@@ -196,12 +196,12 @@ def create_app(
     on_change
         Called after every committed alias move (the server wakes its outbox relay with it).
     max_body_bytes
-        Larger request bodies are refused with 413 (uploads to ``/blobs`` excepted).
+        Larger request bodies are refused with 413 (uploads to ``/uploads`` excepted).
     service_token
         Bearer token of the services' write API (:mod:`services.registry.store_api`);
         None (or empty) makes it refuse (403) unless the admin token is sent.
     max_blob_bytes
-        Largest upload to ``/blobs`` (413 above).
+        Largest upload to ``/uploads`` (413 above).
     """
     app = FastAPI(
         title="driftline registry",
@@ -225,7 +225,7 @@ def create_app(
     backlog = metrics.gauge(
         "registry_outbox_backlog", "Registry events committed but not yet relayed to Kafka."
     )
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, exempt=("/blobs/",))
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, exempt=("/uploads/",))
     app.add_middleware(_Instrument, requests=requests, latency=latency)
     token = admin_token.encode() if admin_token else None
 

@@ -1,8 +1,8 @@
 """The REST store: the registry service's HTTP API behind the store interface.
 
-Chosen when ``DRIFTLINE_REGISTRY_URL`` is ``http(s)://``. Writes carry
-``DRIFTLINE_SERVICE_TOKEN`` (``/gc`` and freezing carry ``DRIFTLINE_ADMIN_TOKEN``).
-Artifact and checkpoint bytes are uploaded first (``PUT /blobs/{sha256}``, streamed by
+Chosen when ``DRIFTLINE_REGISTRY_URL`` is ``http(s)://``. Requests carry
+``DRIFTLINE_SERVICE_TOKEN`` (freezing carries ``DRIFTLINE_ADMIN_TOKEN``).
+Artifact and checkpoint bytes are uploaded first (``PUT /uploads/{sha256}``, streamed by
 the server to disk with its own size limit), then referenced by their sha256, so no
 service needs the registry's volume.
 
@@ -77,7 +77,7 @@ class RestStore:
         Topic names under the configured prefix.
     service_token, admin_token
         Bearer tokens: the first for every request (the second when there is none),
-        the admin token for ``/gc`` and freezing.
+        the admin token for freezing.
     timeout_s
         How long one request waits.
     retry_s
@@ -171,7 +171,7 @@ class RestStore:
         sha256 = hashlib.sha256(data).hexdigest()
         self._send(
             "PUT",
-            f"/blobs/{sha256}",
+            f"/uploads/{sha256}",
             content=data,
             headers={**self._client.headers, "Content-Type": "application/octet-stream"},
         )
@@ -220,7 +220,7 @@ class RestStore:
         sha256 = self._upload(data)
         body = {**draft.model_dump(mode="json"), "sha256": sha256}
         return ModelVersion.model_validate(
-            self._json("POST", f"/models/{_q(model)}/versions", json=body)
+            self._json("POST", f"/models/{_q(model)}/register", json=body)
         )
 
     def get_version(self, *, model: str, version: int) -> ModelVersion | None:
@@ -315,7 +315,7 @@ class RestStore:
             {"key": i.key, "sha256": self._upload(i.blob), "offsets": i.offsets, "meta": i.meta}
             for i in items
         ]
-        shas = self._json("POST", f"/checkpoints/{_q(owner)}", json={"items": uploads})
+        shas = self._json("POST", f"/checkpoints/{_q(owner)}/save", json={"items": uploads})
         return [str(s) for s in shas]
 
     def checkpoints(self, *, owner: str, key: str, limit: int = 10) -> list[StoredCheckpoint]:
@@ -347,7 +347,7 @@ class RestStore:
             "trigger": trigger,
             "window": window,
         }
-        found = self._json("POST", "/runs", json=body)
+        found = self._json("POST", "/training-runs", json=body)
         return TrainingRun.model_validate(found["run"]), bool(found["created"])
 
     def add_candidate(
@@ -390,7 +390,7 @@ class RestStore:
     # -- idempotent consumers ---------------------------------------------------------
 
     def mark_handled(self, *, consumer: str, event_id: str) -> bool:
-        found = self._json("PUT", f"/handled/{_q(consumer)}/{_q(event_id)}")
+        found = self._json("POST", f"/handled/{_q(consumer)}/{_q(event_id)}/mark")
         return bool(found["created"])
 
     def was_handled(self, *, consumer: str, event_id: str) -> bool:
@@ -411,11 +411,11 @@ class RestStore:
         body = {
             "keep_versions": keep_versions,
             "keep_checkpoints": keep_checkpoints,
-            "handled_ttl_s": handled_ttl.total_seconds(),
-            "outbox_ttl_s": outbox_ttl.total_seconds(),
+            "handled_ttl_s": int(handled_ttl.total_seconds()),
+            "outbox_ttl_s": int(outbox_ttl.total_seconds()),
             "dry_run": dry_run,
         }
-        return GcReport.model_validate(self._json("POST", "/gc", json=body, admin=True))
+        return GcReport.model_validate(self._json("POST", "/gc", json=body))
 
 
 def _secret(value: Any) -> str | None:
@@ -453,7 +453,7 @@ def _error(response: httpx.Response) -> RegistryError:
     if status in (401, 403):
         return RegistryError(
             f"the registry refused the request (HTTP {status}: {detail}); "
-            "check DRIFTLINE_SERVICE_TOKEN (DRIFTLINE_ADMIN_TOKEN for gc and freeze)"
+            "check DRIFTLINE_SERVICE_TOKEN (DRIFTLINE_ADMIN_TOKEN to freeze)"
         )
     return RegistryError(f"the registry answered HTTP {status}: {detail}")
 

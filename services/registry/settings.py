@@ -33,7 +33,7 @@ class RegistrySettings(SettingsBase):
         default=1 << 30,
         ge=1024,
         le=1 << 40,
-        description="largest artifact or checkpoint a service may upload (PUT /blobs; 413 above)",
+        description="largest artifact or checkpoint a service may upload (PUT /uploads; 413 above)",
     )
     max_body_bytes: int = Field(
         default=1024 * 1024,

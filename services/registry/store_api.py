@@ -2,26 +2,26 @@
 speaks, so that only the registry service opens the database.
 
 ==============================================  ==========================================
-``PUT /blobs/{sha256}``                         upload bytes (streamed, size-limited)
+``PUT /uploads/{sha256}``                       upload bytes (streamed, size-limited)
 ``GET /blobs/{sha256}``                         stored bytes, unverified
-``POST /models/{name}/versions``                register uploaded bytes as a version
+``POST /models/{name}/register``                register uploaded bytes as a version
 ``GET /versions/by-key?key=``                   the version of an idempotency key
 ``GET /versions/by-sha256/{sha256}``            versions with this artifact
 ``POST /models/{name}/aliases/{alias}/moves``   compare-and-set an alias (``move_id``)
 ``POST /specs``, ``GET /specs/{stream}``        record and read stream config versions
 ``GET /specs/by-spec-sha256/{sha256}``          the config version of a spec
-``POST /checkpoints/{owner}``                   record uploaded checkpoints
+``POST /checkpoints/{owner}/save``              record uploaded checkpoints
 ``GET /checkpoints/{owner}``                    a key's checkpoints, newest first
 ``GET /checkpoints/{owner}/latest``             the newest of every key under a prefix
 ``GET /checkpoints/{owner}/{id}/blob``          a checkpoint's bytes
-``POST /runs``, ``POST /runs/{id}/candidates``  start a training run, record a candidate
+``POST /training-runs``, ``.../candidates``     start a training run, record a candidate
 ``POST /runs/{id}/finish``                      a run's outcome
-``PUT|GET /handled/{consumer}/{event_id}``      idempotent consumers
-``POST /gc``                                    admin: ``driftline gc``
+``GET /handled/{consumer}/{event_id}[/mark]``   idempotent consumers (POST .../mark)
+``POST /gc``                                    ``driftline gc``
 ==============================================  ==========================================
 
 Every route needs ``Authorization: Bearer <DRIFTLINE_SERVICE_TOKEN>`` (the admin token
-is accepted too; ``/gc`` takes only the admin token). Every write is safe to retry: a
+is for people, on the admin routes of :mod:`services.registry.api`). Every write is safe to retry: a
 version under its idempotency key, a move under its ``move_id``, a checkpoint identical
 to its key's newest and a candidate already recorded happen once. Errors carry an
 ``X-Driftline-Error`` header (``not_found``, ``alias_conflict``, ``frozen``,
@@ -42,7 +42,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+)
 
 from schemas import AliasReason, StreamConfig
 from services.registry.backend import CheckpointBlob, expect_from
@@ -56,7 +64,7 @@ from services.registry.domain import (
     TrainingRun,
     VersionDraft,
 )
-from services.registry.errors import NotFound
+from services.registry.errors import NotFound, SpecConflict
 from services.registry.sql_store import SqlStore
 
 SHA256 = r"^[0-9a-f]{64}$"
@@ -87,7 +95,7 @@ class Uploaded(_Body):
 
 
 class RegisterRequest(VersionDraft):
-    """A version to register over bytes uploaded with ``PUT /blobs/{sha256}``."""
+    """A version to register over bytes uploaded with ``PUT /uploads/{sha256}``."""
 
     sha256: str = Field(pattern=SHA256, description="the uploaded artifact")
 
@@ -109,11 +117,13 @@ class MoveRequest(_Body):
 class SpecsRequest(_Body):
     """Published stream config versions to record, all or none."""
 
-    configs: list[StreamConfig] = Field(min_length=1, max_length=1000)
+    configs: list[dict[str, Any]] = Field(
+        min_length=1, max_length=1000, description="published stream configs (StreamConfig)"
+    )
 
 
 class CheckpointUpload(_Body):
-    """One checkpoint over bytes uploaded with ``PUT /blobs/{sha256}``."""
+    """One checkpoint over bytes uploaded with ``PUT /uploads/{sha256}``."""
 
     key: str = Field(min_length=1, max_length=300)
     sha256: str = Field(pattern=SHA256)
@@ -124,7 +134,7 @@ class CheckpointUpload(_Body):
 class CheckpointsRequest(_Body):
     """Checkpoints recorded in one transaction."""
 
-    items: list[CheckpointUpload] = Field(min_length=1, max_length=10_000)
+    items: list[CheckpointUpload] = Field(min_length=1, max_length=1000)
 
 
 class StartRunRequest(_Body):
@@ -175,14 +185,15 @@ class Handled(_Body):
 class GcRequest(_Body):
     """``driftline gc``'s limits."""
 
-    keep_versions: int = Field(default=10, ge=0, le=1_000_000)
-    keep_checkpoints: int = Field(default=3, ge=0, le=1_000_000)
-    handled_ttl_s: float = Field(default=30 * 86400, ge=0, le=10 * 365 * 86400)
-    outbox_ttl_s: float = Field(default=7 * 86400, ge=0, le=10 * 365 * 86400)
-    dry_run: bool = False
+    keep_versions: StrictInt = Field(default=10, ge=0, le=1_000_000)
+    keep_checkpoints: StrictInt = Field(default=3, ge=0, le=1_000_000)
+    handled_ttl_s: StrictInt = Field(default=30 * 86400, ge=0, le=10 * 365 * 86400)
+    outbox_ttl_s: StrictInt = Field(default=7 * 86400, ge=0, le=10 * 365 * 86400)
+    dry_run: StrictBool = False
 
 
 _AUTH: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "a body that does not parse, or a refused value"},
     401: {"model": Problem, "description": "missing or wrong bearer token"},
     403: {"model": Problem, "description": "no token configured on the server"},
     503: {"model": Problem, "description": "the registry's database did not answer"},
@@ -216,12 +227,14 @@ def store_router(
     if not isinstance(backend, SqlStore):
         raise TypeError("the registry server opens its database in-process (a SqlStore)")
     blobs = backend.store
-    service = [_digest(t.encode()) for t in (service_token, admin_token) if t]
-    admin = [_digest(admin_token.encode())] if admin_token else []
+    service = [_digest(service_token.encode())] if service_token else []
 
     def check(
         request: Request, given: HTTPAuthorizationCredentials | None, ok: list[bytes]
     ) -> None:
+        if given is None:  # 401 first: the caller must authenticate, configured or not
+            refuse(request, "unauthorized")
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
         if not ok:
             refuse(request, "no_service_token")
             raise HTTPException(
@@ -229,13 +242,13 @@ def store_router(
                 "the write API is disabled: set DRIFTLINE_SERVICE_TOKEN on the registry server "
                 "and send it as 'Authorization: Bearer <token>'",
             )
-        sent = _digest(given.credentials.encode()) if given is not None else b""
+        sent = _digest(given.credentials.encode())
         # compare every accepted digest, so timing says nothing about which one matched
         if not sum(hmac.compare_digest(sent, d) for d in ok):
             refuse(request, "unauthorized")
             raise HTTPException(
                 401,
-                "wrong bearer token" if given is not None else "missing bearer token",
+                "wrong bearer token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
@@ -245,12 +258,6 @@ def store_router(
     ) -> None:
         check(request, credentials, service)
 
-    def require_admin(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> None:
-        check(request, credentials, admin)
-
     router = APIRouter(tags=["service"], dependencies=[Depends(require_service)])
 
     def stored(sha256: str) -> bytes:
@@ -259,11 +266,11 @@ def store_router(
     # -- bytes ------------------------------------------------------------------------
 
     @router.put(
-        "/blobs/{sha256}",
+        "/uploads/{sha256}",
         status_code=201,
         responses={
             **_AUTH,
-            400: {"model": Problem, "description": "the bytes' sha256 is not the path's"},
+            409: {"model": Problem, "description": "the bytes' sha256 is not the path's"},
             413: {"model": Problem, "description": "larger than DRIFTLINE_REGISTRY_MAX_BLOB_BYTES"},
         },
         openapi_extra={
@@ -291,7 +298,7 @@ def store_router(
                 spool.write(chunk)
             if digest.hexdigest() != sha256:
                 refuse(request, "sha256_mismatch")
-                raise HTTPException(400, f"the bytes' sha256 is {digest.hexdigest()}, not {sha256}")
+                raise HTTPException(409, f"the bytes' sha256 is {digest.hexdigest()}, not {sha256}")
             spool.seek(0)
             data = spool.read()
         blobs.put(data, sha256)
@@ -304,7 +311,7 @@ def store_router(
 
     # -- versions ---------------------------------------------------------------------
 
-    @router.post("/models/{name}/versions", status_code=201, responses=_NF)
+    @router.post("/models/{name}/register", status_code=201, responses=_NF)
     def register(
         name: Annotated[str, Path(min_length=1, max_length=200)], body: RegisterRequest
     ) -> ModelVersion:
@@ -356,7 +363,11 @@ def store_router(
     @router.post("/specs", responses={**_AUTH, 409: {"model": Problem}})
     def record_specs(body: SpecsRequest) -> list[SpecVersion]:
         """Record published stream config versions, all or none (idempotent)."""
-        return backend.record_specs(configs=body.configs)
+        try:
+            configs = [StreamConfig.model_validate(c) for c in body.configs]
+        except ValidationError as exc:
+            raise SpecConflict(f"not a valid stream config: {exc.errors()[0]['msg']}") from None
+        return backend.record_specs(configs=configs)
 
     @router.get("/specs/by-spec-sha256/{sha256}", responses=_NF)
     def spec_by_sha256(sha256: Annotated[str, Path(pattern=SHA256)]) -> SpecVersion:
@@ -379,7 +390,7 @@ def store_router(
 
     # -- checkpoints ------------------------------------------------------------------
 
-    @router.post("/checkpoints/{owner}", responses=_NF)
+    @router.post("/checkpoints/{owner}/save", responses=_NF)
     def save_checkpoints(
         owner: Annotated[str, Path(min_length=1, max_length=200)], body: CheckpointsRequest
     ) -> list[str]:
@@ -420,7 +431,7 @@ def store_router(
 
     # -- runs and handled events -------------------------------------------------------
 
-    @router.post("/runs", responses=_AUTH)
+    @router.post("/training-runs", responses=_AUTH)
     def start_run(body: StartRunRequest) -> StartedRun:
         """The run of a trigger event, created if new."""
         run, created = backend.start_run(
@@ -446,7 +457,7 @@ def store_router(
         values["winner_version"] = body.winner_version
         return backend.finish_run(run_id=run_id, values=values)
 
-    @router.put("/handled/{consumer}/{event_id}", responses=_AUTH)
+    @router.post("/handled/{consumer}/{event_id}/mark", responses=_AUTH)
     def mark_handled(
         consumer: Annotated[str, Path(min_length=1, max_length=100)],
         event_id: Annotated[str, Path(min_length=1, max_length=36)],
@@ -463,10 +474,10 @@ def store_router(
         """Whether an event id was handled."""
         return Handled(handled=backend.was_handled(consumer=consumer, event_id=event_id))
 
-    @router.post("/gc", tags=["admin"], dependencies=[Depends(require_admin)], responses=_AUTH)
+    @router.post("/gc", responses=_AUTH)
     def gc(body: GcRequest) -> GcReport:
         """``driftline gc``: artifacts, checkpoints, handled ids and sent events past
-        their limits (admin token only)."""
+        their limits."""
         return backend.gc(
             keep_versions=body.keep_versions,
             keep_checkpoints=body.keep_checkpoints,
