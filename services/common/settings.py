@@ -15,6 +15,7 @@ services.common.errors.ConfigError: DRIFTLINE_KAFKA_BOOTSTRAP: ...
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -160,7 +161,13 @@ class DriftlineSettings(SettingsBase):
     kafka_timeout_s: float = Field(
         default=15.0, gt=0, le=600, description="how long a client waits for the broker"
     )
-    # Kafka security, passed through to kafka-python and faust alike.
+    kafka_client: Literal["kafka-python", "confluent"] = Field(
+        default="kafka-python",
+        description="the Kafka client of the hot paths (producer CLI, validator, learner, "
+        "evaluator, serving's Kafka path): kafka-python, or confluent (librdkafka, "
+        "`pip install 'driftline[confluent]'`)",
+    )
+    # Kafka security, passed through to kafka-python, faust and confluent-kafka alike.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
@@ -204,6 +211,16 @@ class DriftlineSettings(SettingsBase):
         le=1024 * 1024 * 1024,
         description="most bytes one fetch returns in all",
     )
+
+    @field_validator("kafka_client")
+    @classmethod
+    def _client_installed(cls, value: str) -> str:
+        if value == "confluent" and importlib.util.find_spec("confluent_kafka") is None:
+            raise ValueError(
+                "confluent-kafka is not installed; install it with "
+                "`pip install 'driftline[confluent]'` or use kafka-python"
+            )
+        return value
 
     @field_validator("kafka_bootstrap")
     @classmethod

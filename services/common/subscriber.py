@@ -264,6 +264,11 @@ class ModelSubscriber:
     dead_letters
         Where to letter unusable records (default: nowhere, they are counted and logged;
         the registry letters them).
+    prepare
+        Called from the subscriber's thread with each verified, warmed-up version before
+        it is swapped in; returns what to serve instead (serving wraps an online snapshot
+        in a :class:`~services.common.online_follower.Followers` follower). The previous
+        model serves until it returns; an exception keeps the version as loaded.
 
     Examples
     --------
@@ -287,6 +292,7 @@ class ModelSubscriber:
         on_remove: Callable[[LoadedModel], None] | None = None,
         retry_interval_s: float = 5.0,
         dead_letters: DeadLetters | None = None,
+        prepare: Callable[[LoadedModel], LoadedModel] | None = None,
         max_retry_interval_s: float = 300.0,
         on_refusal: Callable[[str], None] | None = None,
     ) -> None:
@@ -308,6 +314,7 @@ class ModelSubscriber:
         self.on_refusal = on_refusal
         # Read by any thread without a lock: replaced whole, never mutated.
         self._snapshot: Mapping[tuple[str, str], LoadedModel] = MappingProxyType({})
+        self._swap_lock = threading.Lock()  # writers only (the subscriber, replace())
         # Written by the subscriber thread under _lock; read (copied) under it.
         self._lock = threading.Lock()
         self._versions: dict[str, dict[int, ModelVersionPublished]] = {}
@@ -335,6 +342,7 @@ class ModelSubscriber:
         }
         self.refused: dict[str, int] = dict.fromkeys(REFUSALS, 0)  # unusable records by kind
         self.dead_letters = dead_letters
+        self.prepare = prepare
         self._applied: dict[str, OrderedDict[str, None]] = {}  # key -> event ids applied
         self._throttle = Throttle(log, per_s=5)
         self.error: BaseException | None = None
@@ -653,10 +661,16 @@ class ModelSubscriber:
             loaded_at=utcnow(),
             load_ms=load_ms,
         )
+        record = _released(loaded)
+        if self.prepare is not None:
+            try:
+                loaded = self.prepare(loaded)
+            except Exception:  # noqa: BLE001 - serve the version as loaded
+                log.exception("preparing %s v%d failed; serving it as loaded", model, version)
         self._swap(model, slot, loaded)
         self.stats["swaps"] += 1
         with self._lock:
-            self._history.append(_released(loaded))
+            self._history.append(record)
         log.info(
             "%s %s -> v%d (%s %s, %.1f ms)",
             model,
@@ -671,12 +685,26 @@ class ModelSubscriber:
 
     def _swap(self, model: str, slot: str, loaded: LoadedModel | None) -> None:
         """Copy-on-write: readers hold the old mapping or the new one, both whole."""
-        new = dict(self._snapshot)
-        if loaded is None:
-            new.pop((model, slot), None)
-        else:
-            new[(model, slot)] = loaded
-        self._snapshot = MappingProxyType(new)
+        with self._swap_lock:
+            new = dict(self._snapshot)
+            if loaded is None:
+                new.pop((model, slot), None)
+            else:
+                new[(model, slot)] = loaded
+            self._snapshot = MappingProxyType(new)
+
+    def replace(self, slot: str, loaded: LoadedModel) -> bool:
+        """Serve ``loaded`` in ``slot`` instead of what it holds, only while that is the
+        same version (a follower of the snapshot loaded there, once caught up); True when
+        it was swapped in. Any thread."""
+        with self._swap_lock:
+            current = self._snapshot.get((loaded.model, slot))
+            if current is None or current.version != loaded.version:
+                return False
+            new = dict(self._snapshot)
+            new[(loaded.model, slot)] = loaded
+            self._snapshot = MappingProxyType(new)
+            return True
 
     def _report(self, failure: LoadFailure, alias: str | None) -> None:
         """Report a failure once per (model, version, slot)."""

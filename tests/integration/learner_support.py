@@ -68,6 +68,9 @@ def learner_env(settings: DriftlineSettings, group: str, **extra: str) -> dict[s
         DRIFTLINE_LEARNER_GROUP_ID=group,
         DRIFTLINE_LEARNER_METRICS_PORT="0",
         DRIFTLINE_LEARNER_SESSION_TIMEOUT_MS="6000",
+        # every online snapshot when due, however fast the test's replay: these tests pin
+        # the version lineage (a cost budget would skip some multiples of K)
+        DRIFTLINE_LEARNER_SERIALISE_BUDGET="1",
         **extra,
     )
 

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from schemas import Topics
 from services.common.kafka_client import make_admin
 from services.common.settings import DriftlineSettings
@@ -20,6 +22,9 @@ from tests.integration.learner_support import examples, learned, learner_env, st
 from tests.integration.polling import wait_for
 from tests.integration.processes import publish
 from tests.keys import private_key_for
+
+# a restart before the session timeout: both Kafka backends (make test)
+pytestmark = pytest.mark.backends
 
 # Far longer than the deadline below: a restart that waited for the coordinator to expire
 # the killed member (a dynamic member) could not pass.

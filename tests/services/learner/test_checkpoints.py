@@ -37,8 +37,8 @@ class Consumer:
 @pytest.fixture
 def learner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[learner_app.Learner]:
     monkeypatch.setattr(learner_app, "StreamConfigs", FakeConfigs)
-    monkeypatch.setattr(learner_app, "make_producer", FakeProducer)
-    monkeypatch.setattr(learner_app, "make_consumer", Consumer)
+    monkeypatch.setattr(learner_app, "open_producer", FakeProducer)
+    monkeypatch.setattr(learner_app, "open_consumer", Consumer)
     settings = DriftlineSettings.load(
         env={},
         topic_prefix="p.",
@@ -84,7 +84,7 @@ def test_only_the_streams_that_changed_are_checkpointed(learner: learner_app.Lea
     mark = registry.load_checkpoint(owner=OWNER, key=key)
     assert mark is not None and mark.state == PartitionMark(TOPIC, 0, 30)
     (committed,) = learner.consumer.committed.values()
-    assert committed.offset == 30
+    assert committed == 30  # the seam commits plain next offsets
 
     restored = restore(registry, key=key, topic=TOPIC, partition=0)
     assert restored is not None and restored.next_offset == 30  # t is current to the mark
@@ -107,7 +107,7 @@ def test_a_stream_not_due_holds_the_mark_back_and_is_saved_on_stop(
     mark = registry.load_checkpoint(owner=OWNER, key=key)
     assert mark is not None and mark.state.next_offset == 10  # t's first unsaved record
     (committed,) = learner.consumer.committed.values()
-    assert committed.offset == 10
+    assert committed == 10
     assert 0 in learner.dirty  # t is still to be saved
 
     restored = restore(registry, key=key, topic=TOPIC, partition=0)
