@@ -97,7 +97,12 @@ class DriftlineSettings(SettingsBase):
     cache_dir: Path | None = Field(
         default=None, description="download cache (Kafka jars); default ~/.cache/driftline"
     )
-    registry_url: str | None = Field(default=None, description="SQLAlchemy URL of the registry")
+    registry_url: str | None = Field(
+        default=None,
+        description="where the registry is: http(s)://host:port reaches the registry service "
+        "over its API; a SQLAlchemy URL opens its database in this process (the registry "
+        "service itself, tests, single-process tools)",
+    )
     artifacts_url: str | None = Field(default=None, description="where artifacts are stored")
     registry_http_url: str | None = Field(
         default=None,
@@ -136,6 +141,21 @@ class DriftlineSettings(SettingsBase):
         "(the evaluator); it verifies nothing else",
     )
     admin_token: SecretStr | None = None
+    service_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token of the registry's write API: the registry service accepts "
+        "it, the learner, trainer and evaluator send it (the admin token stays for people)",
+    )
+    registry_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="how long one request to the registry waits"
+    )
+    registry_retry_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="how long a call retries an unreachable registry (with backoff) before "
+        "it fails with RegistryUnavailable; callers then retry later themselves",
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     kafka_timeout_s: float = Field(
@@ -323,6 +343,17 @@ class DriftlineSettings(SettingsBase):
     def registry_dsn(self) -> str:
         """The registry's SQLAlchemy URL (SQLite in the data dir by default)."""
         return self.registry_url or f"sqlite:///{self.data_path / 'registry.db'}"
+
+    @property
+    def registry_api_url(self) -> str | None:
+        """The registry service's base URL: ``DRIFTLINE_REGISTRY_HTTP_URL``, or
+        ``DRIFTLINE_REGISTRY_URL`` when that is ``http(s)://``."""
+        if self.registry_http_url:
+            return self.registry_http_url
+        url = self.registry_url
+        if url is not None and url.lower().startswith(("http://", "https://")):
+            return url
+        return None
 
     @property
     def artifacts_location(self) -> str:

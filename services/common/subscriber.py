@@ -819,8 +819,8 @@ class ModelSubscriber:
             url = ref.uri
         elif ref.url:
             url = ref.url
-        elif self.settings.registry_http_url:
-            url = f"{self.settings.registry_http_url.rstrip('/')}/artifacts/{ref.sha256}"
+        elif self.settings.registry_api_url:
+            url = f"{self.settings.registry_api_url.rstrip('/')}/artifacts/{ref.sha256}"
         else:
             raise LoadError(
                 "fetch_failed", f"{local_error} and DRIFTLINE_REGISTRY_HTTP_URL is not set"

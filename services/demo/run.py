@@ -42,7 +42,7 @@ from services.demo.supervisor import Supervisor
 from services.ingest.producer import encode_raw
 from services.localbroker.ports import free_ports
 from services.localbroker.process import LocalBroker
-from services.registry.client import Registry
+from services.registry.client import Registry, is_remote
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,15 @@ def signing_env(settings: DriftlineSettings, console: Console) -> KeyEnv:
     )
 
 
+def service_token_env(settings: DriftlineSettings, console: Console) -> dict[str, str]:
+    """The token the services write to the registry with: the configured one, or one
+    made for this run (handed to the registry and the services like the signing key)."""
+    if settings.service_token is not None:
+        return {}
+    console.print("[bold]registry[/]: generated a service token for this run's services")
+    return {"DRIFTLINE_SERVICE_TOKEN": secrets.token_urlsafe(32)}
+
+
 def run_demo(settings: DriftlineSettings, options: DemoOptions, console: Console) -> int:
     """Run the demo; returns 0 when every check passed."""
     # the stream first: a bad --dataset or --config fails before anything starts
@@ -195,11 +204,15 @@ def _run(
         "DRIFTLINE_TOPIC_PREFIX": prefix,
         "DRIFTLINE_DATA_DIR": str(run_dir),
         "DRIFTLINE_REGISTRY_HTTP_URL": f"http://127.0.0.1:{ports['registry']}",
+        # every process but the registry reaches it over its HTTP API
+        "DRIFTLINE_REGISTRY_URL": f"http://127.0.0.1:{ports['registry']}",
+        **service_token_env(settings, console),
         "DRIFTLINE_LOG_FORMAT": "json",
         **{PORTS[name]: str(port) for name, port in ports.items()},
     }
-    if settings.registry_url is None:
-        env["DRIFTLINE_REGISTRY_URL"] = f"sqlite:///{run_dir / 'registry.db'}"
+    database = settings.registry_url
+    if database is None or is_remote(database):
+        database = f"sqlite:///{run_dir / 'registry.db'}"
     key_env = signing_env(settings, console)
     # Children inherit no private key: each gets its own key settings (key_env.of).
     base_env = {k: v for k, v in os.environ.items() if k not in PRIVATE_VARS}
@@ -218,9 +231,12 @@ def _run(
     with Supervisor(run_dir / "logs", env={**base_env, **env}) as sup:
         views = []
         for name in SERVICES:
+            own = {"DRIFTLINE_REGISTRY_URL": database} if name == "registry" else {}
             child = sup.start(
-                name, [sys.executable, "-m", f"services.{name}"], env=key_env.of(name)
+                name, [sys.executable, "-m", f"services.{name}"], env={**key_env.of(name), **own}
             )
+            if name == "registry":  # the others' first calls go to it
+                _wait_ready(sup, {name: ports[name]}, console)
             counters, unit = COUNTERS[name]
             views.append(
                 live.ServiceView(

@@ -7,6 +7,12 @@ assignment it must restore each partition's stream checkpoints and seek to the s
 offset stored *with* them, and commit only after a checkpoint; faust manages positions and
 commits itself (its offsets would fight the checkpoints'), so the simple, explicit
 consumer is the safer tool here.
+
+While the registry is unreachable the learner keeps learning: a checkpoint or an online
+version that cannot be written waits (nothing is committed past the last checkpoint), and
+is tried again with backoff; the version then registered is the stream's newest state,
+under its own idempotency key. A partition cannot start without its checkpoint, so
+restoring one is retried until the registry answers.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import time
 from typing import Any
 
 from schemas import AliasReason, LabelledExample, ReasonCode, Topics
+from services.common.backoff import Backoff
 from services.common.codec import decode, encode, event_key
 from services.common.dead_letters import DeadLetters
 from services.common.errors import CodecError
@@ -33,7 +40,13 @@ from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
 from services.learner.runtime import PartitionMark, PartitionState, StreamTrack
 from services.learner.settings import LearnerSettings
-from services.registry.client import AliasConflict, CheckpointItem, FrozenModel, Registry
+from services.registry.client import (
+    AliasConflict,
+    CheckpointItem,
+    FrozenModel,
+    Registry,
+    RegistryUnavailable,
+)
 
 log = logging.getLogger(__name__)
 OWNER = "learner"
@@ -92,11 +105,19 @@ class Learner:
         self.member = f"{socket.gethostname()}:{os.getpid()}"
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
+        self.outage = Backoff(first_s=1.0, max_s=30.0)  # the registry's, while unreachable
+        self.retry_at = 0.0  # no registry write before this (monotonic)
+        self.unregistered: set[tuple[int, str]] = set()  # versions due while it was down
         self._checkpoint_cost = 0.0  # seconds the last checkpoint took
         self._snapshot_cost: dict[str, float] = {}  # stream -> its last snapshot's seconds
         self._snapshot_at: dict[str, float] = {}  # stream -> when its last snapshot ended
         self.metrics = Metrics("learner")
         m = self.metrics
+        self.deferred = m.counter(
+            "learner_registry_deferred_total",
+            "Registry writes (checkpoints, online versions) put off while it was unreachable.",
+            ["what"],
+        )
         self.learned = m.counter("learner_examples_total", "Examples learned.", ["stream"])
         self.duplicates = m.counter("learner_duplicates_total", "Duplicates skipped.", ["stream"])
         self.drifts = m.counter("learner_drift_events_total", "Drift events.", ["stream", "kind"])
@@ -155,9 +176,7 @@ class Learner:
         """Restore each partition's stream checkpoints and seek to the smallest offset
         among them (each stream skips what it already learned)."""
         for tp in partitions:
-            state = restore(
-                self.registry, key=self._key(tp.partition), topic=tp.topic, partition=tp.partition
-            )
+            state = self._restore(tp)
             if state is not None:
                 self.states[tp.partition] = state
                 self.consumer.seek(tp, state.next_offset)
@@ -179,9 +198,29 @@ class Learner:
                     extra={"topic": tp.topic, "partition": tp.partition},
                 )
 
+    def _restore(self, tp: TopicPartition) -> PartitionState | None:
+        """:func:`restore`, retried with backoff while the registry is unreachable."""
+        backoff = Backoff(first_s=0.5, max_s=10.0)
+        while True:
+            try:
+                return restore(
+                    self.registry,
+                    key=self._key(tp.partition),
+                    topic=tp.topic,
+                    partition=tp.partition,
+                )
+            except RegistryUnavailable as exc:
+                delay = backoff.failed()
+                if backoff.should_log():
+                    log.warning("cannot restore partition %d yet: %s", tp.partition, exc)
+                time.sleep(delay)
+
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """Checkpoint what is being handed over, then forget it."""
-        self.checkpoint({tp.partition for tp in partitions} & self.dirty, everything=True)
+        try:
+            self.checkpoint({tp.partition for tp in partitions} & self.dirty, everything=True)
+        except RegistryUnavailable as exc:  # not committed: its next owner learns it again
+            log.warning("could not checkpoint the revoked partitions: %s", exc)
         for tp in partitions:
             gone = self.states.pop(tp.partition, None)
             self.dirty.discard(tp.partition)
@@ -221,13 +260,67 @@ class Learner:
                 self.dirty.add(tp.partition)
             self._count_learned()
             self.configs.refresh()
+            if self.unregistered and self._registry_ready():
+                self._register_deferred()
             elapsed = time.monotonic() - self.last_checkpoint
             due = self.since_checkpoint >= self.service.checkpoint_every or (
                 self.dirty and elapsed >= self.service.checkpoint_interval_s
             )
             if due and elapsed >= self._rest(self._checkpoint_cost):
-                self.checkpoint(set(self.dirty))
-        self.checkpoint(set(self.dirty), everything=True)
+                if not self._registry_ready():
+                    self.deferred.labels(what="checkpoint").inc()
+                    continue
+                try:
+                    self.checkpoint(set(self.dirty))
+                except RegistryUnavailable as exc:
+                    self._registry_down("checkpoint", exc)
+                else:
+                    self._registry_up()
+        try:
+            self.checkpoint(set(self.dirty), everything=True)
+        except RegistryUnavailable as exc:
+            log.warning(
+                "the registry is unreachable at stop: what was learned since the last "
+                "checkpoint is learned again at the next start (%s)",
+                exc,
+            )
+
+    # -- registry outages -----------------------------------------------------------
+
+    def _registry_ready(self) -> bool:
+        return time.monotonic() >= self.retry_at
+
+    def _registry_down(self, what: str, exc: Exception) -> None:
+        delay = self.outage.failed()
+        self.retry_at = time.monotonic() + delay
+        self.deferred.labels(what=what).inc()
+        if self.outage.should_log():
+            log.warning(
+                "registry unreachable (%s put off, retried in %.1f s; learning goes on): %s",
+                what,
+                delay,
+                exc,
+            )
+
+    def _registry_up(self) -> None:
+        if self.outage.succeeded():
+            log.info("the registry answers again: deferred writes are done")
+
+    def _register_deferred(self) -> None:
+        """Register the newest state of each stream whose version came due during an
+        outage (one version per stream, not one per missed due point)."""
+        for p, stream in sorted(self.unregistered):
+            state = self.states.get(p)
+            if state is None or stream not in state.streams:
+                self.unregistered.discard((p, stream))
+                continue
+            try:
+                self._register(state, stream)
+            except RegistryUnavailable as exc:
+                self._registry_down("version", exc)
+                return
+            self.unregistered.discard((p, stream))
+        self._registry_up()
 
     def _one(self, state: PartitionState, record: Any) -> None:
         try:
@@ -307,14 +400,24 @@ class Learner:
             self._send("metrics", handled.metrics)
             for name, value in handled.metrics.values.items():
                 self.gauges.labels(stream=handled.stream, metric=name).set(value)
-        if handled.reconfigured:  # followers wait for a snapshot of the new config
-            self._register(state, handled.stream)
-        elif handled.version_due:
+        if not (handled.reconfigured or handled.version_due):
+            return
+        key = (state.partition, handled.stream)
+        if self.unregistered or not self._registry_ready():
+            self.unregistered.add(key)  # the registry is down: after it is back
+            self.deferred.labels(what="version").inc()
+            return
+        if not handled.reconfigured:  # followers wait for a snapshot of a new config
             since = time.monotonic() - self._snapshot_at.get(handled.stream, 0.0)
-            if since >= self._rest(self._snapshot_cost.get(handled.stream, 0.0)):
-                self._register(state, handled.stream)
-            else:  # over the serialisation budget: this multiple of K is skipped
+            if since < self._rest(self._snapshot_cost.get(handled.stream, 0.0)):
+                # over the serialisation budget: this multiple of K is skipped
                 self.skipped_snapshots.labels(stream=handled.stream).inc()
+                return
+        try:
+            self._register(state, handled.stream)
+        except RegistryUnavailable as exc:
+            self.unregistered.add(key)
+            self._registry_down("version", exc)
 
     def _rest(self, cost: float) -> float:
         """Seconds to wait after a serialisation of ``cost`` seconds to stay within the

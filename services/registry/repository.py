@@ -25,6 +25,7 @@ from schemas import (
     utcnow,
 )
 from services.common.codec import encode, event_key
+from services.registry.backend import ANY
 from services.registry.domain import (
     AliasMove,
     Candidate,
@@ -47,8 +48,6 @@ from services.registry.tables import (
     StreamRow,
     TrainingRunRow,
 )
-
-ANY = object()  # "expect" sentinel: move whatever the alias points at now
 
 
 def aware(value: datetime) -> datetime:
@@ -354,12 +353,18 @@ def move_alias(
     reason: AliasReason,
     actor: str,
     evidence: dict[str, Any],
+    move_id: str | None = None,
 ) -> AliasMove:
     """Compare-and-set an alias and queue its AliasMoved event.
 
     ``expect`` is the version the caller saw (None: unset), a collection of acceptable
-    versions, or :data:`ANY`.
+    versions, or :data:`ANY`. ``move_id`` (a UUID) becomes the event id; a move already
+    recorded under it is returned as it was, so a retried request moves nothing twice.
     """
+    if move_id is not None:
+        recorded = move_by_event_id(session, event_id=move_id)
+        if recorded is not None:
+            return recorded
     info = session.get(ModelRow, model)
     if info is None:
         raise NotFound(f"no model {model!r}")
@@ -396,6 +401,7 @@ def move_alias(
         actor=actor,
         evidence=evidence,
         occurred_at=now,
+        **({"event_id": uuid.UUID(move_id)} if move_id is not None else {}),
     )
     move = AliasMoveRow(
         model=model,
@@ -412,6 +418,12 @@ def move_alias(
     add_outbox(session, topic="models", event=event)
     session.flush()
     return _move(move)
+
+
+def move_by_event_id(session: Session, *, event_id: str) -> AliasMove | None:
+    """The alias move recorded with this event id, if any."""
+    row = session.scalars(select(AliasMoveRow).where(AliasMoveRow.event_id == event_id)).first()
+    return _move(row) if row else None
 
 
 def _accepted(expect: Any) -> set[int | None] | None:
@@ -495,6 +507,12 @@ def latest_checkpoints_under(
     ).all()
 
 
+def checkpoint_by_id(session: Session, *, owner: str, checkpoint_id: int) -> CheckpointRow | None:
+    """One checkpoint row of ``owner``."""
+    row = session.get(CheckpointRow, checkpoint_id)
+    return row if row is not None and row.owner == owner else None
+
+
 def latest_checkpoint(session: Session, *, owner: str, key: str) -> CheckpointRow | None:
     """The newest checkpoint of ``owner``/``key`` (the client verifies it)."""
     rows = checkpoints_newest_first(session, owner=owner, key=key, limit=1)
@@ -571,6 +589,15 @@ def add_candidate(session: Session, *, run_id: str, **values: Any) -> None:
     """Record one candidate of a run."""
     if session.get(TrainingRunRow, run_id) is None:
         raise NotFound(f"no training run {run_id}")
+    same = select(CandidateRow.id).where(
+        CandidateRow.run_id == run_id,
+        CandidateRow.name == values.get("name"),
+        CandidateRow.version.is_(None)
+        if values.get("version") is None
+        else CandidateRow.version == values["version"],
+    )
+    if session.scalars(same).first() is not None:
+        return  # a retried request: recorded already
     session.add(CandidateRow(run_id=run_id, **values))
     session.flush()
 

@@ -60,7 +60,7 @@ from services.common.kafka_client import assign_all
 from services.common.metrics import Metrics
 from services.common.signing import Keyring, SignatureError
 from services.registry import repository as repo
-from services.registry.client import Registry
+from services.registry.sql_store import SqlStore
 from services.registry.tables import AliasMoveRow, OutboxRow
 
 __all__ = ["Warden", "judge", "unusable"]
@@ -241,7 +241,7 @@ class Warden:
     Parameters
     ----------
     registry
-        The registry (its database is the truth).
+        The registry's in-process store (its database is the truth).
     consumer_factory, producer_factory
         Build the group-less consumer and the producer of letters.
     topics
@@ -254,7 +254,7 @@ class Warden:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: SqlStore,
         *,
         consumer_factory: Callable[[], Any],
         producer_factory: Callable[[], Any],

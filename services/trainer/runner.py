@@ -42,6 +42,7 @@ from services.registry.client import (
     FrozenModel,
     ModelVersion,
     Registry,
+    RegistryUnavailable,
     TrainingRun,
 )
 from services.trainer import gate, train, window
@@ -299,16 +300,17 @@ class Trainer:
         return result
 
     def _run_with_retries(self, trigger: Trigger, config: StreamConfig, run: TrainingRun) -> Result:
-        """:meth:`_run`, again after a broker error (a restart, a lost leader): the run is
-        resumable, so a retry re-reads the same recorded offsets and reuses the versions it
-        registered. Data that has left retention is not retried."""
+        """:meth:`_run`, again after a broker error (a restart, a lost leader) or a registry
+        that did not answer (an outage): the run is resumable, so a retry re-reads the same
+        recorded offsets and reuses the versions it registered. Data that has left
+        retention is not retried."""
         backoff = self.retry_backoff_s
         for attempt in itertools.count(1):
             try:
                 return self._run(trigger, config, run)
             except DataExpired:
                 raise
-            except BrokerError as exc:
+            except (BrokerError, RegistryUnavailable) as exc:  # resumable: same run again
                 if attempt > self.broker_retries:
                     raise
                 log.warning(

@@ -76,7 +76,7 @@ def test_old_key_still_verifies(settings: DriftlineSettings) -> None:
     with an HMAC key of the past stays readable by its key id."""
     writer = Registry.open(settings, relay=False)
     v = writer.register_version(model="sea", kind="online", predictor=predictor())
-    data = writer.store.get(v.artifact.uri)
+    data = writer.backend.store.get(v.artifact.uri)
     writer.close()
     old_public = writer.keyring.verify_keys_text()  # "k1:<public>"
     rotated = DriftlineSettings.load(
@@ -164,7 +164,7 @@ def test_tampered_legacy_checkpoint_refused(registry: Registry) -> None:
 
     from services.registry.tables import CheckpointRow
 
-    with registry.engine.begin() as conn:
+    with registry.backend.engine.begin() as conn:
         conn.execute(update(CheckpointRow).values(blob=pickle.dumps({"n": 999})))
     with pytest.raises(DigestMismatch):
         registry.load_checkpoint(owner="learner", key="sea")

@@ -51,7 +51,7 @@ class Fixture:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.warden = Warden(
-            registry,
+            registry.backend,
             consumer_factory=lambda: None,
             producer_factory=lambda: None,
             topics=Topics(P),
