@@ -12,7 +12,11 @@
 - the label is a ``class`` (booleans, strings, or at most ``max_classes`` distinct
   integers, with those classes) or a ``number``.
 
-The ``model`` and ``policy`` sections are the defaults (a regressor for a number label).
+The ``model`` and ``policy`` sections are the defaults, fitted to the label: for a class
+label a classifier, ``accuracy`` as the primary metric and classifier candidates; for a
+number label a regressor, ``mae`` and regression candidates (``ridge``, no
+``logistic_regression``). A column that cannot be a feature (an empty or over-long name)
+is left out of the spec with a warning that names it and says what to do.
 
 >>> rows = [({"x": 1.0, "c": "a", "b": True}, "yes"), ({"x": 3.0, "c": "b", "b": None}, "no")]
 >>> result = infer_config("demo", rows)
@@ -23,6 +27,13 @@ c category None None ('a', 'b') False
 b bool None None None True
 >>> result.config.spec.label.classes
 ('no', 'yes')
+>>> result.config.policy.primary_metric, result.config.policy.retrain.candidates
+('accuracy', ('logistic_regression', 'hist_gradient_boosting', 'random_forest'))
+>>> numbers = infer_config("n", [({"x": float(i), "": i}, i * 0.5) for i in range(30)])
+>>> numbers.config.policy.primary_metric, numbers.config.policy.retrain.candidates
+('mae', ('ridge', 'hist_gradient_boosting', 'random_forest'))
+>>> [f.name for f in numbers.config.spec.features], numbers.warnings[0][:32]
+(['x'], 'column 2 has no name: left out o')
 """
 
 from __future__ import annotations
@@ -34,11 +45,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas import FeatureSpec, LabelSpec, ModelSpec, Spec, StreamConfig
+from schemas.streams import Policy
 
 DEFAULT_MARGIN = 0.1
 DEFAULT_MAX_CATEGORIES = 50
 DEFAULT_MAX_CLASSES = 20
 _DIGITS = 4
+_NAME_MAX = 200  # FeatureSpec.name's longest
+
+# (primary metric, retrain candidates) per label kind: every candidate can learn the label
+PRIMARY_METRIC = {"class": "accuracy", "number": "mae"}
+CANDIDATES = {
+    "class": ("logistic_regression", "hist_gradient_boosting", "random_forest"),
+    "number": ("ridge", "hist_gradient_boosting", "random_forest"),
+}
 
 
 @dataclass
@@ -91,10 +111,16 @@ def infer_config(
     if count == 0:
         raise ValueError("no rows to infer from")
     warnings: list[str] = []
-    specs = [
-        _feature(name, s, count, margin, max_categories, warnings)
-        for name, s in sorted(seen.items(), key=lambda item: item[1].first)
-    ]
+    specs = []
+    for name, s in sorted(seen.items(), key=lambda item: item[1].first):
+        problem = unusable_name(name)
+        if problem is not None:
+            warnings.append(
+                f"column {s.first + 1} {problem}: left out of the spec (not a feature); "
+                "give it a name in the header to use it as a feature, or drop it"
+            )
+            continue
+        specs.append(_feature(name, s, count, margin, max_categories, warnings))
     label_spec = _label(labels, max_classes, warnings)
     model = (
         ModelSpec()
@@ -103,12 +129,32 @@ def infer_config(
             {"pipeline": "preprocessing.StandardScaler | linear_model.LinearRegression"}
         )
     )
+    policy = Policy.model_validate(
+        {
+            "primary_metric": PRIMARY_METRIC[label_spec.kind],
+            "retrain": {"candidates": list(CANDIDATES[label_spec.kind])},
+        }
+    )
     config = StreamConfig(
         stream=stream,
         spec=Spec(features=tuple(specs), label=label_spec),
         model=model,
+        policy=policy,
     )
     return Inference(config, count, tuple(warnings))
+
+
+def unusable_name(name: Any) -> str | None:
+    """Why a column name cannot name a feature (None: it can).
+
+    >>> unusable_name(""), unusable_name("age")
+    ('has no name', None)
+    """
+    if not isinstance(name, str) or not name.strip():
+        return "has no name"
+    if len(name) > _NAME_MAX:
+        return f"has a name longer than {_NAME_MAX} characters ({name[:20]!r}...)"
+    return None
 
 
 def _observe(s: _Seen, value: Any) -> None:
@@ -158,7 +204,8 @@ def _feature(
         if len(s.strings) > max_categories:
             warnings.append(
                 f"feature {name!r}: {len(s.strings)} distinct strings (> {max_categories}); "
-                "any string will pass (no closed set of categories)"
+                "any string will pass (no closed set of categories); if it names the row, "
+                "make it the id (--id-column) instead of a feature"
             )
             return FeatureSpec(name=name, type="category", nullable=nullable)
         return FeatureSpec(
