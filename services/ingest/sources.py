@@ -70,15 +70,16 @@ def offline_datasets() -> tuple[str, ...]:
 
     found = []
     for name in sorted(getattr(datasets, "__all__", dir(datasets))):
-        cls = getattr(datasets, name, None)
+        cls: Any = getattr(datasets, name, None)
         if not (
             isinstance(cls, type)
             and issubclass(cls, base.FileDataset)
             and not issubclass(cls, base.RemoteDataset)
         ):
             continue
+        factory: Any = cls
         try:
-            dataset = cls()
+            dataset = factory()
         except TypeError:  # needs arguments: not a plain file dataset
             continue
         if dataset.task in _SINGLE_LABEL_TASKS and Path(dataset.path).exists():

@@ -170,8 +170,15 @@ def test_a_jsonl_file_and_the_errors(tmp_path: Path) -> None:
     )
     stream = load_stream(str(data), config)
     assert stream.size == 5 and next(stream.rows()) == ({"x": 0.0}, True)
-    with pytest.raises(ValueError, match="needs its stream config"):
-        load_stream(str(data))
+    inferred = load_stream(str(data), drift_at="3")  # no config: inferred, as spec infer does
+    assert inferred.config.spec.label.classes == (False, True)
+    assert [d.position for d in inferred.drifts] == [3]
+    with pytest.raises(ValueError, match="past the stream's end"):
+        load_stream(str(data), drift_at="5")
+    with pytest.raises(ValueError, match="expected N"):
+        load_stream(str(data), drift_at="x")
+    with pytest.raises(ValueError, match="goes with --dataset"):
+        load_stream(None, drift_at="3")
     with pytest.raises(ValueError, match="goes with --dataset"):
         load_stream(None, config)
     bad = tmp_path / "bad.yaml"
