@@ -24,7 +24,9 @@ answering model's, p50/p99) and learner lag (examples between the replay and the
 learner, p50/p99).
 
 ``--quick``: 4 streams (binary, multi-class, regression, real) of 5,000 rows or fewer,
-one seed. Full: every stream, three seeds for the synthetic ones (their mean).
+one seed. Full: every stream, three seeds for the synthetic ones (their mean). A stream
+with no served row (one shorter than the first online version) scores 0: what a user of
+the inferred config would get.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from rich.console import Console
 
 from bench.harness import Result, Stopwatch, broker_settings
 from bench.quality_streams import CASES, QUICK, Case
+from services.common.errors import DriftlineError
 from services.common.settings import DriftlineSettings
 from services.demo.baselines import BaselineResult, run_baselines
 from services.demo.run import DemoOptions, LoopOutcome, run_loop
@@ -192,7 +195,7 @@ def score_run(source: DemoStream, outcome: LoopOutcome, seconds: float, seed: in
         staleness=_pcts(stale),
         lag=_pcts([float(s.lag) for s in samples]),
         seconds=seconds,
-        checks_failed=[c.name for c in outcome.checks if c.required and not c.ok],
+        checks_failed=[f"{c.name}: {c.detail}" for c in outcome.checks if c.required and not c.ok],
     )
 
 
@@ -204,10 +207,39 @@ def run_stream(
     log = Console(file=io.StringIO(), width=120)
     with Stopwatch() as watch:
         options = DemoOptions(quick=True, live=False, baselines=False, seed=seed)
-        outcome = run_loop(settings, options, log, source=source)
+        try:
+            outcome = run_loop(settings, options, log, source=source)
+        except DriftlineError as exc:  # one stream's failure is its score (0), not the end
+            console.print(f"{case.name} (seed {seed}) failed: {exc}", markup=False)
+            console.print(log.file.getvalue()[-2000:], markup=False)  # type: ignore[attr-defined]
+            return _failed(source, seed, watch.seconds, str(exc))
     result = score_run(source, outcome, watch.seconds, seed)
     console.print(_line(result), markup=False)
     return result
+
+
+def _failed(source: DemoStream, seed: int, seconds: float, error: str) -> StreamScore:
+    number = source.config.spec.label.kind == "number"
+    return StreamScore(
+        stream=source.name,
+        seed=seed,
+        metric="mae" if number else "accuracy",
+        rows=source.size,
+        served_rows=0,
+        served_overall=None,
+        served_after=None,
+        best_name="-",
+        best_after=None,
+        baselines_after={},
+        per_drift=[(None, None)] * len(source.drifts),
+        score=0.0,
+        retrains_per_drift=None,
+        detection_delay=[None] * len(source.drifts),
+        staleness=None,
+        lag=None,
+        seconds=seconds,
+        checks_failed=[f"the run failed: {error}"],
+    )
 
 
 def _line(s: StreamScore) -> str:
@@ -251,7 +283,8 @@ def table(scores: list[StreamScore]) -> list[list[Any]]:
     for name in dict.fromkeys(s.stream for s in scores):
         runs = [s for s in scores if s.stream == name]
         metric = runs[0].metric
-        keys = list(runs[0].baselines_after)
+        keys = next((list(r.baselines_after) for r in runs if r.baselines_after), [])
+        width = 5 if metric == "mae" else 6  # the baselines that fit the label
         drifts = len(runs[0].per_drift)
         per_drift = ", ".join(
             f"{_fmt(_avg([r.per_drift[j][0] for r in runs]), metric)}"
@@ -273,6 +306,7 @@ def table(scores: list[StreamScore]) -> list[list[Any]]:
                 _fmt(_avg([r.served_overall for r in runs]), metric),
                 _fmt(_avg([r.served_after for r in runs]), metric),
                 *(_fmt(_avg([r.baselines_after.get(k) for r in runs]), metric) for k in keys),
+                *(["-"] * (width - len(keys))),
                 per_drift or "-",
                 _fmt(_avg([r.score for r in runs]), "accuracy"),
                 "-"

@@ -254,5 +254,5 @@ CASES: dict[str, Case] = {
 }
 """Every stream of the full suite, by name."""
 
-QUICK = ("sea-abrupt", "led-drift", "friedman-drift", "phishing")
+QUICK = ("sea-abrupt", "led-drift", "friedman-drift", "bananas")
 """The streams of ``--quick``: binary, multi-class, regression, real."""

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# a whole demo each (six services, the baselines job): slow, and longer than the default
+# timeout on a loaded 2-core machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def run_demo(tmp_path: Path, kafka_bootstrap: str, *args: str) -> tuple[str, Path]:
@@ -78,10 +80,8 @@ def write_csv(path: Path, rows: list[list[object]]) -> Path:
     return path
 
 
-def test_a_csv_with_its_own_columns_and_a_drift_point(
-    tmp_path: Path, kafka_bootstrap: str
-) -> None:
-    data = write_csv(tmp_path / "weather.csv", drifting_rows(2400, 1200, number=False))
+def test_a_csv_with_its_own_columns_and_a_drift_point(tmp_path: Path, kafka_bootstrap: str) -> None:
+    data = write_csv(tmp_path / "weather.csv", drifting_rows(1600, 800, number=False))
     output, report = run_demo(
         tmp_path,
         kafka_bootstrap,
@@ -92,7 +92,7 @@ def test_a_csv_with_its_own_columns_and_a_drift_point(
         "--id-column",
         "day",
         "--drift-at",
-        "1200",
+        "800",
     )
     rows = summary_rows(report)
     served = next(cells for cells in rows.values() if cells[0] == "served")
@@ -100,14 +100,14 @@ def test_a_csv_with_its_own_columns_and_a_drift_point(
     baselines = [cells for cells in rows.values() if cells[0] == "baseline"]
     assert len(baselines) == 6 and all(re.fullmatch(r"\d+\.\d%", c[2]) for c in baselines)
     assert "majority class (so far)" in rows
-    assert "abrupt drift at 1,200" in report.read_text(encoding="utf-8")
+    assert "abrupt drift at 800" in report.read_text(encoding="utf-8")
     assert "post-drift accuracy: served" in output
 
 
 def test_a_number_label_runs_to_the_end_with_regression_baselines(
     tmp_path: Path, kafka_bootstrap: str
 ) -> None:
-    data = write_csv(tmp_path / "load.csv", drifting_rows(2000, 1000, number=True))
+    data = write_csv(tmp_path / "load.csv", drifting_rows(1600, 800, number=True))
     output, report = run_demo(
         tmp_path,
         kafka_bootstrap,
@@ -118,7 +118,7 @@ def test_a_number_label_runs_to_the_end_with_regression_baselines(
         "--id-column",
         "day",
         "--drift-at",
-        "1000",
+        "800",
     )
     rows = summary_rows(report)
     assert "River StandardScaler | LinearRegression" in rows

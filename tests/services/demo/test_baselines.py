@@ -138,9 +138,7 @@ def test_each_river_baseline_is_progressive_val_score_on_the_same_rows(
             if predicted is not None:
                 ours.update(y, predicted)
         reference = metrics.Accuracy() if metric == "accuracy" else metrics.MAE()
-        evaluate.progressive_val_score(
-            dataset=rows, model=river_model(key, spec), metric=reference
-        )
+        evaluate.progressive_val_score(dataset=rows, model=river_model(key, spec), metric=reference)
         assert ours.get() == reference.get(), key
         assert result.value() == pytest.approx(reference.get()), key
 
