@@ -10,6 +10,7 @@ report compares the served model with in-process baselines on the same stream.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -304,6 +305,12 @@ def _run(
         console.print(
             f"[bold]produce[/]: {produced:,} examples in {time.monotonic() - started:,.0f}s"
         )
+        if baselines is not None and baselines.process.poll() is None:
+            # the loop is done: the baselines need not yield the CPU any more (only a
+            # privileged user may lower a niceness; otherwise they finish as they are)
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, baselines.process.pid, 0)
+                Path(f"/proc/{baselines.process.pid}/autogroup").write_text("0")
         if baselines is not None and baselines.process.wait(timeout=900) != 0:
             raise DriftlineError(f"the baselines failed:\n{baselines.tail()}")
         with observer.locked() as snapshot:
