@@ -214,7 +214,7 @@ def run_stream(
             console.print(log.file.getvalue()[-2000:], markup=False)  # type: ignore[attr-defined]
             return _failed(source, seed, watch.seconds, str(exc))
     result = score_run(source, outcome, watch.seconds, seed)
-    console.print(_line(result), markup=False)
+    console.print(_line(result), markup=False, soft_wrap=True)
     return result
 
 
