@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
@@ -22,6 +22,7 @@ from services.common.kafka_client import client_config, wait_until_ready
 from services.common.settings import DriftlineSettings
 from services.localbroker import LocalBroker, ensure_jars
 from services.localbroker.ports import free_ports
+from tests.real import require_real
 
 _HERE = Path(__file__).parent
 START_TIMEOUT_S = 120.0
@@ -32,13 +33,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(_HERE):
             item.add_marker(pytest.mark.integration)
-
-
-def require_real(reason: str) -> NoReturn:
-    """Skip for want of a real dependency, or fail when ``DRIFTLINE_REQUIRE_REAL=1``."""
-    if os.environ.get("DRIFTLINE_REQUIRE_REAL") == "1":
-        pytest.fail(f"DRIFTLINE_REQUIRE_REAL=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
