@@ -40,7 +40,7 @@ from services.demo.state import DemoState
 from services.demo.stream import BAD_EVERY, DEFAULT_SEED, DemoStream, is_malformed, load_stream
 from services.demo.supervisor import Supervisor
 from services.ingest.producer import encode_raw
-from services.ingest.sources import Columns
+from services.ingest.sources import Columns, csv_header, unnamed_columns
 from services.localbroker.ports import free_ports
 from services.localbroker.process import LocalBroker
 from services.registry.client import Registry
@@ -180,6 +180,9 @@ def run_loop(
     console.print(f"[bold]stream[/]: {source.name}: {source.description}")
     for skipped in source.skipped[:3]:
         console.print(f"[yellow]skipped[/] line {skipped.line}: {skipped.reason}")
+    if options.dataset is not None and options.dataset.lower().endswith(".csv"):
+        for note in unnamed_columns(csv_header(Path(options.dataset))):
+            console.print(f"[yellow]warning[/]: {note}")
     broker: LocalBroker | None = None
     bootstrap = settings.bootstrap
     if settings.uses_local_broker:

@@ -102,6 +102,7 @@ def test_a_csv_with_its_own_columns_and_a_drift_point(tmp_path: Path, kafka_boot
     assert "majority class (so far)" in rows
     assert "abrupt drift at 800" in report.read_text(encoding="utf-8")
     assert "post-drift accuracy: served" in output
+    assert "column 1 has no name in the header" in output  # the index: named, not read
 
 
 def test_a_number_label_runs_to_the_end_with_regression_baselines(
