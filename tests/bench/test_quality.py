@@ -8,7 +8,8 @@ import pytest
 
 from bench.quality import score_run
 from bench.quality_streams import CASES, QUICK
-from services.demo.run import LagSample, LoopOutcome
+from services.demo.checks import LagSample
+from services.demo.run import LoopOutcome
 from services.demo.state import Answer, DemoState
 from services.demo.stream import DemoStream
 

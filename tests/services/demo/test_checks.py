@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.common.settings import DriftlineSettings
-from services.demo.run import _checks
+from services.demo.checks import end_checks as _checks
 from services.demo.state import DemoState
 
 
