@@ -50,6 +50,7 @@ from services.ingest.sources import (
     Row,
     Skipped,
     as_examples,
+    dataset_records,
     read_file,
     river_rows,
 )
@@ -246,9 +247,11 @@ class DemoStream:
     def from_river(cls, name: str, config: StreamConfig | None = None) -> DemoStream:
         """A real-world River dataset that ships offline (``river:Phishing``, ...).
 
-        Without ``config`` one is inferred from the data, with the demo's policy.
+        Without ``config`` one is inferred from the data, with the demo's policy. Values
+        are the ones the events carry (numpy scalars as numbers, datetimes as epoch
+        seconds), for the services and the baselines alike.
         """
-        rows = tuple(river_rows(name))
+        rows = tuple((r.features, r.label) for r in dataset_records(river_rows(name)))
         stream = name.partition(":")[2].lower()
         if config is None:
             inferred = infer_config(stream, rows).config

@@ -195,3 +195,19 @@ def test_a_real_world_dataset_shipped_offline() -> None:
     x, _ = next(stream.rows())
     assert set(x) == {f.name for f in stream.config.spec.features}
     build_pipeline(stream.config.model, stream.config.spec)
+
+
+def test_every_offline_river_dataset_is_a_demo_stream() -> None:
+    """Found in the installed River, not listed: each one loads, gets a config that fits
+    its label, and its rows are what the events carry (plain numbers, no datetimes)."""
+    from services.ingest.sources import offline_datasets
+
+    names = offline_datasets()
+    assert {"Bananas", "Phishing", "ImageSegments", "TrumpApproval", "ChickWeights"} <= set(names)
+    for name in names:
+        stream = load_stream(f"river:{name}")
+        x, y = next(stream.rows())
+        assert all(v is None or isinstance(v, int | float | str | bool) for v in x.values()), name
+        kind = stream.config.spec.label.kind
+        assert stream.config.policy.primary_metric == ("accuracy" if kind == "class" else "mae")
+        assert next(stream.examples()).label == y
