@@ -185,7 +185,13 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
             on_reassert=relay.kick,
         )
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
-        app = create_app(registry, admin_token=token, metrics=metrics, on_change=relay.kick)
+        app = create_app(
+            registry,
+            admin_token=token,
+            metrics=metrics,
+            on_change=relay.kick,
+            max_body_bytes=service.max_body_bytes,
+        )
         try:
             sock = listen(service.host, service.port)
         except OSError as exc:

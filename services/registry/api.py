@@ -16,13 +16,17 @@
 ==========================================  =============================================
 
 Mutating endpoints need ``Authorization: Bearer <DRIFTLINE_ADMIN_TOKEN>`` (compared in
-constant time); with no token configured they refuse with 403. Moves made here are
+constant time): 401 without it, 403 when the server has no token configured. Moves made here are
 ``manual`` (a person decided), so a frozen model still accepts them; the request's
 ``reason`` text and the operation go into the move's evidence.
 
-Errors are ``{"detail": "..."}``: 404 unknown model, version, run or artifact; 409 a
-compare-and-set that found another version (the body says which: ``current_version``);
-422 a malformed request.
+Errors are ``{"error": "...", "detail": "..."}`` (the same words): 401/403 an admin
+route without the right token (checked before the body is read); 404 unknown model,
+version, run or artifact; 409 a compare-and-set that found another version (the body
+says which: ``current_version``); 413 a body over ``DRIFTLINE_REGISTRY_MAX_BODY_BYTES``;
+422 a malformed request (strict JSON: no NaN or Infinity, versions within 32 bits, text
+without NUL or lone surrogates; inputs quoted only as short excerpts). ``/docs`` and
+``/redoc`` load their assets from this server.
 
 >>> import tempfile, pathlib
 >>> from services.common.settings import DriftlineSettings
@@ -44,15 +48,21 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.exception_handlers import request_validation_exception_handler
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import AliasReason
+from services.common.http_body import BodyLimit, json_route
+from services.common.http_docs import offline_docs
+from services.common.http_errors import (
+    ERROR_RESPONSES,
+    Problem,
+    install_error_handlers,
+)
+from services.common.http_errors import problem as problem_response
 from services.common.metrics import Metrics
 from services.common.signing import sha256_hex
 from services.registry.client import Registry
@@ -69,6 +79,14 @@ log = logging.getLogger(__name__)
 
 ACTOR = "http-admin"
 ALIAS_PATTERN = r"^[A-Za-z0-9_-]+$"
+NAME_PATTERN = r"^[A-Za-z0-9._-]+$"  # model name = stream name
+MAX_VERSION = 2**31 - 1  # versions are 32-bit integers in the tables
+TEXT_PATTERN = r"^[^\x00]*$"  # PostgreSQL text holds no NUL
+MAX_BODY_BYTES = 1024 * 1024
+ModelName = Annotated[
+    str, Path(min_length=1, max_length=200, pattern=NAME_PATTERN, examples=["sea"])
+]
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_VERSION)]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _bearer = HTTPBearer(
     auto_error=False, description="the registry's DRIFTLINE_ADMIN_TOKEN (mutating endpoints)"
@@ -91,14 +109,17 @@ class _Body(BaseModel):
 class PromoteRequest(_Body):
     """Point an alias at a version, if it still points where you saw it."""
 
-    version: int = Field(ge=1, description="the version the alias should point at")
+    version: int = Field(ge=1, le=MAX_VERSION, description="the version the alias should point at")
     alias: str = Field(default="champion", pattern=ALIAS_PATTERN, max_length=64)
     expect: int | None = Field(
         ge=1,
+        le=MAX_VERSION,
         description="compare-and-set: the version the alias points at now (null: unset); "
         "required, so nobody overwrites a move they have not seen",
     )
-    reason: str | None = Field(default=None, max_length=2000, description="why, for the record")
+    reason: str | None = Field(
+        default=None, max_length=2000, pattern=TEXT_PATTERN, description="why, for the record"
+    )
 
 
 class RollbackRequest(_Body):
@@ -106,21 +127,19 @@ class RollbackRequest(_Body):
 
     alias: str = Field(default="champion", pattern=ALIAS_PATTERN, max_length=64)
     expect: int | None = Field(
-        ge=1, description="compare-and-set: the version the alias points at now (required)"
+        ge=1,
+        le=MAX_VERSION,
+        description="compare-and-set: the version the alias points at now (required)",
     )
-    reason: str | None = Field(default=None, max_length=2000, description="why, for the record")
+    reason: str | None = Field(
+        default=None, max_length=2000, pattern=TEXT_PATTERN, description="why, for the record"
+    )
 
 
 class FreezeRequest(_Body):
     """Why a model is frozen or unfrozen."""
 
-    reason: str | None = Field(default=None, max_length=2000)
-
-
-class Problem(BaseModel):
-    """An error: what went wrong, in words."""
-
-    detail: str
+    reason: str | None = Field(default=None, max_length=2000, pattern=TEXT_PATTERN)
 
 
 class AliasConflictProblem(Problem):
@@ -158,6 +177,7 @@ def create_app(
     admin_token: str | None,
     metrics: Metrics,
     on_change: Callable[[], None] | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """The registry's FastAPI app over ``registry``.
 
@@ -171,12 +191,19 @@ def create_app(
         Where request, refusal and outbox metrics are registered; ``GET /metrics`` renders it.
     on_change
         Called after every committed alias move (the server wakes its outbox relay with it).
+    max_body_bytes
+        Larger request bodies are refused with 413.
     """
     app = FastAPI(
         title="driftline registry",
         version=_package_version(),
         description="Model versions, aliases, lineage, training runs and signed artifacts.",
+        docs_url=None,
+        redoc_url=None,
+        responses=ERROR_RESPONSES,
     )
+    app.router.route_class = json_route()
+    offline_docs(app)
     requests = metrics.counter(
         "registry_http_requests_total", "HTTP requests served.", ["method", "route", "status"]
     )
@@ -189,6 +216,7 @@ def create_app(
     backlog = metrics.gauge(
         "registry_outbox_backlog", "Registry events committed but not yet relayed to Kafka."
     )
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(_Instrument, requests=requests, latency=latency)
     token = admin_token.encode() if admin_token else None
 
@@ -197,7 +225,7 @@ def create_app(
 
     def problem(request: Request, status: int, reason: str, exc: Exception) -> JSONResponse:
         refuse(request, reason)
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return problem_response(status, str(exc))
 
     async def on_not_found(request: Request, exc: Exception) -> JSONResponse:
         return problem(request, 404, "not_found", exc)
@@ -206,6 +234,7 @@ def create_app(
         assert isinstance(exc, AliasConflict)  # noqa: S101 - registered for this class only
         refuse(request, "alias_conflict")
         body = {
+            "error": str(exc),
             "detail": str(exc),
             "model": request.path_params.get("name"),
             "current_version": exc.actual,
@@ -221,22 +250,23 @@ def create_app(
     async def on_registry_error(request: Request, exc: Exception) -> JSONResponse:
         return problem(request, 400, "registry_error", exc)
 
-    async def on_invalid(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
-        refuse(request, "invalid")
-        return await request_validation_exception_handler(request, exc)
-
+    install_error_handlers(app, on_invalid=lambda request: refuse(request, "invalid"))
     app.add_exception_handler(NotFound, on_not_found)
     app.add_exception_handler(AliasConflict, on_alias_conflict)
     app.add_exception_handler(FrozenModel, on_frozen)
     app.add_exception_handler(SpecConflict, on_spec_conflict)
     app.add_exception_handler(RegistryError, on_registry_error)
-    app.add_exception_handler(RequestValidationError, on_invalid)
 
     def require_admin(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
+        check_admin(request, credentials)
+
+    def check_admin(request: Request, credentials: HTTPAuthorizationCredentials | None) -> None:
+        if credentials is None:  # 401 first: the caller must authenticate, configured or not
+            refuse(request, "unauthorized")
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
         if token is None:
             refuse(request, "no_admin_token")
             raise HTTPException(
@@ -244,17 +274,34 @@ def create_app(
                 "mutating endpoints are disabled: set DRIFTLINE_ADMIN_TOKEN on the registry "
                 "server and send it as 'Authorization: Bearer <token>'",
             )
-        given = credentials.credentials.encode() if credentials is not None else b""
+        given = credentials.credentials.encode()
         # Compare digests, so neither the content nor the length of the token leaks.
         if not hmac.compare_digest(hashlib.sha256(given).digest(), hashlib.sha256(token).digest()):
             refuse(request, "unauthorized")
             raise HTTPException(
                 401,
-                "wrong bearer token" if given else "missing bearer token",
+                "wrong bearer token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
     admin = [Depends(require_admin)]
+    base_route = json_route()
+
+    class AdminRoute(base_route):  # type: ignore[valid-type, misc]
+        """Checks the bearer token before the body is read: a caller without the token
+        learns nothing from how its body is judged."""
+
+        def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+            handler = super().get_route_handler()
+
+            async def route(request: Request) -> Response:
+                check_admin(request, await _bearer(request))
+                response: Response = await handler(request)
+                return response
+
+            return route
+
+    writes = APIRouter(route_class=AdminRoute, tags=["admin"], dependencies=admin)
 
     def model_or_404(name: str) -> ModelInfo:
         info = registry.get_model(name=name)
@@ -274,20 +321,20 @@ def create_app(
         return registry.list_models()
 
     @app.get("/models/{name}", tags=["models"], responses=_NOT_FOUND)
-    def get_model(name: str) -> ModelInfo:
+    def get_model(name: ModelName) -> ModelInfo:
         """One model: latest version, frozen flag and its aliases."""
         return model_or_404(name)
 
     @app.get("/models/{name}/versions", tags=["models"], responses=_NOT_FOUND)
     def list_versions(
-        name: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+        name: ModelName, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> list[ModelVersion]:
         """A model's versions, newest first."""
         model_or_404(name)
         return registry.list_versions(model=name, limit=limit)
 
     @app.get("/models/{name}/versions/{version}", tags=["models"], responses=_NOT_FOUND)
-    def get_version(name: str, version: Annotated[int, Path(ge=1)]) -> ModelVersion:
+    def get_version(name: ModelName, version: VersionNumber) -> ModelVersion:
         """One version: params, metrics, evaluation, lineage and artifact reference."""
         found = registry.get_version(model=name, version=version)
         if found is None:
@@ -296,7 +343,7 @@ def create_app(
 
     @app.get("/models/{name}/aliases/{alias}/history", tags=["models"], responses=_NOT_FOUND)
     def alias_history(
-        name: str,
+        name: ModelName,
         alias: Annotated[str, Path(pattern=ALIAS_PATTERN, max_length=64)],
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[AliasMove]:
@@ -306,13 +353,18 @@ def create_app(
 
     @app.get("/runs", tags=["runs"])
     def list_runs(
-        model: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+        model: Annotated[
+            str | None, Query(min_length=1, max_length=200, pattern=NAME_PATTERN)
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     ) -> list[TrainingRun]:
         """Training runs, newest first, optionally of one model."""
         return registry.list_runs(model=model, limit=limit)
 
     @app.get("/runs/{run_id}", tags=["runs"], responses=_NOT_FOUND)
-    def get_run(run_id: str) -> TrainingRun:
+    def get_run(
+        run_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")],
+    ) -> TrainingRun:
         """One training run with every candidate it tried."""
         run = registry.get_run(run_id=run_id)
         if run is None:
@@ -383,8 +435,8 @@ def create_app(
 
     # -- writes (admin) -----------------------------------------------------------------
 
-    @app.post("/models/{name}/promote", tags=["admin"], dependencies=admin, responses=_MOVE)
-    def promote(name: str, body: PromoteRequest) -> AliasMove:
+    @writes.post("/models/{name}/promote", responses=_MOVE)
+    def promote(name: ModelName, body: PromoteRequest) -> AliasMove:
         """Point ``alias`` at ``version`` if it still points at ``expect`` (compare-and-set).
 
         The move is ``manual``: it is accepted on a frozen model too.
@@ -402,8 +454,8 @@ def create_app(
         changed()
         return move
 
-    @app.post("/models/{name}/rollback", tags=["admin"], dependencies=admin, responses=_MOVE)
-    def rollback(name: str, body: RollbackRequest) -> AliasMove:
+    @writes.post("/models/{name}/rollback", responses=_MOVE)
+    def rollback(name: ModelName, body: RollbackRequest) -> AliasMove:
         """Move ``alias`` back to the version it pointed at before its last move."""
         move = registry.rollback(
             model=name,
@@ -417,22 +469,25 @@ def create_app(
         changed()
         return move
 
-    @app.post("/models/{name}/freeze", tags=["admin"], dependencies=admin, responses=_ADMIN)
-    def freeze(name: str, body: Annotated[FreezeRequest | None, Body()] = None) -> ModelInfo:
+    @writes.post("/models/{name}/freeze", responses=_ADMIN)
+    def freeze(name: ModelName, body: Annotated[FreezeRequest | None, Body()] = None) -> ModelInfo:
         """Stop every automatic alias move of the model (manual moves still work)."""
         reason = body.reason if body is not None else None
         info = registry.freeze(model=name, frozen=True, reason=reason)
         log.info("model frozen", extra={"model": name, "reason": reason})
         return info
 
-    @app.post("/models/{name}/unfreeze", tags=["admin"], dependencies=admin, responses=_ADMIN)
-    def unfreeze(name: str, body: Annotated[FreezeRequest | None, Body()] = None) -> ModelInfo:
+    @writes.post("/models/{name}/unfreeze", responses=_ADMIN)
+    def unfreeze(
+        name: ModelName, body: Annotated[FreezeRequest | None, Body()] = None
+    ) -> ModelInfo:
         """Resume automatic alias moves of the model."""
         info = registry.freeze(model=name, frozen=False, reason=None)
         reason = body.reason if body is not None else None
         log.info("model unfrozen", extra={"model": name, "reason": reason})
         return info
 
+    app.include_router(writes)
     return app
 
 

@@ -29,6 +29,12 @@ class RegistrySettings(SettingsBase):
     port: int = Field(
         default=8300, ge=0, le=65535, description="port of the HTTP API (0: any free port)"
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=2**31,
+        description="larger HTTP request bodies are refused with 413",
+    )
     relay_interval_s: float = Field(
         default=2.0,
         gt=0,

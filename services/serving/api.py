@@ -3,46 +3,61 @@
 =============================================  ============================================
 ``POST /v2/models/{model}/infer``              Open Inference Protocol (KServe V2) predict
 ``POST /v2/models/{model}/versions/{v}/infer``  the same, only if version ``v`` is loaded
-``GET /v2/models/{model}``                     model metadata: version, inputs, outputs
-``GET /v2/models/{model}/ready``               200 once a version is loaded, else 503
-``GET /v2``, ``/v2/health/live|ready``         server metadata, liveness, readiness
+``GET /v2/models/{model}[/versions/{v}]``       model metadata: version, inputs, outputs
+``GET /v2/models/{model}[/versions/{v}]/ready`` ``{"ready": true}`` once loaded, else 503
+``GET /v2``, ``/v2/health/live|ready``         server metadata, ``{"live"|"ready": true}``
 ``POST /models/{model}/predict``               ``{"instances": [{...}, ...]}`` -> labels
 ``GET /models``                                loaded models, aliases, load history
 ``GET /healthz``, ``/readyz``, ``/metrics``    liveness, readiness, Prometheus
+``GET /docs``, ``/redoc``                      API docs (assets served locally)
 =============================================  ============================================
 
 The predict path takes no lock: it reads the subscriber's current (immutable) snapshot
 once, so a swap in the middle of a request changes nothing for it; the answer names the
 version that produced it (``model_version`` and ``parameters.version`` in V2).
 
-Errors are ``{"detail": "..."}``: 422 a malformed request (with the row and feature),
-404 an unknown model or alias, 503 no version loaded yet. See
+Stock V2 clients work unmodified: a JSON body is read whatever its ``Content-Type``
+(or none), the binary tensor data extension is supported
+(:mod:`services.serving.binary`), top-level ``model_name``/``model_version`` are
+accepted, and response ``parameters`` hold only strings, numbers and booleans.
+
+Errors are ``{"error": "...", "detail": "..."}`` (V2's key and FastAPI's): 422 a
+malformed request (with the row and feature; input quoted only as a short excerpt), 404
+an unknown model, alias or version, 413 a body over ``DRIFTLINE_SERVING_MAX_BODY_BYTES``,
+503 no version loaded yet. Values outside the stream's spec are counted per feature
+(``driftline_serving_out_of_spec_total``) and flagged (V2 ``parameters.out_of_spec``,
+JSON ``out_of_spec``), or refused with 422 when ``strict_spec``. See
 :mod:`services.serving.protocol` for the request shapes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
-from schemas import ModelAnswer
+from schemas import FeatureSpec, ModelAnswer
+from services.common.http_body import BodyLimit, json_route
+from services.common.http_docs import offline_docs
+from services.common.http_errors import ERROR_RESPONSES, Problem, install_error_handlers
 from services.common.subscriber import PINNED, LoadedModel, LoadFailure, ModelSubscriber
+from services.serving.binary import decode_request
 from services.serving.metrics import ServingMetrics
 from services.serving.protocol import (
+    MAX_VERSION,
     BadRequest,
     InferRequest,
     InferResponse,
     ModelMetadata,
+    Parameters,
     PredictRequest,
     PredictResponse,
     ServerMetadata,
@@ -53,19 +68,17 @@ from services.serving.protocol import (
     output_tensor,
     probability_tensor,
     rows_from_tensors,
+    scalar_parameters,
 )
+from services.serving.ranges import OutOfSpec, out_of_spec
 from services.serving.shadow import ShadowJob, ShadowScorer
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = r"^[A-Za-z0-9._-]+$"
-ModelName = Annotated[str, Path(pattern=MODEL_NAME, max_length=200)]
-
-
-class Problem(BaseModel):
-    """An error, in words."""
-
-    detail: str
+ModelName = Annotated[str, Path(pattern=MODEL_NAME, max_length=200, examples=["sea"])]
+Version = Annotated[int, Path(ge=1, le=MAX_VERSION)]
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 class Health(BaseModel):
@@ -76,8 +89,21 @@ class Health(BaseModel):
     loaded: dict[str, int] = Field(default_factory=dict, description="model@alias -> version")
 
 
+class Live(BaseModel):
+    """V2 server liveness."""
+
+    live: bool
+
+
+class Ready(BaseModel):
+    """V2 server or model readiness."""
+
+    ready: bool
+    name: str | None = Field(default=None, description="the model (model readiness)")
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem, "description": "unknown model or alias"},
+    404: {"model": Problem, "description": "unknown model, alias or version"},
     422: {"model": Problem, "description": "malformed request (names the row and feature)"},
     503: {"model": Problem, "description": "no version of the model is loaded yet"},
 }
@@ -91,6 +117,9 @@ def create_app(
     shadow: ShadowScorer | None = None,
     nullable: Callable[[str], Collection[str]] = lambda model: (),
     specs: Callable[[], Mapping[str, int | None]] = dict,
+    spec: Callable[[str], Sequence[FeatureSpec]] = lambda model: (),
+    strict_spec: bool = False,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """Serving's FastAPI app over a (started) :class:`ModelSubscriber`.
 
@@ -109,27 +138,26 @@ def create_app(
         The features of a model that may be null (from its stream's spec).
     specs
         The stream config version in force per stream (shown by ``GET /models``).
+    spec
+        The features of a model's stream spec (ranges and categories to check inputs by).
+    strict_spec
+        Refuse (422) rows with values outside the spec, rather than flag them.
+    max_body_bytes
+        Larger request bodies are refused with 413.
     """
     app = FastAPI(
         title="driftline serving",
         version=_package_version(),
         description="Predictions from hot-swapped model versions (Open Inference Protocol).",
+        docs_url=None,
+        redoc_url=None,
+        responses=ERROR_RESPONSES,
     )
+    app.router.route_class = json_route(any_content_type=True, decode=decode_request)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    install_error_handlers(app, on_invalid=lambda request: _count(request, "invalid"))
+    offline_docs(app)
     served = models.followed
-
-    async def on_invalid(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
-        errors = exc.errors()
-        parts = []
-        for err in errors[:3]:
-            loc = ".".join(str(p) for p in err.get("loc", ()))
-            parts.append(f"{loc}: {err.get('msg')}")
-        more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
-        _count(request, "invalid")
-        body = {"detail": "; ".join(parts) + more, "errors": jsonable_encoder(errors)}
-        return JSONResponse(body, status_code=422)
-
-    app.add_exception_handler(RequestValidationError, on_invalid)
 
     def _count(request: Request, outcome: str, loaded: LoadedModel | None = None) -> None:
         name = request.path_params.get("model")
@@ -195,13 +223,19 @@ def create_app(
         rows: list[dict[str, Any]],
         ids: list[str] | None,
         path: str,
-    ) -> tuple[list[Any], list[dict[str, float] | None]]:
+    ) -> tuple[list[Any], list[dict[str, float] | None], OutOfSpec]:
         started = time.perf_counter()
         try:
             check_rows(rows, loaded.predictor.features, nullable(loaded.model))
         except BadRequest as exc:
             _count(request, "invalid", loaded)
             raise HTTPException(422, str(exc)) from exc
+        outside = out_of_spec(rows, spec(loaded.model))
+        for feature, n in outside.counts.items():
+            metrics.out_of_spec.labels(model=loaded.model, feature=feature).inc(n)
+        if outside and strict_spec:
+            _count(request, "invalid", loaded)
+            raise HTTPException(422, f"outside the stream's spec: {outside.describe()}")
         try:
             labels = loaded.predictor.predict_many(rows)
             probs = loaded.predictor.predict_proba_many(rows)
@@ -233,13 +267,28 @@ def create_app(
                         challenger=challenger,
                     )
                 )
-        return labels, probs
+        return labels, probs, outside
 
     # -- Open Inference Protocol ------------------------------------------------------
 
     def infer(
         request: Request, model: str, body: InferRequest, version: int | None
     ) -> InferResponse:
+        if body.model_name is not None and body.model_name != model:
+            _count(request, "invalid")
+            raise HTTPException(
+                422, f"model_name {body.model_name[:200]!r} is not the path's model {model!r}"
+            )
+        if body.model_version is not None:
+            pinned = _version_of(body.model_version)
+            if pinned is None or (version is not None and pinned != version):
+                _count(request, "invalid")
+                raise HTTPException(
+                    422,
+                    f"model_version {body.model_version!r} is not "
+                    + (f"the path's version {version}" if version else "a version number"),
+                )
+            version = pinned
         params = body.parameters or {}
         alias = params.get("alias", served[0])
         if not isinstance(alias, str):
@@ -255,7 +304,7 @@ def create_app(
         except BadRequest as exc:
             _count(request, "invalid", loaded)
             raise HTTPException(422, str(exc)) from exc
-        labels, probs = predict(request, loaded, rows, ids, "v2")
+        labels, probs, outside = predict(request, loaded, rows, ids, "v2")
         wanted = {o.name for o in body.outputs} if body.outputs else {"prediction", "probabilities"}
         outputs = []
         if "prediction" in wanted:
@@ -263,11 +312,16 @@ def create_app(
         proba = probability_tensor(probs) if "probabilities" in wanted else None
         if proba is not None:
             outputs.append(proba)
+        parameters = v2_parameters(loaded)
+        if outside:
+            parameters["out_of_spec"] = ",".join(sorted(outside.counts))
+            parameters["out_of_spec_values"] = sum(outside.counts.values())
+            parameters["out_of_spec_rows"] = len(outside.rows)
         return InferResponse(
             model_name=loaded.model,
             model_version=str(loaded.version),
             id=body.id,
-            parameters=_describe(loaded),
+            parameters=parameters,
             outputs=outputs,
         )
 
@@ -280,18 +334,12 @@ def create_app(
 
     @app.post("/v2/models/{model}/versions/{version}/infer", tags=["v2"], responses=_ERRORS)
     def v2_infer_version(
-        request: Request,
-        model: ModelName,
-        version: Annotated[int, Path(ge=1)],
-        body: InferRequest,
+        request: Request, model: ModelName, version: Version, body: InferRequest
     ) -> InferResponse:
         """Predict with exactly ``version``, if this replica has it loaded (else 404)."""
         return infer(request, model, body, version)
 
-    @app.get("/v2/models/{model}", tags=["v2"], responses=_ERRORS)
-    def v2_metadata(request: Request, model: ModelName) -> ModelMetadata:
-        """The served version's metadata: its inputs (one per feature) and outputs."""
-        loaded = resolve(request, model, served[0])
+    def metadata(loaded: LoadedModel) -> ModelMetadata:
         p = loaded.predictor
         outputs = [
             TensorMetadata(name="prediction", datatype=_label_type(p.task, p.classes), shape=[-1])
@@ -309,21 +357,39 @@ def create_app(
                 for f in p.features
             ],
             outputs=outputs,
-            parameters=_describe(loaded) | {"classes": [str(c) for c in p.classes]},
+            parameters=v2_parameters(loaded) | {"classes": json.dumps([str(c) for c in p.classes])},
         )
 
+    @app.get("/v2/models/{model}", tags=["v2"], responses=_ERRORS)
+    def v2_metadata(request: Request, model: ModelName) -> ModelMetadata:
+        """The served version's metadata: its inputs (one per feature) and outputs."""
+        return metadata(resolve(request, model, served[0]))
+
+    @app.get("/v2/models/{model}/versions/{version}", tags=["v2"], responses=_ERRORS)
+    def v2_version_metadata(request: Request, model: ModelName, version: Version) -> ModelMetadata:
+        """The metadata of ``version``, if this replica has it loaded (else 404)."""
+        return metadata(resolve(request, model, served[0], version))
+
     @app.get("/v2/models/{model}/ready", tags=["v2"], responses=_ERRORS)
-    def v2_model_ready(request: Request, model: ModelName) -> Health:
-        """200 once a version of the model is loaded for the served alias."""
-        loaded = resolve(request, model, served[0])
-        return Health(
-            status="ready", replica_id=replica_id, loaded={f"{model}@{served[0]}": loaded.version}
-        )
+    def v2_model_ready(request: Request, model: ModelName) -> Ready:
+        """200 once a version of the model is loaded for the served alias (else 503)."""
+        resolve(request, model, served[0])
+        return Ready(name=model, ready=True)
+
+    @app.get("/v2/models/{model}/versions/{version}/ready", tags=["v2"], responses=_ERRORS)
+    def v2_version_ready(request: Request, model: ModelName, version: Version) -> Ready:
+        """200 when ``version`` is loaded here (404 when it is not, 503 when nothing is)."""
+        resolve(request, model, served[0], version)
+        return Ready(name=model, ready=True)
 
     @app.get("/v2", tags=["v2"])
     def v2_server() -> ServerMetadata:
         """Server metadata."""
-        return ServerMetadata(name="driftline-serving", version=_package_version())
+        return ServerMetadata(
+            name="driftline-serving",
+            version=_package_version(),
+            extensions=["binary_tensor_data"],
+        )
 
     # -- plain JSON ---------------------------------------------------------------------
 
@@ -337,13 +403,14 @@ def create_app(
         except BadRequest as exc:
             _count(request, "invalid", loaded)
             raise HTTPException(422, str(exc)) from exc
-        labels, probs = predict(request, loaded, body.instances, ids, "json")
+        labels, probs, outside = predict(request, loaded, body.instances, ids, "json")
         return PredictResponse(
             model=loaded.model,
             version=loaded.version,
             alias=loaded.alias,
             predictions=labels,
             probabilities=probs if any(p is not None for p in probs) else None,
+            out_of_spec=outside.counts or None,
         )
 
     @app.get("/models", tags=["models"])
@@ -389,9 +456,20 @@ def create_app(
 
     responses: dict[int | str, dict[str, Any]] = {503: {"model": Problem}}
     app.get("/healthz", tags=["ops"], responses=responses)(live)
-    app.get("/v2/health/live", tags=["v2"], responses=responses)(live)
     app.get("/readyz", tags=["ops"], responses=responses)(ready)
-    app.get("/v2/health/ready", tags=["v2"], responses=responses)(ready)
+
+    @app.get("/v2/health/live", tags=["v2"], responses=responses)
+    def v2_live() -> Live:
+        """``{"live": true}`` while the replica can answer (503 when its model subscriber
+        stopped)."""
+        live()
+        return Live(live=True)
+
+    @app.get("/v2/health/ready", tags=["v2"], responses=responses)
+    def v2_ready() -> Ready:
+        """``{"ready": true}`` once every served model has a version loaded (else 503)."""
+        ready()
+        return Ready(ready=True)
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     def prometheus() -> Response:
@@ -399,6 +477,18 @@ def create_app(
         return Response(metrics.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def v2_parameters(loaded: LoadedModel) -> Parameters:
+    """What answered, as V2 ``parameters`` (strings, numbers and booleans only)."""
+    return scalar_parameters(_describe(loaded))
+
+
+def _version_of(text: str) -> int | None:
+    text = text.strip()
+    if not text.isdecimal() or len(text) > 10 or not 1 <= int(text) <= MAX_VERSION:
+        return None
+    return int(text)
 
 
 def _describe(loaded: LoadedModel) -> dict[str, Any]:

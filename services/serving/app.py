@@ -25,13 +25,14 @@ import importlib
 import logging
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import uvicorn
 
 from schemas import (
     Event,
+    FeatureSpec,
     ModelLoaded,
     ModelLoadFailed,
     Prediction,
@@ -55,6 +56,7 @@ from services.common.subscriber import LoadedModel, LoadFailure, ModelSubscriber
 from services.serving.api import create_app
 from services.serving.metrics import ServingMetrics
 from services.serving.protocol import BadRequest, check_rows
+from services.serving.ranges import out_of_spec
 from services.serving.settings import ServingSettings
 from services.serving.shadow import ShadowJob, ShadowScorer, answers
 
@@ -100,6 +102,7 @@ class Serving:
         self.metrics = ServingMetrics(metrics or Metrics("serving"))
         self.followed = service.followed_aliases()
         self._nullable: dict[str, frozenset[str]] = {}
+        self._specs: dict[str, tuple[FeatureSpec, ...]] = {}
         self._spec_versions: dict[str, int | None] = {}
         self.producer = make_producer(settings, client_id="driftline-serving", linger_ms=2)
         self.dead_letters = DeadLetters(
@@ -147,6 +150,10 @@ class Serving:
         """Features of ``model`` that may be null, by its stream's current spec."""
         return self._nullable.get(model, frozenset())
 
+    def spec(self, model: str) -> Sequence[FeatureSpec]:
+        """The features of ``model``'s stream spec in force (none when unknown)."""
+        return self._specs.get(model, ())
+
     def stop(self, deadline: float) -> None:
         """Stop the Kafka path, drain shadowing, stop the subscriber, flush; by ``deadline``
         (a ``time.monotonic()`` value)."""
@@ -181,6 +188,7 @@ class Serving:
             name: frozenset(f.name for f in cfg.spec.features if f.nullable)
             for name, cfg in configs.items()
         }
+        self._specs = {name: tuple(cfg.spec.features) for name, cfg in configs.items()}
         return {name: cfg.spec.features for name, cfg in configs.items()}
 
     def _swapped(self, new: LoadedModel, old: LoadedModel | None) -> None:
@@ -334,9 +342,17 @@ class RequestLoop:
             ).inc(len(items))
             return
         good: list[tuple[Any, PredictionRequest]] = []
+        spec = serving.spec(stream)
         for record, request in items:
             try:
                 check_rows([request.features], loaded.predictor.features, serving.nullable(stream))
+                outside = out_of_spec([request.features], spec)
+                for feature, n in outside.counts.items():
+                    metrics.out_of_spec.labels(model=stream, feature=feature).inc(n)
+                if outside and serving.service.strict_spec:
+                    raise BadRequest(
+                        f"outside the stream's spec: {outside.describe()}", ReasonCode.OUT_OF_RANGE
+                    )
             except BadRequest as exc:
                 self._dead(record, exc.reason, str(exc).replace("row 0: ", ""), request=request)
                 metrics.requests.labels(
@@ -480,6 +496,9 @@ def serve(settings: DriftlineSettings, service: ServingSettings) -> int:
             shadow=serving.shadow,
             nullable=serving.nullable,
             specs=serving.spec_versions,
+            spec=serving.spec,
+            strict_spec=service.strict_spec,
+            max_body_bytes=service.max_body_bytes,
         )
         server = uvicorn.Server(
             uvicorn.Config(

@@ -65,3 +65,8 @@ class ServingMetrics:
             "serving_dead_letters_total", "Prediction requests dead-lettered.", ["reason"]
         )
         self.acks = m.counter("serving_acks_total", "Acknowledgements sent.", ["kind"])
+        self.out_of_spec = m.counter(
+            "serving_out_of_spec_total",
+            "Input values outside the stream's spec (range or categories), per feature.",
+            ["model", "feature"],
+        )

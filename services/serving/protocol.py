@@ -35,15 +35,21 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictBool, StrictFloat, StrictInt
 
 from schemas import ReasonCode
 from services.common.errors import DriftlineError
+from services.common.http_errors import excerpt
 from services.common.predictor import FeatureRef
 
 MAX_ROWS = 10_000
+MAX_VERSION = 2**31 - 1  # model versions are 32-bit in the registry
+Dim = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Scalar = StrictBool | StrictInt | StrictFloat | str
+Parameters = dict[str, Scalar]
+"""V2 ``$parameters``: values are strings, numbers or booleans (no objects, lists, null)."""
 NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64"} | {
     "UINT8",
     "UINT16",
@@ -74,9 +80,19 @@ class Tensor(_Body):
     """A V2 tensor: ``data`` flattened in row-major order."""
 
     name: str = Field(min_length=1, max_length=200)
-    shape: list[int] = Field(min_length=1, max_length=2)
-    datatype: str = Field(description="FP64, FP32, INT64, ..., BOOL or BYTES")
+    shape: list[Dim] = Field(min_length=1, max_length=2)
+    datatype: str = Field(max_length=16, description="FP64, FP32, INT64, ..., BOOL or BYTES")
     parameters: dict[str, JsonValue] | None = None
+    data: list[Any] = Field(max_length=MAX_ROWS)
+
+
+class OutputTensor(BaseModel):
+    """An output tensor of the answer."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: Parameters | None = None
     data: list[Any]
 
 
@@ -88,12 +104,15 @@ class RequestedOutput(_Body):
 
 
 class InferRequest(_Body):
-    """``POST /v2/models/{model}/infer``."""
+    """``POST /v2/models/{model}/infer`` (``model_name`` and ``model_version``, which some
+    clients repeat in the body, must agree with the path when given)."""
 
     id: str | None = Field(default=None, max_length=200)
+    model_name: str | None = Field(default=None, max_length=200)
+    model_version: str | None = Field(default=None, max_length=20)
     parameters: dict[str, JsonValue] | None = None
-    inputs: list[Tensor] = Field(min_length=1)
-    outputs: list[RequestedOutput] | None = None
+    inputs: list[Tensor] = Field(min_length=1, max_length=1000)
+    outputs: list[RequestedOutput] | None = Field(default=None, max_length=10)
 
 
 class InferResponse(BaseModel):
@@ -102,8 +121,8 @@ class InferResponse(BaseModel):
     model_name: str
     model_version: str
     id: str | None = None
-    parameters: dict[str, Any]
-    outputs: list[Tensor]
+    parameters: Parameters
+    outputs: list[OutputTensor]
 
 
 class TensorMetadata(BaseModel):
@@ -122,7 +141,7 @@ class ModelMetadata(BaseModel):
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: Parameters = Field(default_factory=dict)
 
 
 class ServerMetadata(BaseModel):
@@ -141,7 +160,9 @@ class PredictRequest(_Body):
 
     instances: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ROWS)
     ids: list[str] | None = Field(
-        default=None, description="example ids, one per row (for shadow pairs and the log)"
+        default=None,
+        max_length=MAX_ROWS,
+        description="example ids, one per row (for shadow pairs and the log)",
     )
     alias: str = Field(default="champion", pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
 
@@ -154,6 +175,10 @@ class PredictResponse(BaseModel):
     alias: str | None
     predictions: list[Any]
     probabilities: list[dict[str, float] | None] | None = None
+    out_of_spec: dict[str, int] | None = Field(
+        default=None,
+        description="values outside the stream's spec (range or categories), per feature",
+    )
 
 
 # -- pure helpers -------------------------------------------------------------------------
@@ -207,7 +232,8 @@ def _rows_of(tensor: Tensor) -> int:
         )
         if not ok:
             raise BadRequest(
-                f"input {tensor.name!r}: {type(value).__name__} {value!r} is not {tensor.datatype}"
+                f"input {tensor.name!r}: {type(value).__name__} {excerpt(value)} is not "
+                f"{tensor.datatype}"
             )
     return n
 
@@ -279,7 +305,7 @@ def check_rows(
             if not ok:
                 raise BadRequest(
                     f"row {i}: feature {ref.name!r} must be {_TYPE_WORDS.get(ref.type, ref.type)}, "
-                    f"got {type(value).__name__} {value!r}",
+                    f"got {type(value).__name__} {excerpt(value)}",
                     ReasonCode.WRONG_TYPE,
                 )
 
@@ -295,7 +321,7 @@ def check_ids(ids: Sequence[Any] | None, n: int) -> list[str] | None:
     return [str(i) for i in ids]
 
 
-def output_tensor(name: str, values: Sequence[Any]) -> Tensor:
+def output_tensor(name: str, values: Sequence[Any]) -> OutputTensor:
     """Predicted labels as a V2 tensor with the narrowest datatype that fits.
 
     >>> output_tensor("prediction", [True, False]).datatype
@@ -313,27 +339,51 @@ def output_tensor(name: str, values: Sequence[Any]) -> Tensor:
         datatype, data = "FP64", [float(v) for v in values]
     else:
         datatype, data = "BYTES", [str(v) for v in values]
-    return Tensor(name=name, shape=[len(data)], datatype=datatype, data=data)
+    return OutputTensor(name=name, shape=[len(data)], datatype=datatype, data=data)
 
 
-def probability_tensor(probabilities: Sequence[Mapping[str, float] | None]) -> Tensor | None:
-    """Class probabilities as an ``[N, K]`` FP64 tensor; classes in ``parameters``.
+def probability_tensor(
+    probabilities: Sequence[Mapping[str, float] | None],
+) -> OutputTensor | None:
+    """Class probabilities as an ``[N, K]`` FP64 tensor; the classes, in column order, as
+    JSON text in ``parameters.classes`` (V2 parameters hold no lists).
 
     >>> t = probability_tensor([{"a": 0.25, "b": 0.75}, {"b": 1.0}])
     >>> t.shape, t.data, t.parameters
-    ([2, 2], [0.25, 0.75, 0.0, 1.0], {'classes': ['a', 'b']})
+    ([2, 2], [0.25, 0.75, 0.0, 1.0], {'classes': '["a", "b"]'})
     """
     if not probabilities or any(p is None for p in probabilities):
         return None
     classes = sorted({c for p in probabilities if p is not None for c in p})
     data = [float((p or {}).get(c, 0.0)) for p in probabilities for c in classes]
-    return Tensor(
+    return OutputTensor(
         name="probabilities",
         shape=[len(probabilities), len(classes)],
         datatype="FP64",
         data=data,
-        parameters={"classes": list(classes)},
+        parameters={"classes": json.dumps(classes)},
     )
+
+
+def scalar_parameters(values: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
+    """``values`` as V2 parameters: nested objects flattened with dotted keys, lists as
+    JSON text, nulls and non-finite numbers left out.
+
+    >>> scalar_parameters({"v": 3, "a": None, "m": {"acc": 0.9, "n": float("nan")}, "l": [1]})
+    {'v': 3, 'm.acc': 0.9, 'l': '[1]'}
+    """
+    out: dict[str, Scalar] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            continue
+        if isinstance(value, Mapping):
+            out |= scalar_parameters(value, f"{name}.")
+        elif isinstance(value, bool | int | float | str):
+            out[name] = value
+        else:
+            out[name] = json.dumps(value, default=str)
+    return out
 
 
 def feature_datatype(ref: FeatureRef) -> str:

@@ -50,6 +50,17 @@ class ServingSettings(SettingsBase):
     group_id: str = Field(default="driftline-serving", min_length=1)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     max_poll_records: int = Field(default=500, ge=1)
+    strict_spec: bool = Field(
+        default=False,
+        description="refuse (HTTP 422) rows with values outside the stream's spec (a number "
+        "beyond min/max, an unknown category) instead of answering and flagging them",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        le=2**31,
+        description="larger HTTP request bodies are refused with 413",
+    )
     ready_timeout_s: float = Field(
         default=30.0,
         ge=0,

@@ -339,3 +339,65 @@ def test_server_bad_setting_exits_2(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "DRIFTLINE_REGISTRY_PORT" in done.stderr
+
+
+# -- hostile input --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b'{"version": 1, "expect": null, "reason": "\\ud800"}',
+        b"\xff\xfe",
+    ],
+)
+def test_the_token_is_checked_before_the_body(http: TestClient, body: bytes) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        answer = http.post(
+            "/models/sea/promote",
+            content=body,
+            headers=headers | {"content-type": "application/json"},
+        )
+        assert answer.status_code == 401, answer.text
+    accepted = http.post(
+        "/models/sea/promote", content=body, headers=ADMIN | {"content-type": "application/json"}
+    )
+    assert accepted.status_code == 422 and set(accepted.json()) >= {"error", "detail"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"version": 18446744073709551617, "expect": null}',
+        b'{"version": 2147483648, "expect": null}',
+        b'{"version": NaN, "expect": null}',
+        b'{"version": 1, "expect": Infinity}',
+        b'{"version": 1e400, "expect": null}',
+        b'{"version": 1, "expect": null, "reason": "a\\u0000b"}',
+        b'{"version": 1, "expect": null, "reason": "\\udcff"}',
+    ],
+)
+def test_unbounded_numbers_and_bad_text_are_422(http: TestClient, body: bytes) -> None:
+    answer = http.post(
+        "/models/sea/promote", content=body, headers=ADMIN | {"content-type": "application/json"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert http.get("/models/sea/versions/18446744073709551617").status_code == 422
+    assert http.get("/models/sea").json()["aliases"] == {}
+
+
+def test_large_bodies_are_413_and_errors_quote_short_excerpts(registry: Registry) -> None:
+    app = create_app(registry, admin_token=TOKEN, metrics=Metrics("r"), max_body_bytes=50_000)
+    with TestClient(app) as c:
+        big = c.post("/models/sea/freeze", json={"reason": "x" * 60_000}, headers=ADMIN)
+        assert big.status_code == 413 and "error" in big.json()
+        long = c.post("/models/sea/freeze", json={"reason": "y" * 40_000}, headers=ADMIN)
+        assert long.status_code == 422 and len(long.content) < 2000, len(long.content)
+
+
+def test_docs_are_served_from_installed_assets(http: TestClient) -> None:
+    html = http.get("/docs").text
+    assert "/docs-assets/swagger-ui-bundle.js" in html and "cdn" not in html
+    assert "/docs-assets/redoc.standalone.js" in http.get("/redoc").text
+    assert http.get("/docs-assets/swagger-ui-bundle.js").status_code == 200

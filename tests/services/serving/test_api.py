@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -98,10 +99,8 @@ def test_v2_infer_names_model_and_version(fx: Fixture) -> None:
     prediction, probabilities = body["outputs"]
     assert prediction["datatype"] == "BOOL" and prediction["shape"] == [25]
     assert prediction["data"] == expected(fx.models)
-    assert probabilities["shape"] == [25, 2] and probabilities["parameters"]["classes"] == [
-        "False",
-        "True",
-    ]
+    assert probabilities["shape"] == [25, 2]
+    assert json.loads(probabilities["parameters"]["classes"]) == ["False", "True"]
     fx.publish(2)
     swapped = fx.client.post("/v2/models/sea/infer", json=tensors(ROWS)).json()
     assert swapped["model_version"] == "2"
@@ -247,7 +246,7 @@ MALFORMED: list[tuple[str, str, Any, str]] = [
         {"inputs": [{"name": "x0", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
         "'x1' is missing",
     ),
-    ("/v2/models/sea/infer", "alias", {"inputs": [], "parameters": {"alias": 3}}, "inputs"),
+    ("/v2/models/sea/infer", "alias", {**tensors(ROWS[:1]), "parameters": {"alias": 3}}, "alias"),
 ]
 
 
@@ -290,3 +289,148 @@ def test_shadow_pairs_for_rows_with_ids(fx: Fixture) -> None:
     assert {(p.champion.version, p.challenger.version) for p in fx.pairs} == {(1, 2)}
     assert [p.champion.prediction for p in fx.pairs] == answer.json()["predictions"]
     assert [p.challenger.prediction for p in fx.pairs] == expected(fx.models, "challenger")[:3]
+
+
+# -- stock V2 clients' habits and hostile input --------------------------------------------
+
+
+def v2_body(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "inputs": [
+            {"name": f, "shape": [len(rows)], "datatype": "FP64", "data": [r[f] for r in rows]}
+            for f in ("x0", "x1", "x2")
+        ]
+    }
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_json_body_whatever_the_content_type(fx: Fixture, content_type: str | None) -> None:
+    fx.publish(1)
+    headers = {"content-type": content_type} if content_type else {}
+    for path, body in (
+        ("/v2/models/sea/infer", v2_body(ROWS[:2])),
+        ("/models/sea/predict", {"instances": ROWS[:2]}),
+    ):
+        request = fx.client.build_request("POST", path, content=json.dumps(body), headers=headers)
+        assert "content-type" not in request.headers or content_type is not None
+        answer = fx.client.send(request)
+        assert answer.status_code == 200, answer.text
+
+
+def test_binary_tensor_data_extension(fx: Fixture) -> None:
+    import struct
+
+    fx.publish(1)
+    rows = ROWS[:3]
+    head: dict[str, Any] = {"model_name": "sea", "id": "b1", "inputs": []}
+    raw = b""
+    for f in ("x0", "x1", "x2"):
+        data = struct.pack("<3f", *(r[f] for r in rows))
+        head["inputs"].append(
+            {"name": f, "shape": [3], "datatype": "FP32", "parameters": {"binary_data_size": 12}}
+        )
+        raw += data
+    text = json.dumps(head).encode()
+    answer = fx.client.post(
+        "/v2/models/sea/infer",
+        content=text + raw,
+        headers={
+            "inference-header-content-length": str(len(text)),
+            "content-type": "application/octet-stream",
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    as32 = [{f: struct.unpack("<f", struct.pack("<f", r[f]))[0] for f in r} for r in rows]
+    loaded = fx.models.get("sea", "champion")
+    assert loaded is not None
+    assert answer.json()["outputs"][0]["data"] == loaded.predictor.predict_many(as32)
+    cut = fx.client.post(
+        "/v2/models/sea/infer",
+        content=text + raw[:-4],
+        headers={"inference-header-content-length": str(len(text))},
+    )
+    assert cut.status_code == 422 and "binary_data_size" in cut.json()["error"]
+
+
+def test_v2_health_ready_and_version_routes(fx: Fixture) -> None:
+    assert fx.client.get("/v2/health/live").json() == {"live": True}
+    assert fx.client.get("/v2/health/ready").status_code == 503
+    fx.publish(1)
+    fx.publish(2, alias="challenger")
+    assert fx.client.get("/v2/health/ready").json() == {"ready": True, "name": None}
+    assert fx.client.get("/v2/models/sea/versions/2/ready").json()["ready"] is True
+    assert fx.client.get("/v2/models/sea/versions/3/ready").status_code == 404
+    assert fx.client.get("/v2/models/sea/versions/2").json()["versions"] == ["2"]
+    answer = fx.client.post("/v2/models/sea/infer", json=v2_body(ROWS[:1])).json()
+    assert all(isinstance(v, str | int | float | bool) for v in answer["parameters"].values())
+    wrong = fx.client.post("/v2/models/sea/infer", json=v2_body(ROWS[:1]) | {"model_name": "x"})
+    assert wrong.status_code == 422 and "model_name" in wrong.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"instances": [{"x0": NaN, "x1": 1, "x2": 1}]}',
+        b'{"instances": [{"x0": Infinity, "x1": 1, "x2": 1}]}',
+        b'{"instances": [{"x0": 1e400, "x1": 1, "x2": 1}]}',
+        b'{"instances": [{"x0": "\\ud800", "x1": 1, "x2": 1}]}',
+        b"\xff\xfe not utf-8",
+    ],
+)
+def test_non_finite_numbers_and_bad_text_are_422(fx: Fixture, body: bytes) -> None:
+    fx.publish(1)
+    answer = fx.client.post(
+        "/models/sea/predict", content=body, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert set(answer.json()) >= {"error", "detail"}
+
+
+def test_errors_quote_only_a_short_excerpt_and_large_bodies_are_413(tmp_path: Path) -> None:
+    fixture = Fixture(tmp_path)
+    app = create_app(
+        fixture.models, metrics=fixture.metrics, replica_id="r1", max_body_bytes=100_000
+    )
+    with TestClient(app) as client:
+        fixture.publish(1)
+        big = "x" * 90_000
+        answer = client.post("/models/sea/predict", json={"instances": [GOOD | {"x1": big}]})
+        assert answer.status_code == 422 and len(answer.content) < 1000, len(answer.content)
+        huge = client.post("/models/sea/predict", json={"instances": [{"x1": "y" * 200_000}]})
+        assert huge.status_code == 413 and "error" in huge.json()
+    fixture.shadow.stop(5)
+
+
+def test_strict_spec_refuses_what_is_flagged_otherwise(tmp_path: Path) -> None:
+    from schemas import FeatureSpec
+
+    spec = [FeatureSpec(name="x0", type="number", min=0, max=10)]
+    outside = {"instances": [GOOD | {"x0": 50.0}]}
+    for strict, status in ((False, 200), (True, 422)):
+        (tmp_path / str(strict)).mkdir()
+        fixture = Fixture(tmp_path / str(strict))
+        app = create_app(
+            fixture.models,
+            metrics=fixture.metrics,
+            replica_id="r1",
+            spec=lambda model: spec,
+            strict_spec=strict,
+        )
+        with TestClient(app) as client:
+            fixture.publish(1)
+            answer = client.post("/models/sea/predict", json=outside)
+            assert answer.status_code == status, answer.text
+            if strict:
+                assert "'x0' is 50.0, above the spec's max 10.0" in answer.json()["error"]
+            else:
+                assert answer.json()["out_of_spec"] == {"x0": 1}
+        fixture.shadow.stop(5)
+
+
+def test_docs_are_served_from_installed_assets(fx: Fixture) -> None:
+    for page in ("/docs", "/redoc"):
+        html = fx.client.get(page).text
+        assert "http" not in html.split("<body", 1)[-1].replace("http-equiv", ""), html
+        for src in re.findall(r'(?:src|href)="(/docs-assets/[^"]+)"', html):
+            assert fx.client.get(src).status_code == 200, src
+    assert fx.client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
