@@ -21,6 +21,7 @@ BENCHES = (
     "restart",
     "storage",
     "quality",
+    "fresh",
 )
 
 

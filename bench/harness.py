@@ -22,6 +22,9 @@ from services.common.settings import DriftlineSettings
 from services.localbroker.ports import free_ports
 from services.localbroker.process import LocalBroker
 
+# A fixed Ed25519 private key (base64) for bench processes.
+SIGNING_KEY = "3vVq+MF+7Pju9GlrAKTrriYzSvWCbTSTB/+lyab8iO4="
+
 
 @dataclass
 class Result:

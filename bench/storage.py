@@ -25,7 +25,7 @@ from typing import Any
 from river import tree
 from river.datasets import synth
 
-from bench.harness import Result, Stopwatch, emit
+from bench.harness import SIGNING_KEY, Result, Stopwatch, emit
 from schemas import AliasReason, Lineage, StreamConfig
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
@@ -186,7 +186,7 @@ def grow(
         env={},
         data_dir=data_dir,
         registry_url=registry_url,
-        signing_key="bench-storage-signing-key",
+        signing_key=SIGNING_KEY,
         signing_key_id="bench",
         registry_keep_checkpoints=retention.keep_checkpoints,
         registry_keep_online_versions=retention.keep_online_versions,

@@ -39,7 +39,9 @@ COMPOSE = ROOT / "docker-compose.yml"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 GROUP = "driftline.services"
-PLACEHOLDER_KEY = "compose-config-check-placeholder-key"  # noqa: S105 - not a secret
+PLACEHOLDER_KEY = "3vVq+MF+7Pju9GlrAKTrriYzSvWCbTSTB/+lyab8iO4="  # noqa: S105 - not a secret
+PLACEHOLDER_PUBLIC = "compose-1:Z2yZ3xBu3cI8Ij1fV6Q7m3a8vX0z9d2lJ4vQ5m7ZqHQ="  # shape only
+PLACEHOLDER_CHECKPOINT = "compose-config-check-placeholder-key"  # noqa: S105
 _METRIC_DEF = re.compile(r"\.(?:counter|gauge|histogram)\(\s*\"([a-z0-9_]+)\"")
 _METRIC_USE = re.compile(r"\bdriftline_[a-z0-9_]+")
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -231,6 +233,8 @@ def docker_compose_problems(binary: str = "docker-compose") -> list[str]:
         return [f"{binary} is not installed (Debian: apt-get install docker-compose)"]
     base = [exe, "--project-directory", str(ROOT), "-f", str(COMPOSE), "--profile", "demo"]
     env = {k: v for k, v in os.environ.items() if k != "DRIFTLINE_SIGNING_KEY"}
+    env.setdefault("DRIFTLINE_VERIFY_KEYS", PLACEHOLDER_PUBLIC)
+    env.setdefault("DRIFTLINE_CHECKPOINT_KEY", PLACEHOLDER_CHECKPOINT)
     problems = []
     ok = subprocess.run(  # noqa: S603 - fixed arguments
         [*base, "config", "-q"],

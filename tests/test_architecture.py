@@ -15,6 +15,7 @@ ROOTS = {"cli", "demo", "localbroker"}
 VENDOR_HOMES = {
     "kafka": {"services/common/kafka_client.py"},
     "faust": {"services/common/faust_app.py"},
+    "confluent_kafka": {"services/common/kafka_confluent.py"},
 }
 # Pure cores: no Kafka, no faust, no database.
 PURE = {
@@ -38,7 +39,7 @@ PURE = {
     "services/serving/protocol.py",
     "services/serving/shadow.py",
 }
-IO_PACKAGES = {"kafka", "faust", "aiokafka", "sqlalchemy", "psycopg"}
+IO_PACKAGES = {"kafka", "faust", "aiokafka", "confluent_kafka", "sqlalchemy", "psycopg"}
 
 
 def imports(path: Path) -> set[str]:

@@ -28,6 +28,7 @@ from schemas import LabelledExample, Topics
 from schemas.predictions import PredictionRequest
 from services.cli.output import print_table
 from services.cli.spec import publish_config
+from services.common import keys
 from services.common.codec import encode
 from services.common.errors import DriftlineError
 from services.common.kafka_client import ensure_topics, make_admin, make_producer
@@ -106,22 +107,68 @@ class LoopOutcome:
         return all(c.ok for c in self.checks if c.required)
 
 
-def signing_env(settings: DriftlineSettings, console: Console) -> dict[str, str]:
-    """The signing key for the services: the configured one, or one kept in the data dir."""
-    if settings.signing_key is not None:
-        return {}
-    path = settings.data_path / "demo-signing.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32), encoding="utf-8")
-        path.chmod(0o600)
-        console.print(f"[bold]signing[/]: generated a signing key into {path} (key id 'demo')")
+SIGNERS = frozenset({"registry", "learner", "trainer"})  # hold the private key
+STATE_KEEPERS = frozenset({"evaluator"})  # checkpoint without a private key
+PRIVATE_VARS = ("DRIFTLINE_SIGNING_KEY", "DRIFTLINE_SIGNING_KEY_ID")
+
+
+@dataclass(frozen=True)
+class KeyEnv:
+    """The key settings of the demo's services: ``signer`` for the registry, the learner
+    and the trainer only; ``state`` (the checkpoint key) for the evaluator only;
+    ``verifier`` (public keys) for every service."""
+
+    signer: dict[str, str]
+    verifier: dict[str, str]
+    state: dict[str, str]
+
+    def of(self, service: str) -> dict[str, str]:
+        """The key settings ``service`` gets."""
+        env = dict(self.verifier)
+        if service in SIGNERS:
+            env.update(self.signer)
+        if service in STATE_KEEPERS:
+            env.update(self.state)
+        return env
+
+
+def signing_env(settings: DriftlineSettings, console: Console) -> KeyEnv:
+    """The configured signing key, or a key pair kept in the data dir (generated once):
+    the private key goes to signers only, its public key to every service."""
+    if settings.signing_key is not None and settings.signing_key_id is not None:
+        private = settings.signing_key.get_secret_value()
+        key_id = settings.signing_key_id
     else:
-        console.print(f"[bold]signing[/]: using the demo signing key in {path}")
-    return {
-        "DRIFTLINE_SIGNING_KEY": path.read_text(encoding="utf-8").strip(),
-        "DRIFTLINE_SIGNING_KEY_ID": "demo",
-    }
+        key_id = "demo"
+        path = settings.data_path / "demo-ed25519.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(keys.generate()[0], encoding="utf-8")
+            path.chmod(0o600)
+            console.print(f"[bold]signing[/]: generated an Ed25519 key pair into {path}")
+        else:
+            console.print(f"[bold]signing[/]: using the demo key pair in {path}")
+        private = path.read_text(encoding="utf-8").strip()
+    public = keys.public_text(keys.load_private_key(private).public_key())
+    listed = settings.verify_keys.get_secret_value() if settings.verify_keys else ""
+    checkpoint = settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None
+    if checkpoint is None:
+        cp_path = settings.data_path / "demo-checkpoint.key"
+        if not cp_path.exists():
+            cp_path.write_text(secrets.token_hex(32), encoding="utf-8")
+            cp_path.chmod(0o600)
+        checkpoint = cp_path.read_text(encoding="utf-8").strip()
+    console.print(
+        f"[bold]signing[/]: key id {key_id!r}: the private key to "
+        f"{', '.join(sorted(SIGNERS))}; serving and the evaluator get its public key only"
+    )
+    return KeyEnv(
+        signer={"DRIFTLINE_SIGNING_KEY": private, "DRIFTLINE_SIGNING_KEY_ID": key_id},
+        verifier={
+            "DRIFTLINE_VERIFY_KEYS": ",".join(k for k in (f"{key_id}:{public}", listed) if k),
+        },
+        state={"DRIFTLINE_CHECKPOINT_KEY": checkpoint},
+    )
 
 
 def run_demo(settings: DriftlineSettings, options: DemoOptions, console: Console) -> int:
@@ -195,12 +242,14 @@ def _run(
         "DRIFTLINE_DATA_DIR": str(run_dir),
         "DRIFTLINE_REGISTRY_HTTP_URL": f"http://127.0.0.1:{ports['registry']}",
         "DRIFTLINE_LOG_FORMAT": "json",
-        **signing_env(settings, console),
         **{PORTS[name]: str(port) for name, port in ports.items()},
     }
     if settings.registry_url is None:
         env["DRIFTLINE_REGISTRY_URL"] = f"sqlite:///{run_dir / 'registry.db'}"
-    local = DriftlineSettings.load(env={**os.environ, **env})
+    key_env = signing_env(settings, console)
+    # Children inherit no private key: each gets its own key settings (key_env.of).
+    base_env = {k: v for k, v in os.environ.items() if k not in PRIVATE_VARS}
+    local = DriftlineSettings.load(env={**base_env, **env, **key_env.verifier})
     console.print(f"[bold]run[/]: {run_id}: topics {prefix}*, registry and artifacts in {run_dir}")
     admin = make_admin(local)
     try:
@@ -211,10 +260,12 @@ def _run(
     config = source.config
     state = DemoState(stream=config.stream)
     observer = Observer(local, state).start()
-    with Supervisor(run_dir / "logs", env={**os.environ, **env}) as sup:
+    with Supervisor(run_dir / "logs", env={**base_env, **env}) as sup:
         views = []
         for name in SERVICES:
-            child = sup.start(name, [sys.executable, "-m", f"services.{name}"])
+            child = sup.start(
+                name, [sys.executable, "-m", f"services.{name}"], env=key_env.of(name)
+            )
             counters, unit = COUNTERS[name]
             views.append(
                 live.ServiceView(

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from services.common.errors import ConfigError, DriftlineError
-from services.common.kafka_client import is_fenced, leave_group
+from services.common.kafka_backend import is_fenced
+from services.common.kafka_client import leave_group
 from services.common.logs import configure_logging
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown

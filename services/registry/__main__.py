@@ -137,6 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = DriftlineSettings.load()
         service = RegistrySettings.load(**overrides)
+        if settings.signing_key is None:
+            raise ConfigError(
+                "DRIFTLINE_SIGNING_KEY",
+                "is required: the registry signs every model event it publishes",
+            )
     except ConfigError as exc:
         sys.stderr.write(f"driftline registry: error: {exc}\n")
         return 2

@@ -29,7 +29,7 @@ from services.common import artifacts
 from services.common.kafka_client import make_producer
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
-from services.common.signing import Keyring, Signature
+from services.common.signing import Keyring, Signature, artifact_subject, sha256_hex
 from services.registry import repository as repo
 from services.registry.db import make_engine, migrate
 from services.registry.domain import (
@@ -145,6 +145,9 @@ class Registry:
         (the rows wait for a process that relays).
     retention
         What is pruned automatically (default: :class:`Retention`'s defaults).
+    http_url
+        The registry's HTTP API (``DRIFTLINE_REGISTRY_HTTP_URL``): version events then
+        carry ``artifact.url``, fetchable from other hosts.
     """
 
     def __init__(
@@ -156,8 +159,10 @@ class Registry:
         topics: Topics,
         producer_factory: Any = None,
         retention: Retention | None = None,
+        http_url: str | None = None,
     ) -> None:
         self.engine = engine
+        self.http_url = http_url.rstrip("/") if http_url else None
         self.retention = retention or Retention()
         self.store = store
         self.keyring = keyring
@@ -166,6 +171,7 @@ class Registry:
         self._producer_factory = producer_factory
         self._producer: Any = None
         self._relay_lock = threading.Lock()
+        self._unsigned_noted = False
 
     @classmethod
     def open(cls, settings: DriftlineSettings, *, relay: bool = True) -> Registry:
@@ -179,6 +185,7 @@ class Registry:
             topics=Topics(settings.topic_prefix),
             producer_factory=(lambda: make_producer(settings)) if relay else None,
             retention=Retention.from_settings(settings),
+            http_url=settings.registry_http_url,
         )
         if relay:
             registry._after_commit()  # what a crashed writer left; failures stay queued
@@ -216,8 +223,21 @@ class Registry:
     # -- the outbox relay -----------------------------------------------------------
 
     def relay(self, *, limit: int = 500) -> int:
-        """Publish pending outbox rows with this registry's own producer; returns how many."""
+        """Publish pending outbox rows with this registry's own producer; returns how many.
+
+        A process that holds no signing key (the evaluator) publishes nothing: its rows
+        wait for a signer's relay (the registry service, the learner or the trainer), so
+        every ``models`` event is signed by a key consumers trust.
+        """
         if self._producer_factory is None:
+            return 0
+        if not self.keyring.can_sign:
+            if not self._unsigned_noted:
+                self._unsigned_noted = True
+                log.info(
+                    "no DRIFTLINE_SIGNING_KEY here: model events wait in the outbox for a "
+                    "signer's relay (the registry service, the learner or the trainer)"
+                )
             return 0
         with self._relay_lock:
             if self._producer is None:
@@ -228,8 +248,15 @@ class Registry:
         """Publish pending outbox rows through ``producer``, oldest first; returns how many.
 
         A row is marked published only after the broker acknowledged it; on any failure
-        the rows stay pending and the error propagates.
+        the rows stay pending and the error propagates. ``models`` events are signed here
+        (:meth:`~services.common.signing.Keyring.sign_event`), so a signing key is needed
+        for them: without one, nothing is published.
         """
+        if not self.keyring.can_sign:
+            with self._tx() as session:
+                if repo.outbox_backlog(session):
+                    self.keyring.sign_event(b"{}")  # raises ConfigError naming the setting
+            return 0
         total = 0
         while True:
             with self._tx() as session:
@@ -238,7 +265,9 @@ class Registry:
                     return total
                 futures = [
                     producer.send(
-                        self.topics.name(r.topic), key=r.key.encode() or None, value=r.payload
+                        self.topics.name(r.topic),
+                        key=r.key.encode() or None,
+                        value=self._signed(r.topic, r.payload),
                     )
                     for r in rows
                 ]
@@ -247,6 +276,10 @@ class Registry:
                     future.get(timeout=30)  # raises if the broker refused it
                 repo.mark_published(session, ids=[r.id for r in rows])
                 total += len(rows)
+
+    def _signed(self, topic: str, payload: bytes) -> bytes:
+        """The bytes to publish: a ``models`` event signed by this registry's key."""
+        return self.keyring.sign_event(payload) if topic == "models" else payload
 
     def _after_commit(self) -> None:
         try:
@@ -311,22 +344,26 @@ class Registry:
                 found = repo.version_by_key(session, idempotency_key=idempotency_key)
             if found is not None:
                 return found
+        if not self.keyring.can_sign:  # before anything is stored or numbered
+            self.keyring.sign(b"", artifact_subject(model, 1))  # raises, naming the setting
         data = artifacts.pack(predictor)
-        signature = self.keyring.sign(data)
-        uri = self.store.put(data, signature.sha256)
-        artifact = ArtifactRef(
-            uri=uri,
-            sha256=signature.sha256,
-            signature=signature.signature or "",
-            key_id=signature.key_id or "",
-            size=len(data),
-        )
+        sha256 = sha256_hex(data)
+        uri = self.store.put(data, sha256)
         with self._tx() as session:
             if idempotency_key is not None:
                 found = repo.version_by_key(session, idempotency_key=idempotency_key)
                 if found is not None:  # a racing retry won
                     return found
             version = repo.next_version(session, model=model)
+            # Signed as this model and version: the bytes cannot be re-labelled.
+            signature = self.keyring.sign(data, artifact_subject(model, version))
+            artifact = ArtifactRef(
+                uri=uri,
+                sha256=sha256,
+                signature=signature.signature or "",
+                key_id=signature.key_id or "",
+                size=len(data),
+            )
             created = repo.insert_version(
                 session,
                 model=model,
@@ -344,6 +381,7 @@ class Registry:
                 run_id=run_id,
                 training_duration_s=training_duration_s,
                 idempotency_key=idempotency_key,
+                http_url=self.http_url,
             )
         self._after_commit()
         if kind == "online" and self.retention.keep_online_versions > 0:
@@ -399,7 +437,8 @@ class Registry:
             raise NotFound(f"no version {model} v{version}")
         data = self.store.get(found.artifact.uri)
         expected = Signature(found.artifact.sha256, found.artifact.signature, found.artifact.key_id)
-        _header, predictor = artifacts.load(data, expected, self.keyring)
+        subject = artifact_subject(model, version)
+        _header, predictor = artifacts.load(data, expected, self.keyring, subject)
         return predictor
 
     # -- aliases ----------------------------------------------------------------------
@@ -510,7 +549,7 @@ class Registry:
         rows = []
         for item in items:
             blob = artifacts.dump_blob(item.state)
-            signature = self.keyring.sign(blob)
+            signature = artifacts.seal_checkpoint(blob, self.keyring, owner=owner, key=item.key)
             self.store.put(blob, signature.sha256)  # before the row: a row never lacks bytes
             rows.append((item, signature))
         keep = self.retention.keep_checkpoints
@@ -587,7 +626,9 @@ class Registry:
                         row.key,
                     )
                     continue
-            state = artifacts.load_blob(blob, expected, self.keyring)
+            state = artifacts.load_checkpoint_blob(
+                blob, expected, self.keyring, owner=owner, key=row.key
+            )
             return Checkpoint(
                 owner=owner,
                 key=row.key,

@@ -182,6 +182,7 @@ def insert_version(
     run_id: str | None,
     training_duration_s: float | None,
     idempotency_key: str | None = None,
+    http_url: str | None = None,
 ) -> ModelVersion:
     """Insert a version row and queue its ModelVersionPublished event."""
     row = ModelVersionRow(
@@ -210,12 +211,17 @@ def insert_version(
     session.add(row)
     session.flush()
     domain = _version(row)
-    add_outbox(session, topic="models", event=version_event(domain))
+    add_outbox(session, topic="models", event=version_event(domain, http_url=http_url))
     return domain
 
 
-def version_event(v: ModelVersion) -> ModelVersionPublished:
-    """The models-topic event announcing a version (id derived from model and version)."""
+def version_event(v: ModelVersion, *, http_url: str | None = None) -> ModelVersionPublished:
+    """The models-topic event announcing a version (id derived from model and version);
+    with the registry's ``http_url``, its artifact's ``url`` on the registry's HTTP API."""
+    artifact = v.artifact
+    if http_url:
+        url = f"{http_url.rstrip('/')}/artifacts/{artifact.sha256}"
+        artifact = artifact.model_copy(update={"url": url})
     return ModelVersionPublished(
         event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"driftline:model:{v.model}:v{v.version}"),
         model=v.model,
@@ -225,7 +231,7 @@ def version_event(v: ModelVersion) -> ModelVersionPublished:
         algorithm=v.algorithm,
         params=v.params,
         metrics=v.metrics,
-        artifact=v.artifact,
+        artifact=artifact,
         spec_sha256=v.spec_sha256,
         lineage=v.lineage,
         parent_version=v.parent_version,

@@ -13,10 +13,12 @@ from bench.storage import grow
 from schemas import AliasReason, utcnow
 from services.common import artifacts
 from services.common.settings import DriftlineSettings
+from services.common.signing import checkpoint_subject
 from services.registry.client import CheckpointItem, Registry, Retention
 from services.registry.db import WAL_BYTES
 from services.registry.errors import NotFound
 from services.registry.tables import CheckpointRow
+from tests.keys import private_key_for
 from tests.services.registry.helpers import predictor
 
 
@@ -134,7 +136,7 @@ def test_bytes_shared_by_a_kept_row_stay(registry: Registry) -> None:
 def test_checkpoints_written_before_the_move_stay_readable(registry: Registry) -> None:
     """Rows from before migration 0003 hold their bytes themselves."""
     blob = artifacts.dump_blob({"legacy": True})
-    signature = registry.keyring.sign(blob)
+    signature = registry.keyring.sign(blob, checkpoint_subject("learner", "old"))
     with registry.engine.begin() as conn:
         conn.execute(
             insert(CheckpointRow).values(
@@ -321,7 +323,9 @@ def test_the_write_ahead_log_stays_small(tmp_path: Path) -> None:
     shape = {"examples_per_step": 50, "version_every": 1, "dedupe_window": 1_000}
     grow(tmp_path, retention=Retention(), steps=12, shape=shape)  # closes the registry
     reg = Registry.open(
-        DriftlineSettings.load(env={}, data_dir=tmp_path, signing_key="k" * 16, signing_key_id="k"),
+        DriftlineSettings.load(
+            env={}, data_dir=tmp_path, signing_key=private_key_for("k" * 16), signing_key_id="k"
+        ),
         relay=False,
     )
     try:
