@@ -20,6 +20,7 @@ BENCHES = (
     "retrain",
     "restart",
     "storage",
+    "quality",
     "fresh",
     "defaults",
 )

@@ -58,7 +58,8 @@ class Result:
 
 def emit(result: Result, console: Console | None = None) -> None:
     """Print the readable table, then the JSON line as the very last line."""
-    console = console or Console()
+    if console is None:  # a wide table is not squeezed into 80 columns
+        console = Console(width=max(100, 12 * len(result.columns)))
     table = Table(title=f"bench {result.bench}", title_justify="left")
     for column in result.columns:
         table.add_column(str(column))
