@@ -142,11 +142,11 @@ def infer_config(
     model = ModelSpec.model_validate(
         {"pipeline": DEFAULT_CLASSIFIER if label_spec.kind == "class" else DEFAULT_REGRESSOR}
     )
-    features = {f.name for f in specs}
+    kept = {f.name for f in specs}
     monotonic = tuple(
         name
         for name, s in sorted(seen.items(), key=lambda item: item[1].first)
-        if name in features and _monotonic(s)
+        if name in kept and _monotonic(s)
     )
     for name in monotonic:
         warnings.append(
