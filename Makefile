@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.driftline-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup jars demo test test-fast lint typecheck check schemas bench clean broker-start broker-stop compose-test
+.PHONY: help setup jars demo test test-confluent test-fast lint typecheck check schemas bench clean broker-start broker-stop compose-test
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -23,9 +23,13 @@ setup: $(STAMP) ## Create .venv and install driftline with its dev extra
 demo: setup ## Run the demo on the embedded defaults (local broker, SQLite)
 	$(BIN)/driftline demo
 
-test: setup ## Run the whole test suite against a real broker (and PostgreSQL)
+test: setup ## Run the whole test suite against a real broker (and PostgreSQL), then the `backends` tests on confluent-kafka
 	@scripts/system-deps.sh --postgres
 	$(BIN)/python -m pytest
+	$(MAKE) test-confluent
+
+test-confluent: setup ## Run the tests marked `backends` (delivery, crash, rebalance) with DRIFTLINE_KAFKA_CLIENT=confluent
+	DRIFTLINE_KAFKA_CLIENT=confluent $(BIN)/python -m pytest -m backends tests/integration
 
 test-fast: setup ## Run only the tests that need no broker
 	$(BIN)/python -m pytest -m "not integration"

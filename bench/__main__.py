@@ -20,6 +20,9 @@ BENCHES = (
     "retrain",
     "restart",
     "storage",
+    "quality",
+    "fresh",
+    "defaults",
 )
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from river.datasets import synth
 
-from bench.harness import Result, broker_settings, cpu_seconds, logistic_config
+from bench.harness import SIGNING_KEY, Result, broker_settings, cpu_seconds, logistic_config
 from schemas import LabelledExample, StreamConfig, Topics
 from services.common.codec import encode, event_key
 from services.common.kafka_client import ensure_topics, make_admin, make_producer
@@ -37,7 +37,7 @@ from services.common.settings import DriftlineSettings
 from services.localbroker.ports import free_ports
 
 N_FEATURES = 10
-KEY = "bench-signing-key-0123456789"
+KEY = SIGNING_KEY
 SCRAPE_S = 0.5
 Rows = list[tuple[dict[str, float], int]]
 

@@ -22,6 +22,9 @@ from services.common.settings import DriftlineSettings
 from services.localbroker.ports import free_ports
 from services.localbroker.process import LocalBroker
 
+# A fixed Ed25519 private key (base64) for bench processes.
+SIGNING_KEY = "3vVq+MF+7Pju9GlrAKTrriYzSvWCbTSTB/+lyab8iO4="
+
 
 @dataclass
 class Result:
@@ -55,7 +58,8 @@ class Result:
 
 def emit(result: Result, console: Console | None = None) -> None:
     """Print the readable table, then the JSON line as the very last line."""
-    console = console or Console()
+    if console is None:  # a wide table is not squeezed into 80 columns
+        console = Console(width=max(100, 12 * len(result.columns)))
     table = Table(title=f"bench {result.bench}", title_justify="left")
     for column in result.columns:
         table.add_column(str(column))

@@ -36,7 +36,7 @@ from typing import Any
 from river import linear_model, preprocessing
 from river.datasets import synth
 
-from bench.harness import Result, broker_settings, peak_rss_mb
+from bench.harness import SIGNING_KEY, Result, broker_settings, peak_rss_mb
 from schemas import CATALOGUE, AliasMoved, AliasReason, Spec, StreamConfig, Topics
 from services.common.codec import decode
 from services.common.kafka_client import assign_all, ensure_topics, make_admin, make_consumer
@@ -44,7 +44,7 @@ from services.common.predictor import Predictor
 from services.localbroker.ports import free_ports
 from services.registry.client import ANY, Registry
 
-KEY = "bench-signing-key-0123456789"
+KEY = SIGNING_KEY
 MODEL = "bench"
 DECOY = "bench-decoy"
 VERSIONS = 20

@@ -6,10 +6,12 @@ the same run; the wall-clock ratio beside it; and the prequential accuracy again
 
 Two runs through the broker: the stream on one partition (its accuracy must equal
 ``progressive_val_score``) and spread round-robin over every partition of the valid topic.
-``ratio`` is the one-partition run's CPU ratio: in-process CPU-seconds per example over the
-learner process's (all its threads, from ``/proc/<pid>/stat``). Table rows: "core (1)" and
-"core (2)" are the in-process loops measured just before each run; "River loop" is River's
-bare predict_one + learn_one on the same pipeline, for reference.
+Both runs are made once per Kafka backend (kafka-python, confluent-kafka). ``ratio`` is the
+one-partition run's CPU ratio with the configured backend (``DRIFTLINE_KAFKA_CLIENT``,
+kafka-python by default): in-process CPU-seconds per example over the learner process's (all
+its threads, from ``/proc/<pid>/stat``); every backend's ratios are in the JSON line. Table
+rows: each "in-process core" is the loop measured just before the run under it; "River
+loop" is River's bare predict_one + learn_one on the same pipeline, for reference.
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ from typing import Any
 from river import evaluate, metrics
 from river.datasets import synth
 
-from bench.harness import Result, broker_settings, cpu_seconds, logistic_config, peak_rss_mb
+from bench.harness import (
+    SIGNING_KEY,
+    Result,
+    broker_settings,
+    cpu_seconds,
+    logistic_config,
+    peak_rss_mb,
+)
 from schemas import LabelledExample, MetricSnapshot, StreamConfig, Topics
 from services.common.codec import decode, encode, event_key
 from services.common.kafka_client import (
@@ -47,7 +56,7 @@ from services.learner.pipeline import build_pipeline
 N_FEATURES = 25
 CHECKPOINT_EVERY = 5000
 METRICS_EVERY = 1000
-KEY = "bench-signing-key-0123456789"
+KEY = SIGNING_KEY
 
 
 def _config() -> StreamConfig:
@@ -112,11 +121,13 @@ def _through_broker(
     data: list[tuple[dict[str, float], int]],
     *,
     spread: bool,
+    client: str,
 ) -> Through:
     """Produce the data on fresh topics (one partition, or round-robin over all), run the
-    learner process on them and follow its metric snapshots to the end."""
+    learner process on them with the ``client`` backend and follow its metric snapshots to
+    the end."""
     n = len(data)
-    name = "spread" if spread else "one"
+    name = f"{client}.{'spread' if spread else 'one'}"
     settings = base.model_copy(
         update={
             "topic_prefix": f"{base.topic_prefix}{name}.",
@@ -154,6 +165,7 @@ def _through_broker(
         "DRIFTLINE_DATA_DIR": str(settings.data_path),
         "DRIFTLINE_SIGNING_KEY": KEY,
         "DRIFTLINE_SIGNING_KEY_ID": "bench",
+        "DRIFTLINE_KAFKA_CLIENT": client,
         "DRIFTLINE_LEARNER_GROUP_ID": f"bench-{uuid.uuid4().hex[:6]}",
         "DRIFTLINE_LEARNER_CHECKPOINT_EVERY": str(CHECKPOINT_EVERY),
         "DRIFTLINE_LEARNER_METRICS_EVERY": str(METRICS_EVERY),
@@ -220,35 +232,62 @@ def run(quick: bool) -> Result:
     ).get()
     river = _river_loop(cfg, data)
 
+    clients = ("kafka-python", "confluent")
     with broker_settings(signing_key=KEY, signing_key_id="bench") as settings:
         # Each through-broker run has its in-process loop measured just before it, so both
         # see the same load on the machine.
-        base_one = _in_process(cfg, data)
-        one = _through_broker(settings, cfg, data, spread=False)
-        base_spread = _in_process(cfg, data)
-        spread = _through_broker(settings, cfg, data, spread=True)
+        runs: dict[tuple[str, bool], tuple[InProcess, Through]] = {}
+        for client in clients:
+            for spread in (False, True):
+                base = _in_process(cfg, data)
+                runs[client, spread] = (
+                    base,
+                    _through_broker(settings, cfg, data, spread=spread, client=client),
+                )
+        configured = settings.kafka_client
 
-    cpu_ratio = one.per_cpu_s / base_one.per_cpu_s
-    wall_ratio = one.per_s / base_one.per_s
-    spread_cpu_ratio = spread.per_cpu_s / base_spread.per_cpu_s
-    spread_wall_ratio = spread.per_s / base_spread.per_s
-    rows = [
-        ("in-process core (1)", n, base_one.per_s, base_one.per_cpu_s, "", ""),
-        ("learner, one partition", one.examples, one.per_s, one.per_cpu_s, wall_ratio, cpu_ratio),
-        ("in-process core (2)", n, base_spread.per_s, base_spread.per_cpu_s, "", ""),
-        (
-            f"learner, {spread.partitions} partitions",
-            spread.examples,
-            spread.per_s,
-            spread.per_cpu_s,
-            spread_wall_ratio,
-            spread_cpu_ratio,
-        ),
+    def ratios(client: str, spread: bool) -> tuple[float, float]:
+        base, through = runs[client, spread]
+        return through.per_s / base.per_s, through.per_cpu_s / base.per_cpu_s
+
+    base_one, one = runs[configured, False]
+    wall_ratio, cpu_ratio = ratios(configured, False)
+    spread_wall_ratio, spread_cpu_ratio = ratios(configured, True)
+    rows: list[tuple[Any, ...]] = []
+    for client in clients:
+        for spread in (False, True):
+            base, through = runs[client, spread]
+            wall, cpu = ratios(client, spread)
+            where = f"{through.partitions} partitions" if spread else "one partition"
+            rows.append((f"{client}: in-process core", n, base.per_s, base.per_cpu_s, "", ""))
+            rows.append(
+                (
+                    f"{client}: learner, {where}",
+                    through.examples,
+                    through.per_s,
+                    through.per_cpu_s,
+                    wall,
+                    cpu,
+                )
+            )
+    rows += [
         ("River loop (reference)", n, river.per_s, river.per_cpu_s, "", ""),
-        ("accuracy: learner", n, one.accuracy, "", "", ""),
+        *[(f"accuracy: learner ({c})", n, runs[c, False][1].accuracy, "", "", "") for c in clients],
         ("accuracy: River", n, river_acc, "", "", ""),
-        ("peak RSS MB", "", one.rss_mb, spread.rss_mb, "", ""),
+        *[
+            (f"peak RSS MB ({c})", "", runs[c, False][1].rss_mb, runs[c, True][1].rss_mb, "", "")
+            for c in clients
+        ],
     ]
+    by_client = {
+        f"{c.replace('-', '_')}_{k}": round(v, 4)
+        for c in clients
+        for k, v in zip(
+            ("wall_ratio", "cpu_ratio", "spread_wall_ratio", "spread_cpu_ratio"),
+            (*ratios(c, False), *ratios(c, True)),
+            strict=True,
+        )
+    }
     return Result(
         bench="learner",
         value=one.per_cpu_s,
@@ -266,7 +305,9 @@ def run(quick: bool) -> Result:
             "cpu_ratio_vs_river_loop": round(one.per_cpu_s / river.per_cpu_s, 4),
             "accuracy": one.accuracy,
             "river_accuracy": river_acc,
-            "accuracy_identical": one.accuracy == river_acc,
-            "peak_rss_mb": round(max(one.rss_mb, spread.rss_mb), 1),
+            "accuracy_identical": all(runs[c, False][1].accuracy == river_acc for c in clients),
+            "peak_rss_mb": round(max(t.rss_mb for _, t in runs.values()), 1),
+            "kafka_client": configured,
+            **by_client,
         },
     )

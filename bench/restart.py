@@ -41,7 +41,7 @@ from typing import Any
 from river import linear_model, preprocessing
 from river.datasets import synth
 
-from bench.harness import Result, broker_settings
+from bench.harness import SIGNING_KEY, Result, broker_settings
 from bench.roundtrip import make_events
 from bench.validator import configs
 from schemas import AliasReason, Event, Spec, StreamConfig, Topics
@@ -52,7 +52,7 @@ from services.common.settings import DriftlineSettings
 from services.localbroker.ports import free_ports
 from services.registry.client import ANY, Registry
 
-KEY = "bench-signing-key-0123456789"
+KEY = SIGNING_KEY
 AIM_S = 5.0
 SERVING_AIM_S = 1.0
 MODEL = "bench"

@@ -20,7 +20,7 @@ from typing import Any
 from river import compose, linear_model, preprocessing
 from river.datasets import synth
 
-from bench.harness import Result, Stopwatch, broker_settings
+from bench.harness import SIGNING_KEY, Result, Stopwatch, broker_settings
 from schemas import (
     CATALOGUE,
     AliasMoved,
@@ -46,7 +46,7 @@ from services.trainer import train, window
 from services.trainer.runner import labels
 from services.trainer.window import Row
 
-KEY = "bench-signing-key-0123456789"
+KEY = SIGNING_KEY
 NUMBERS = ("salary", "commission", "age", "hvalue", "hyears", "loan", "car", "zipcode")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CANDIDATES = ("logistic_regression", "hist_gradient_boosting", "random_forest")

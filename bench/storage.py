@@ -25,11 +25,12 @@ from typing import Any
 from river import tree
 from river.datasets import synth
 
-from bench.harness import Result, Stopwatch, emit
+from bench.harness import SIGNING_KEY, Result, Stopwatch, emit
 from schemas import AliasReason, Lineage, StreamConfig
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry, Retention
+from services.registry.sql_store import SqlStore
 
 STREAM = "storage"
 CONFIG = StreamConfig.model_validate(
@@ -74,10 +75,12 @@ def measure(settings: DriftlineSettings, registry: Registry, *, fold_wal: bool =
     ``fold_wal``: SQLite's write-ahead log is first checkpointed and truncated, so the
     database's size is what it holds, not how full its (capped) log happens to be.
     """
-    raw = registry.engine.raw_connection()
+    assert isinstance(registry.backend, SqlStore)  # noqa: S101 - opened from a SQL URL
+    engine = registry.backend.engine
+    raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
-        if registry.engine.dialect.name == "postgresql":
+        if engine.dialect.name == "postgresql":
             cursor.execute(
                 "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -186,7 +189,7 @@ def grow(
         env={},
         data_dir=data_dir,
         registry_url=registry_url,
-        signing_key="bench-storage-signing-key",
+        signing_key=SIGNING_KEY,
         signing_key_id="bench",
         registry_keep_checkpoints=retention.keep_checkpoints,
         registry_keep_online_versions=retention.keep_online_versions,

@@ -10,7 +10,13 @@ from schemas.examples import LabelledExample
 from schemas.fleet import ModelLoaded, ModelLoadFailed
 from schemas.lineage import Lineage, OffsetRange
 from schemas.metrics import MetricSnapshot
-from schemas.models import AliasMoved, AliasReason, ArtifactRef, ModelVersionPublished
+from schemas.models import (
+    AliasMoved,
+    AliasReason,
+    ArtifactRef,
+    EventSignature,
+    ModelVersionPublished,
+)
 from schemas.predictions import ModelAnswer, Prediction, PredictionRequest, ShadowPair
 from schemas.streams import FeatureSpec, LabelSpec, ModelSpec, Policy, Spec, StreamConfig
 from schemas.topics import CATALOGUE, Topics, TopicSpec, event_classes
@@ -20,6 +26,7 @@ __all__ = [
     "AliasMoved",
     "AliasReason",
     "ArtifactRef",
+    "EventSignature",
     "DeadLetter",
     "DriftDetected",
     "Event",

@@ -138,11 +138,25 @@ class ModelSpec(Record):
 
 
 class DriftPolicy(Record):
-    """How drift is detected and debounced."""
+    """How drift is detected and debounced.
+
+    Concept drift (a rise of the online model's error) triggers a retrain. Data drift
+    (a feature's distribution moving) is reported, as a ``DriftDetected`` event of kind
+    ``data`` and in the learner's metrics, and triggers a retrain only with
+    ``data_drift_retrains``: inputs move with seasons and time of day while the concept
+    holds. ``exclude_features`` are left out of the data-drift tests (time stamps,
+    counters, ids: ``spec infer`` lists the monotonic features it sees).
+    """
 
     detector: Literal["ADWIN", "PageHinkley", "KSWIN"] = "ADWIN"
     params: dict[str, JsonValue] = Field(default_factory=dict)
     data_drift: bool = True
+    data_drift_retrains: bool = Field(
+        default=False, description="a data-drift event also triggers a retrain"
+    )
+    exclude_features: tuple[StrictStr, ...] = Field(
+        default=(), description="features left out of the data-drift tests"
+    )
     data_window: int = Field(default=500, ge=50, description="examples per data-drift window")
     data_alpha: float = Field(default=0.0001, gt=0, lt=1, description="data-drift test level")
     cooldown: int = Field(default=2000, ge=0, description="examples between two drift events")
@@ -151,6 +165,12 @@ class DriftPolicy(Record):
 class RetrainPolicy(Record):
     """Which examples a retrain uses, how it is tuned, and how often it is scheduled.
 
+    ``mode``: ``since_drift`` (the default) trains a drift's run on the examples after the
+    drift only (the newest ``window`` of them; the trainer waits, bounded by
+    ``DRIFTLINE_TRAINER_DRIFT_WAIT_S``, until ``min_size`` exist): a model trained on rows
+    from before the drift learns the old concept again. ``last``: the newest ``window``
+    examples whatever the drift. Scheduled and manual runs always use ``last``.
+
     ``every``: besides drift, the learner requests a run on the newest ``window`` examples
     once ``every`` examples have passed since the stream's last drift event or scheduled
     request. A model trained while a gradual drift was under way learned a mixture of
@@ -158,8 +178,12 @@ class RetrainPolicy(Record):
     schedule replaces such a model once the new concept has settled. None: drift only.
     """
 
-    mode: Literal["last", "since_drift"] = "last"
-    window: int = Field(default=5000, ge=10, description="the last W examples (mode last)")
+    mode: Literal["last", "since_drift"] = "since_drift"
+    window: int = Field(
+        default=5000,
+        ge=10,
+        description="the last W examples (mode last); at most the newest W (since_drift)",
+    )
     min_size: int = Field(default=1000, ge=10, description="at least this many examples")
     holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
     candidates: tuple[
@@ -204,13 +228,14 @@ class StreamConfig(Event):
     """Sent by ``driftline spec publish`` to ``streams`` (key: the stream name).
 
     ``version`` is None in a file and assigned on publish (latest + 1). Schema version 2
-    added ``policy.retrain.every``.
+    added ``policy.retrain.every``; version 3 ``policy.drift.data_drift_retrains`` and
+    ``policy.drift.exclude_features``.
     """
 
-    SCHEMA_VERSION: ClassVar[int] = 2
+    SCHEMA_VERSION: ClassVar[int] = 3
 
     event_type: Literal["stream_config"] = "stream_config"
-    schema_version: int = Field(default=2, ge=1, description="version of this event's schema")
+    schema_version: int = Field(default=3, ge=1, description="version of this event's schema")
     stream: StrictStr = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
     version: int | None = Field(default=None, ge=1)
     spec: Spec
@@ -229,6 +254,11 @@ class StreamConfig(Event):
                 raise ValueError(
                     f"policy.primary_metric {metric!r} does not fit a {kind} label "
                     f"(use one of {', '.join(wanted)})"
+                )
+        for name in self.policy.drift.exclude_features:
+            if self.spec.feature(name) is None:
+                raise ValueError(
+                    f"policy.drift.exclude_features: {name!r} is not a feature of the spec"
                 )
         seg = self.policy.segment_feature
         if seg is not None:

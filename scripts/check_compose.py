@@ -10,6 +10,9 @@
 3. Every ``DRIFTLINE_*`` variable given to a container is a field of a settings class.
 4. Each long-running service is probed (healthcheck) and scraped (Prometheus) on the port
    its environment sets, and the Grafana dashboard queries only metrics the code defines.
+5. Only the registry gets a database URL and a volume of artifacts; every other container
+   reaches it over HTTP (``DRIFTLINE_REGISTRY_URL=http(s)://...``) with the service token,
+   which docker-compose refuses to start without.
 
 Usage: ``python scripts/check_compose.py [--no-docker-compose]``; exit 1 on any problem.
 ``tests/test_compose.py`` runs checks 2 to 4 (pure Python, no docker-compose needed).
@@ -39,7 +42,10 @@ COMPOSE = ROOT / "docker-compose.yml"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 GROUP = "driftline.services"
-PLACEHOLDER_KEY = "compose-config-check-placeholder-key"  # noqa: S105 - not a secret
+PLACEHOLDER_KEY = "3vVq+MF+7Pju9GlrAKTrriYzSvWCbTSTB/+lyab8iO4="  # noqa: S105 - not a secret
+PLACEHOLDER_PUBLIC = "compose-1:Z2yZ3xBu3cI8Ij1fV6Q7m3a8vX0z9d2lJ4vQ5m7ZqHQ="  # shape only
+PLACEHOLDER_CHECKPOINT = "compose-config-check-placeholder-key"  # noqa: S105
+PLACEHOLDER_TOKEN = "compose-config-check-placeholder-token"  # noqa: S105
 _METRIC_DEF = re.compile(r"\.(?:counter|gauge|histogram)\(\s*\"([a-z0-9_]+)\"")
 _METRIC_USE = re.compile(r"\bdriftline_[a-z0-9_]+")
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -233,6 +239,9 @@ def docker_compose_problems(binary: str = "docker-compose") -> list[str]:
         return [f"{binary} is not installed (Debian: apt-get install docker-compose)"]
     base = [exe, "--project-directory", str(ROOT), "-f", str(COMPOSE), "--profile", "demo"]
     env = {k: v for k, v in os.environ.items() if k != "DRIFTLINE_SIGNING_KEY"}
+    env.setdefault("DRIFTLINE_VERIFY_KEYS", PLACEHOLDER_PUBLIC)
+    env.setdefault("DRIFTLINE_CHECKPOINT_KEY", PLACEHOLDER_CHECKPOINT)
+    env.setdefault("DRIFTLINE_SERVICE_TOKEN", PLACEHOLDER_TOKEN)
     problems = []
     ok = subprocess.run(  # noqa: S603 - fixed arguments
         [*base, "config", "-q"],
@@ -251,6 +260,42 @@ def docker_compose_problems(binary: str = "docker-compose") -> list[str]:
     )
     if unsigned.returncode == 0 or "DRIFTLINE_SIGNING_KEY" not in unsigned.stderr:
         problems.append("docker-compose config accepts a missing DRIFTLINE_SIGNING_KEY")
+    open_writes = subprocess.run(  # noqa: S603 - fixed arguments
+        [*base, "config", "-q"],
+        env={
+            **{k: v for k, v in env.items() if k != "DRIFTLINE_SERVICE_TOKEN"},
+            "DRIFTLINE_SIGNING_KEY": PLACEHOLDER_KEY,
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if open_writes.returncode == 0 or "DRIFTLINE_SERVICE_TOKEN" not in open_writes.stderr:
+        problems.append("docker-compose config accepts a missing DRIFTLINE_SERVICE_TOKEN")
+    return problems
+
+
+def registry_problems(compose: Mapping[str, Any]) -> list[str]:
+    """Only the registry opens the database and the artifacts; the rest use its API."""
+    problems = []
+    for name, svc in driftline_services(compose).items():
+        env = _environment(svc)
+        url = env.get("DRIFTLINE_REGISTRY_URL", "")
+        volumes = [str(v) for v in svc.get("volumes") or []]
+        shared = [v for v in volumes if v.split(":")[0] == "artifacts"]
+        remote = url.startswith(("http://", "https://"))
+        if name == "registry":
+            if remote or not url:
+                problems.append("registry: DRIFTLINE_REGISTRY_URL must be its database's URL")
+            continue
+        if name == "topics":
+            continue  # creates topics only
+        if url and not remote:
+            problems.append(f"{name}: opens the registry's database ({url.split(':')[0]})")
+        if not env.get("DRIFTLINE_SERVICE_TOKEN"):
+            problems.append(f"{name}: no DRIFTLINE_SERVICE_TOKEN for the registry's write API")
+        if shared:
+            problems.append(f"{name}: mounts the artifact volume; artifacts go through the API")
     return problems
 
 
@@ -262,6 +307,7 @@ def all_problems(*, docker_compose: bool = True) -> Iterator[str]:
     yield from command_problems(compose)
     yield from env_problems(compose)
     yield from port_problems(compose)
+    yield from registry_problems(compose)
     yield from dashboard_problems()
 
 

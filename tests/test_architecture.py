@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ ROOTS = {"cli", "demo", "localbroker"}
 VENDOR_HOMES = {
     "kafka": {"services/common/kafka_client.py"},
     "faust": {"services/common/faust_app.py"},
+    "confluent_kafka": {"services/common/kafka_confluent.py"},
 }
 # Pure cores: no Kafka, no faust, no database.
 PURE = {
@@ -38,7 +41,7 @@ PURE = {
     "services/serving/protocol.py",
     "services/serving/shadow.py",
 }
-IO_PACKAGES = {"kafka", "faust", "aiokafka", "sqlalchemy", "psycopg"}
+IO_PACKAGES = {"kafka", "faust", "aiokafka", "confluent_kafka", "sqlalchemy", "psycopg"}
 
 
 def imports(path: Path) -> set[str]:
@@ -81,3 +84,40 @@ def test_layering(path: Path) -> None:
             pytest.fail(f"{name} imports {sorted(uses)}: {vendor} lives only in {sorted(homes)}")
     if name in PURE:
         assert not {m for m in mods if m.split(".")[0] in IO_PACKAGES}, f"{name} must stay pure"
+
+
+DATABASE = {"sqlalchemy", "alembic", "psycopg", "psycopg2", "sqlite3"}
+REGISTRY_PRIVATE = {
+    f"services.registry.{m}" for m in ("sql_store", "repository", "tables", "db", "migrations")
+}
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in SOURCES if not rel(p).startswith("services/registry/")], ids=rel
+)
+def test_only_the_registry_touches_its_database(path: Path) -> None:
+    """No module outside ``services/registry`` imports a database driver or the
+    registry's SQL store, tables or migrations: everything else goes through the client."""
+    mods = imports(path)
+    drivers = {m for m in mods if m.split(".")[0] in DATABASE}
+    private = {m for m in mods if any(m.startswith(p) for p in REGISTRY_PRIVATE)}
+    assert not drivers | private, f"{rel(path)} imports {sorted(drivers | private)}"
+
+
+def test_services_open_the_registry_over_http() -> None:
+    """With an ``http://`` registry URL, the learner, trainer and evaluator get the REST
+    store and never load the SQL store (so they hold no database connection)."""
+    code = (
+        "import sys\n"
+        "import services.learner.app, services.trainer.app, services.evaluator.app\n"
+        "from services.common.settings import DriftlineSettings\n"
+        "from services.registry.client import Registry\n"
+        "s = DriftlineSettings.load(env={'DRIFTLINE_REGISTRY_URL': 'http://127.0.0.1:9'})\n"
+        "r = Registry.open(s)\n"
+        "print(type(r.backend).__name__, 'services.registry.sql_store' in sys.modules)\n"
+        "r.close()\n"
+    )
+    out = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.split()
+    assert out == ["RestStore", "False"]

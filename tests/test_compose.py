@@ -82,13 +82,39 @@ def test_dashboard_queries_only_defined_metrics() -> None:
 
 
 def test_secrets_come_from_the_environment(compose: dict[str, Any]) -> None:
-    """The signing key is required from the user's environment; no secret is written down."""
+    """The keys are required from the user's environment; no secret is written down; only
+    the signers get the private key, every service the public keys."""
     raw = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
-    assert "${DRIFTLINE_SIGNING_KEY:?" in raw
-    for svc in check.driftline_services(compose).values():
+    assert "${DRIFTLINE_SIGNING_KEY:?" in raw and "${DRIFTLINE_VERIFY_KEYS:?" in raw
+    assert "${DRIFTLINE_SERVICE_TOKEN:?" in raw
+    signers = set()
+    for name, svc in check.driftline_services(compose).items():
         env = svc["environment"]
-        assert env["DRIFTLINE_SIGNING_KEY"] == "<DRIFTLINE_SIGNING_KEY>"
+        if "DRIFTLINE_SIGNING_KEY" in env:
+            assert env["DRIFTLINE_SIGNING_KEY"] == "<DRIFTLINE_SIGNING_KEY>"
+            signers.add(name)
+        assert env["DRIFTLINE_VERIFY_KEYS"] == "<DRIFTLINE_VERIFY_KEYS>"
         assert env["DRIFTLINE_ADMIN_TOKEN"] == ""  # unset unless the user sets it
+    assert signers == {"registry", "learner", "trainer"}
+
+
+def test_only_the_registry_opens_its_database(compose: dict[str, Any]) -> None:
+    """Services reach the registry over HTTP with the service token and mount no artifacts;
+    a learner given the database URL and the artifact volume is caught."""
+    assert check.registry_problems(compose) == []
+    services = check.driftline_services(compose)
+    database = services["registry"]["environment"]["DRIFTLINE_REGISTRY_URL"]
+    assert database.startswith("postgresql")
+    for name, svc in services.items():
+        if name not in {"registry", "topics"}:
+            assert svc["environment"]["DRIFTLINE_REGISTRY_URL"] == "http://registry:8300", name
+    broken = json.loads(json.dumps(compose))
+    learner = broken["services"]["learner"]
+    learner["environment"]["DRIFTLINE_REGISTRY_URL"] = database
+    learner["volumes"] = ["artifacts:/data/artifacts"]
+    problems = check.registry_problems(broken)
+    assert any("learner: opens the registry's database" in p for p in problems)
+    assert any("learner: mounts the artifact volume" in p for p in problems)
 
 
 def test_demo_stream_config_is_valid() -> None:

@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         broker,
         demo,
         dlq,
+        keys_cmd,
         models,
         produce,
         retrain,
@@ -32,7 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="driftline", description="Event-driven retraining on Apache Kafka."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (broker, topics, schemas_cmd, run, demo, models, produce, spec, dlq, retrain):
+    for module in (
+        broker,
+        topics,
+        schemas_cmd,
+        run,
+        demo,
+        models,
+        produce,
+        spec,
+        dlq,
+        retrain,
+        keys_cmd,
+    ):
         module.register(sub)
     return parser
 

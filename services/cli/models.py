@@ -32,7 +32,7 @@ from services.common.codec import decode
 from services.common.errors import CodecError
 from services.common.kafka_client import end_offsets, make_producer, read_between
 from services.common.settings import DriftlineSettings
-from services.registry.client import AliasMove, ModelInfo, ModelVersion, Registry
+from services.registry.client import AliasMove, ModelInfo, ModelVersion, Registry, is_remote
 from services.registry.errors import AliasConflict, NotFound, RegistryError
 
 # -- parsers --------------------------------------------------------------------------------
@@ -248,7 +248,10 @@ def _model_or_none(registry: Registry, name: str) -> ModelInfo | None:
 
 
 def _publish(settings: DriftlineSettings, registry: Registry) -> None:
-    """Relay the outbox now; when Kafka cannot take it, say that the event is queued."""
+    """Relay the outbox now; when Kafka cannot take it, say that the event is queued.
+    A registry service relays its own outbox (woken by the move itself)."""
+    if is_remote(settings.registry_url):
+        return
     producer: Any = None
     problem: str | None = None
     kafka_log = logging.getLogger("kafka")

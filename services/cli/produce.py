@@ -23,7 +23,8 @@ from rich.console import Console
 from schemas import LabelledExample, Topics
 from services.cli.output import print_table, progress_bar
 from services.common.errors import BrokerUnavailable, ConfigError
-from services.common.kafka_client import end_offsets, make_producer
+from services.common.kafka_backend import open_producer
+from services.common.kafka_client import end_offsets
 from services.common.settings import DriftlineSettings
 from services.ingest.producer import PRODUCE_OVERRIDES, SendReport, encode_raw, send_all
 from services.ingest.sources import (
@@ -167,7 +168,7 @@ def produce_cmd(args: argparse.Namespace) -> int:
                 yield item
 
     console = Console(stderr=True)
-    producer = make_producer(settings, **PRODUCE_OVERRIDES)
+    producer = open_producer(settings, **PRODUCE_OVERRIDES)  # DRIFTLINE_KAFKA_CLIENT
     interrupted = False
     try:
         with progress_bar(console) as progress:

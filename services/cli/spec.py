@@ -42,7 +42,7 @@ from services.ingest.infer import (
     DEFAULT_MAX_CLASSES,
     infer_config,
 )
-from services.ingest.sources import Record
+from services.ingest.sources import Record, csv_header, is_dataset, unnamed_columns
 
 # Fields of a StreamConfig that a YAML file holds (the envelope is added on publish).
 INFER_DEFAULT_ROWS = 100_000
@@ -144,11 +144,15 @@ def infer_cmd(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError("source", f"{args.source}: {exc}") from exc
+    notes = list(result.warnings)
+    source = Path(args.source)
+    if not is_dataset(args.source) and source.suffix.lower() == ".csv":
+        notes = unnamed_columns(csv_header(source)) + notes
     header = [
         f"stream config inferred by `driftline spec infer` from {args.source} "
         f"({result.rows} rows) on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "Review ranges, categories and nullability, then: driftline spec publish FILE",
-        *(f"warning: {w}" for w in result.warnings),
+        *(f"warning: {w}" for w in notes),
     ]
     text = "".join(f"# {line}\n" for line in header) + config_to_yaml(result.config)
     output = args.output or f"{stream}.yaml"
@@ -163,7 +167,7 @@ def infer_cmd(args: argparse.Namespace) -> int:
             f"wrote {path}: {len(result.config.spec.features)} features, label "
             f"{result.config.spec.label.kind}, from {result.rows} rows"
         )
-    for warning in result.warnings:
+    for warning in notes:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 

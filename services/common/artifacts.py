@@ -4,7 +4,9 @@ Layout: ``MAGIC``, a 4-byte big-endian header length, the header (JSON: format, 
 algorithm, spec sha256), then the pickle. The header holds no timestamp, so packing the
 same model twice gives the same bytes and the same sha256.
 
-Nothing is unpickled before the bytes' sha256 and HMAC signature are verified.
+Nothing is unpickled before the bytes' sha256 and signature are verified, and the
+signature says which model and version the bytes are (:func:`load_version`, the one call
+a follower of the ``models`` topic needs).
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from schemas import ModelVersionPublished
 from services.common.errors import DriftlineError
 from services.common.predictor import Predictor
-from services.common.signing import Keyring, Signature
+from services.common.signing import (
+    Keyring,
+    Signature,
+    Subject,
+    artifact_subject,
+    checkpoint_subject,
+)
 
 MAGIC = b"DRIFTLINE-ARTIFACT\n"
 FORMAT = 1
@@ -70,15 +79,18 @@ def _split(data: bytes) -> tuple[ArtifactHeader, bytes]:
     return header, data[start + size :]
 
 
-def load(data: bytes, expected: Signature, keyring: Keyring) -> tuple[ArtifactHeader, Predictor]:
-    """Verify ``data`` against ``expected``, then read the header and unpickle.
+def load(
+    data: bytes, expected: Signature, keyring: Keyring, subject: Subject
+) -> tuple[ArtifactHeader, Predictor]:
+    """Verify ``data`` against ``expected`` as ``subject``, then read the header and unpickle.
 
-    Raises :class:`~services.common.signing.SignatureError` for a tampered, unsigned or
-    unknown-key artifact (before any deserialization), :class:`ArtifactError` otherwise.
+    Raises :class:`~services.common.signing.SignatureError` for a tampered, unsigned,
+    re-labelled or unknown-key artifact (before any deserialization), :class:`ArtifactError`
+    otherwise.
     """
-    keyring.verify(data, expected)
+    keyring.verify(data, expected, subject)
     header, body = _split(data)
-    predictor = pickle.loads(body)  # noqa: S301 - sha256 and HMAC verified just above
+    predictor = pickle.loads(body)  # noqa: S301 - sha256 and signature verified just above
     if not isinstance(predictor, Predictor):
         raise ArtifactError(f"artifact holds a {type(predictor).__name__}, not a Predictor")
     if predictor.spec_sha256 != header.spec_sha256:
@@ -86,17 +98,38 @@ def load(data: bytes, expected: Signature, keyring: Keyring) -> tuple[ArtifactHe
     return header, predictor
 
 
-def sign_blob(data: bytes, keyring: Keyring) -> Signature:
-    """Sign any blob (artifact or checkpoint) with the configured signing key."""
-    return keyring.sign(data)
+def expected_of(event: ModelVersionPublished) -> Signature:
+    """The sha256, signature and key id a version event records for its artifact."""
+    ref = event.artifact
+    return Signature(ref.sha256, ref.signature, ref.key_id)
 
 
-def load_blob(data: bytes, expected: Signature, keyring: Keyring) -> Any:
-    """Verify a signed pickled blob (a checkpoint), then unpickle it."""
-    keyring.verify(data, expected)
-    return pickle.loads(data)  # noqa: S301 - sha256 and HMAC verified just above
+def load_version(
+    data: bytes, event: ModelVersionPublished, keyring: Keyring
+) -> tuple[ArtifactHeader, Predictor]:
+    """Verify and load the artifact bytes of the version ``event`` announces: they must be
+    signed as that model and version (bytes of another version are refused)."""
+    return load(data, expected_of(event), keyring, artifact_subject(event.model, event.version))
+
+
+def sign_blob(data: bytes, keyring: Keyring, subject: Subject) -> Signature:
+    """Sign any blob as ``subject`` with the configured signing key."""
+    return keyring.sign(data, subject)
+
+
+def seal_checkpoint(data: bytes, keyring: Keyring, *, owner: str, key: str) -> Signature:
+    """Sign a checkpoint (private state: the signing key, else ``DRIFTLINE_CHECKPOINT_KEY``)."""
+    return keyring.seal(data, checkpoint_subject(owner, key))
+
+
+def load_checkpoint_blob(
+    data: bytes, expected: Signature, keyring: Keyring, *, owner: str, key: str
+) -> Any:
+    """Verify a checkpoint's bytes as ``owner``'s state under ``key``, then unpickle them."""
+    keyring.unseal(data, expected, checkpoint_subject(owner, key))
+    return pickle.loads(data)  # noqa: S301 - sha256 and signature verified just above
 
 
 def dump_blob(state: Any) -> bytes:
-    """Pickle a state object for a checkpoint (sign it with :func:`sign_blob`)."""
+    """Pickle a state object for a checkpoint (sign it with :func:`seal_checkpoint`)."""
     return pickle.dumps(state, protocol=5)

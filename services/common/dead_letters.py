@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 class _Producer(Protocol):
-    def send(self, topic: str, key: bytes | None, value: bytes) -> Any: ...
+    def send(self, topic: str, value: bytes | None = ..., key: bytes | None = ...) -> Any: ...
 
 
 class DeadLetters:

@@ -121,14 +121,16 @@ def json_route(*, any_content_type: bool = False, decode: Decoder = strict_json)
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for request bodies over ``max_bytes``."""
+    """ASGI middleware: 413 for request bodies over ``max_bytes``; paths starting with one
+    of ``exempt`` are left to their route, which enforces a limit of its own (uploads)."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, exempt: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith(self.exempt):
             await self.app(scope, receive, send)
             return
         length = Headers(scope=scope).get("content-length")

@@ -7,13 +7,15 @@ fail-fast behaviour for an unreachable broker are decided in one place.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from kafka import (
+    AsyncConsumerRebalanceListener,
     ConsumerRebalanceListener,
     KafkaAdminClient,
     KafkaConsumer,
@@ -23,7 +25,9 @@ from kafka import (
 from kafka import errors as KafkaErrors
 from kafka.admin import ConfigResource, ConfigResourceType, MemberToRemove, NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.future import Future as KafkaFuture
 from kafka.partitioner.default import murmur2
+from kafka.structs import OffsetAndMetadata
 
 from schemas import TopicSpec
 from services.common.errors import BrokerError, BrokerUnavailable, DataExpired
@@ -426,6 +430,15 @@ def assign_all(
     return tps
 
 
+def assign_at(consumer: KafkaConsumer, topic: str, partition: int, offset: int) -> Any:
+    """Assign one partition to a group-less consumer at ``offset``; returns the partition
+    (for ``end_offsets``, ``highwater``). Online followers read their stream this way."""
+    tp = TopicPartition(topic, partition)
+    consumer.assign([tp])
+    consumer.seek(tp, offset)
+    return tp
+
+
 def caught_up(consumer: KafkaConsumer, tps: list[Any]) -> bool:
     """True when the consumer's position is at the end of every partition."""
     end = consumer.end_offsets(tps)
@@ -468,3 +481,120 @@ def subscribe_from_beginning(consumer: KafkaConsumer, topic: str) -> dict[int, i
 
     consumer.subscribe([topic], listener=FromBeginning())
     return committed
+
+
+# -- the backend seam (services.common.kafka_types), kafka-python side --------------------
+
+
+def _kp(tp: Any) -> TopicPartition:
+    return tp if isinstance(tp, TopicPartition) else TopicPartition(tp.topic, tp.partition)
+
+
+class _OffThreadListener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """Runs a listener's methods in a worker thread while the IO loop awaits them.
+
+    kafka-python 3 calls a rebalance listener on its IO thread, the one that also sends
+    heartbeats and fetches: a plain listener that blocks (a commit, a database write, a
+    flush) stops heartbeats while it runs, and a blocking consumer call from it raises
+    ``RuntimeError`` ("Cannot block on net.run() from the IO thread itself"). Awaited
+    from a worker thread, the listener may block and call the consumer, as with the Java
+    client and librdkafka, while the loop keeps heartbeating.
+    """
+
+    def __init__(self, net: Any, listener: Any) -> None:
+        self._net = net
+        self._listener = listener
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._off_thread(self._listener.on_partitions_revoked, revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._off_thread(self._listener.on_partitions_assigned, assigned)
+
+    async def on_partitions_lost(self, lost: Any) -> None:
+        method = getattr(self._listener, "on_partitions_lost", None)
+        await self._off_thread(method or self._listener.on_partitions_revoked, lost)
+
+    async def _off_thread(self, method: Callable[[list[Any]], None], partitions: Any) -> None:
+        if not partitions:  # an eager join revokes nothing first: not worth a call
+            return
+        done = KafkaFuture()
+        arg = sorted(partitions)
+
+        def work() -> None:
+            try:
+                method(arg)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting loop
+                failed = exc
+                self._net.call_soon_threadsafe(lambda: done.failure(failed))
+            else:
+                self._net.call_soon_threadsafe(lambda: done.success(None))
+
+        threading.Thread(target=work, name="kafka-rebalance-listener", daemon=True).start()
+        await done
+
+
+class KafkaPythonConsumer:
+    """:class:`~services.common.kafka_types.Consumer` over a :class:`KafkaConsumer`."""
+
+    def __init__(self, consumer: KafkaConsumer) -> None:
+        self.raw = consumer
+
+    def subscribe(self, topics: Sequence[str], listener: Any = None) -> None:
+        if listener is None:
+            self.raw.subscribe(list(topics))
+        else:
+            self.raw.subscribe(list(topics), listener=_OffThreadListener(self.raw._net, listener))
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+        return self.raw.poll(timeout_ms=timeout_ms, max_records=max_records)
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.raw.seek(_kp(tp), offset)
+
+    def seek_to_beginning(self, tp: Any) -> None:
+        self.raw.seek_to_beginning(_kp(tp))
+
+    def seek_to_end(self, tp: Any) -> None:
+        self.raw.seek_to_end(_kp(tp))
+
+    def commit(self, offsets: Mapping[Any, int], timeout_ms: int | None = None) -> None:
+        self.raw.commit(
+            {_kp(tp): OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()},
+            timeout_ms=timeout_ms,
+        )
+
+    def assign(self, partitions: Sequence[Any]) -> None:
+        self.raw.assign([_kp(tp) for tp in partitions])
+
+    def position(self, tp: Any) -> int:
+        return int(self.raw.position(_kp(tp)))
+
+    def end_offsets(self, partitions: Sequence[Any]) -> dict[Any, int]:
+        return {tp: int(o) for tp, o in self.raw.end_offsets([_kp(p) for p in partitions]).items()}
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        found = self.raw.partitions_for_topic(topic)
+        return set(found) if found else None
+
+    def close(self) -> None:
+        self.raw.close(autocommit=False)
+
+
+class KafkaPythonBackend:
+    """The kafka-python backend: :func:`make_consumer` and :func:`make_producer` behind
+    the seam (:class:`KafkaProducer` is a :class:`~services.common.kafka_types.Producer`
+    as it is)."""
+
+    name: Final = "kafka-python"
+
+    def consumer(
+        self, settings: DriftlineSettings, *topics: str, group_id: str | None, **options: Any
+    ) -> KafkaPythonConsumer:
+        return KafkaPythonConsumer(make_consumer(settings, *topics, group_id=group_id, **options))
+
+    def producer(self, settings: DriftlineSettings, **options: Any) -> KafkaProducer:
+        return make_producer(settings, **options)
+
+    def is_fenced(self, exc: BaseException) -> bool:
+        return is_fenced(exc)

@@ -37,7 +37,7 @@ from typing import Final
 __all__ = ["LIBRARY_LOGGERS", "LogThrottle", "install", "uninstall"]
 
 # The client libraries whose loggers retry (and narrate) by themselves: every level counts.
-LIBRARY_LOGGERS: Final = ("kafka", "aiokafka", "faust", "mode")
+LIBRARY_LOGGERS: Final = ("kafka", "aiokafka", "faust", "mode", "confluent_kafka")
 _MAX_KEYS: Final = 2000
 _SUMMARY_FLAG: Final = "_driftline_throttle_summary"
 

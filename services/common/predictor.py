@@ -91,6 +91,10 @@ class Predictor:
     Build with :meth:`river` or :meth:`sklearn`; pickle it inside a signed artifact.
     """
 
+    follow: Any = None
+    """An online snapshot's :class:`~services.common.online_follow.FollowPoint`: where its
+    followers resume learning (None: a batch model, or a snapshot from before followers)."""
+
     def __init__(
         self,
         *,

@@ -15,15 +15,18 @@ services.common.errors.ConfigError: DRIFTLINE_KAFKA_BOOTSTRAP: ...
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from services.common import keys
 from services.common.errors import ConfigError
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -94,7 +97,12 @@ class DriftlineSettings(SettingsBase):
     cache_dir: Path | None = Field(
         default=None, description="download cache (Kafka jars); default ~/.cache/driftline"
     )
-    registry_url: str | None = Field(default=None, description="SQLAlchemy URL of the registry")
+    registry_url: str | None = Field(
+        default=None,
+        description="where the registry is: http(s)://host:port reaches the registry service "
+        "over its API; a SQLAlchemy URL opens its database in this process (the registry "
+        "service itself, tests, single-process tools)",
+    )
     artifacts_url: str | None = Field(default=None, description="where artifacts are stored")
     registry_http_url: str | None = Field(
         default=None,
@@ -116,18 +124,50 @@ class DriftlineSettings(SettingsBase):
         "after every online registration; aliased and recently aliased versions and batch "
         "versions are always kept (0: keep all until `driftline gc`)",
     )
-    signing_key: SecretStr | None = None
+    signing_key: SecretStr | None = Field(
+        default=None,
+        description="Ed25519 private key of a signer (registry, learner, trainer): base64 of "
+        "32 bytes or PEM",
+    )
     signing_key_id: str | None = None
     verify_keys: SecretStr | None = Field(
-        default=None, description="older keys for verification only: 'id:key,id:key'"
+        default=None,
+        description="public keys that verify artifacts and model events: 'id:<base64>,...'; "
+        "'id:hmac:<secret>' keeps artifacts signed with an old HMAC key readable",
+    )
+    checkpoint_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key for the checkpoints of a process that holds no signing key "
+        "(the evaluator); it verifies nothing else",
     )
     admin_token: SecretStr | None = None
+    service_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token of the registry's write API: the registry service accepts "
+        "it, the learner, trainer and evaluator send it (the admin token stays for people)",
+    )
+    registry_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="how long one request to the registry waits"
+    )
+    registry_retry_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="how long a call retries an unreachable registry (with backoff) before "
+        "it fails with RegistryUnavailable; callers then retry later themselves",
+    )
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     kafka_timeout_s: float = Field(
         default=15.0, gt=0, le=600, description="how long a client waits for the broker"
     )
-    # Kafka security, passed through to kafka-python and faust alike.
+    kafka_client: Literal["kafka-python", "confluent"] = Field(
+        default="kafka-python",
+        description="the Kafka client of the hot paths (producer CLI, validator, learner, "
+        "evaluator, serving's Kafka path): kafka-python, or confluent (librdkafka, "
+        "`pip install 'driftline[confluent]'`)",
+    )
+    # Kafka security, passed through to kafka-python, faust and confluent-kafka alike.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
@@ -172,6 +212,16 @@ class DriftlineSettings(SettingsBase):
         description="most bytes one fetch returns in all",
     )
 
+    @field_validator("kafka_client")
+    @classmethod
+    def _client_installed(cls, value: str) -> str:
+        if value == "confluent" and importlib.util.find_spec("confluent_kafka") is None:
+            raise ValueError(
+                "confluent-kafka is not installed; install it with "
+                "`pip install 'driftline[confluent]'` or use kafka-python"
+            )
+        return value
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: str | None) -> str | None:
@@ -202,16 +252,23 @@ class DriftlineSettings(SettingsBase):
 
     @field_validator("signing_key")
     @classmethod
+    def _private_key_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            keys.load_private_key(value.get_secret_value())
+        return value
+
+    @field_validator("checkpoint_key")
+    @classmethod
     def _key_length(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 16:
-            raise ValueError("must be at least 16 characters")
+        if value is not None and len(value.get_secret_value()) < keys.MIN_SECRET:
+            raise ValueError(f"must be at least {keys.MIN_SECRET} characters")
         return value
 
     @field_validator("verify_keys")
     @classmethod
     def _verify_keys_shape(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            _parse_keys(value.get_secret_value())
+            keys.parse_verify_keys(value.get_secret_value())
         return value
 
     @model_validator(mode="after")
@@ -220,6 +277,18 @@ class DriftlineSettings(SettingsBase):
             raise ValueError(
                 "DRIFTLINE_SIGNING_KEY and DRIFTLINE_SIGNING_KEY_ID must be set together"
             )
+        private = self.private_key()
+        if private is not None:
+            listed = self.verify_key_set()
+            own = keys.public_text(private.public_key())
+            other = listed.public.get(str(self.signing_key_id))
+            if str(self.signing_key_id) in listed.legacy or (
+                other is not None and keys.public_text(other) != own
+            ):
+                raise ValueError(
+                    f"DRIFTLINE_VERIFY_KEYS lists another key under the signing key's id "
+                    f"{self.signing_key_id!r} (DRIFTLINE_SIGNING_KEY_ID)"
+                )
         request_timeout_ms = max(int(self.kafka_timeout_s * 1000), 5_000)
         if self.kafka_fetch_max_wait_ms >= request_timeout_ms:
             raise ValueError(
@@ -276,25 +345,29 @@ class DriftlineSettings(SettingsBase):
         return self.registry_url or f"sqlite:///{self.data_path / 'registry.db'}"
 
     @property
+    def registry_api_url(self) -> str | None:
+        """The registry service's base URL: ``DRIFTLINE_REGISTRY_HTTP_URL``, or
+        ``DRIFTLINE_REGISTRY_URL`` when that is ``http(s)://``."""
+        if self.registry_http_url:
+            return self.registry_http_url
+        url = self.registry_url
+        if url is not None and url.lower().startswith(("http://", "https://")):
+            return url
+        return None
+
+    @property
     def artifacts_location(self) -> str:
         """Where artifacts live (``file://`` URL; the data dir by default)."""
         return self.artifacts_url or (self.data_path / "artifacts").as_uri()
 
-    def verification_keys(self) -> dict[str, bytes]:
-        """Every key accepted for verification, by key id (the signing key included)."""
-        keys = _parse_keys(self.verify_keys.get_secret_value()) if self.verify_keys else {}
-        if self.signing_key is not None and self.signing_key_id is not None:
-            keys[self.signing_key_id] = self.signing_key.get_secret_value().encode()
-        return keys
+    def private_key(self) -> Ed25519PrivateKey | None:
+        """The Ed25519 key of ``DRIFTLINE_SIGNING_KEY`` (None: this process only verifies)."""
+        if self.signing_key is None:
+            return None
+        return keys.load_private_key(self.signing_key.get_secret_value())
 
-
-def _parse_keys(text: str) -> dict[str, bytes]:
-    keys: dict[str, bytes] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        key_id, sep, key = item.strip().partition(":")
-        if not sep or not key_id or not key:
-            raise ValueError("must be 'id:key[,id:key...]'")
-        keys[key_id] = key.encode()
-    return keys
+    def verify_key_set(self) -> keys.VerifyKeys:
+        """The keys of ``DRIFTLINE_VERIFY_KEYS`` (the signing key's public half not included)."""
+        if self.verify_keys is None:
+            return keys.VerifyKeys()
+        return keys.parse_verify_keys(self.verify_keys.get_secret_value())

@@ -14,17 +14,25 @@ How it works: a plain thread (kafka-python, no consumer group, no event loop) re
 has read up to the end offset it saw at start, it only records events; then it loads the
 final version of each followed alias once. Later events load as they come.
 
-Loading a version: fetch the artifact (its ``file://`` URI when readable here, else
-``{DRIFTLINE_REGISTRY_HTTP_URL}/artifacts/{sha256}``), verify sha256 and HMAC before
-anything is unpickled (:func:`services.common.artifacts.load`), check that every feature
+Every event is verified before it is recorded: it must carry the registry's Ed25519
+signature (:meth:`~services.common.signing.Keyring.verify_event`), so nobody who can write
+to the topic can move an alias or announce a version.
+
+Loading a version: fetch the artifact (its ``file://`` URI when readable here, else its
+``url``, else ``{DRIFTLINE_REGISTRY_HTTP_URL}/artifacts/{sha256}``), verify its sha256
+and that its signature names this model and version before anything is unpickled
+(:func:`services.common.artifacts.load_version`), check that every feature
 the model uses is declared by the caller with the same type, warm it up with one
 prediction, then swap it in by replacing an immutable mapping: readers take no lock and
 see either the old model or the new one, never a mix. Any failure keeps what was loaded,
 logs, counts and calls ``on_failure``.
 
-Reason codes of :class:`LoadFailure`: ``unsigned``, ``unknown_key_id``, ``bad_signature``,
-``sha256_mismatch``, ``incompatible_spec``, ``fetch_failed`` (retried every
-``retry_interval_s``), ``load_failed``, ``warmup_failed``.
+Reason codes of :class:`LoadFailure`: ``missing_signature``, ``unknown_key_id``,
+``bad_signature`` (also: bytes signed as another version), ``sha256_mismatch``,
+``incompatible_spec``, ``fetch_failed``, ``load_failed``, ``warmup_failed``. A refused
+version is tried again: ``fetch_failed`` every ``retry_interval_s``, any other reason with
+a backoff doubling from ``retry_interval_s`` to ``max_retry_interval_s`` (an artifact can
+be repaired), and at once whenever an alias moves to it again.
 
 **Unusable records.** Only the registry writes ``models``, but anyone with write access
 can, so a record is refused, counted by kind in :attr:`ModelSubscriber.refused` and logged
@@ -32,8 +40,11 @@ can, so a record is refused, counted by kind in :attr:`ModelSubscriber.refused` 
 of an unknown ``event_type`` (``unknown_event_type``), of a newer schema
 (``unsupported_schema_version``), otherwise against the contract (``contract_violation``),
 under a key that is not its own (``key_mismatch``: ``sea@champion`` must hold the
-``champion`` move of ``sea``), or a tombstone (``tombstone``: the registry removes an
-alias with an alias-moved event to no version and never deletes a key). A refused record
+``champion`` move of ``sea``), a tombstone (``tombstone``: the registry removes an
+alias with an alias-moved event to no version and never deletes a key), without the
+registry's signature (``missing_signature``), signed by a key not known here
+(``unknown_key_id``) or with a signature that does not match (``bad_signature``: a
+forged or altered event). Each kind is also passed to ``on_refusal``. A refused record
 changes nothing: the last valid version and alias stay. An event whose ``event_id`` was
 already applied under its key (a relay's redelivery, the registry re-asserting a value)
 is skipped, so an older value re-sent late never moves an alias back.
@@ -67,11 +78,12 @@ from services.common import artifacts
 from services.common.backoff import Backoff
 from services.common.compacted import Refusal, read_value
 from services.common.dead_letters import DeadLetters
+from services.common.errors import ConfigError
 from services.common.kafka_client import assign_all, make_consumer
 from services.common.logs import Throttle, at
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
-from services.common.signing import Keyring, Signature, SignatureError
+from services.common.signing import Keyring, SignatureError
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +96,9 @@ REFUSALS = (  # kinds of unusable records on the models topic (see the module do
     "contract_violation",
     "key_mismatch",
     "tombstone",
+    "missing_signature",
+    "unknown_key_id",
+    "bad_signature",
 )
 APPLIED_IDS_PER_KEY = 64  # event ids remembered per key, to skip redeliveries
 FETCH_TIMEOUT_S = 30.0
@@ -234,14 +249,26 @@ class ModelSubscriber:
         ``on_failure(failure)`` after a refused load, ``on_remove(old)`` when an alias
         followed was removed. An exception in a callback is logged, never raised.
     keyring
-        Verification keys (default: ``Keyring.from_settings(settings)``).
+        Verification keys (default: ``Keyring.from_settings(settings)``: the public keys
+        of ``DRIFTLINE_VERIFY_KEYS``).
     client_id
         The Kafka client id.
     retry_interval_s
-        How often a version that could not be fetched is tried again.
+        How often a version that could not be fetched is tried again, and the first
+        delay before a refused version is tried again.
+    max_retry_interval_s
+        The longest delay between two tries of a refused version.
+    on_refusal
+        Called from the subscriber's thread with the kind of every unusable record
+        (one of :data:`REFUSALS`), for metrics.
     dead_letters
         Where to letter unusable records (default: nowhere, they are counted and logged;
         the registry letters them).
+    prepare
+        Called from the subscriber's thread with each verified, warmed-up version before
+        it is swapped in; returns what to serve instead (serving wraps an online snapshot
+        in a :class:`~services.common.online_follower.Followers` follower). The previous
+        model serves until it returns; an exception keeps the version as loaded.
 
     Examples
     --------
@@ -265,6 +292,9 @@ class ModelSubscriber:
         on_remove: Callable[[LoadedModel], None] | None = None,
         retry_interval_s: float = 5.0,
         dead_letters: DeadLetters | None = None,
+        prepare: Callable[[LoadedModel], LoadedModel] | None = None,
+        max_retry_interval_s: float = 300.0,
+        on_refusal: Callable[[str], None] | None = None,
     ) -> None:
         if not aliases and not pins:
             raise ValueError("follow at least one alias or pin one version")
@@ -280,8 +310,11 @@ class ModelSubscriber:
         self.keyring = keyring if keyring is not None else Keyring.from_settings(settings)
         self.client_id = client_id
         self.retry_interval_s = retry_interval_s
+        self.max_retry_interval_s = max(max_retry_interval_s, retry_interval_s)
+        self.on_refusal = on_refusal
         # Read by any thread without a lock: replaced whole, never mutated.
         self._snapshot: Mapping[tuple[str, str], LoadedModel] = MappingProxyType({})
+        self._swap_lock = threading.Lock()  # writers only (the subscriber, replace())
         # Written by the subscriber thread under _lock; read (copied) under it.
         self._lock = threading.Lock()
         self._versions: dict[str, dict[int, ModelVersionPublished]] = {}
@@ -295,6 +328,7 @@ class ModelSubscriber:
         self._start_end: dict[Any, int] = {}
         # Subscriber-thread state only.
         self._failed: dict[tuple[str, int], LoadFailure] = {}
+        self._attempts: dict[tuple[str, int], tuple[int, float]] = {}  # tries, next try at
         self._reported: set[tuple[str, int, str]] = set()
         self._cache: OrderedDict[tuple[str, int], tuple[Predictor, float]] = OrderedDict()
         self._retry_at = 0.0
@@ -308,6 +342,7 @@ class ModelSubscriber:
         }
         self.refused: dict[str, int] = dict.fromkeys(REFUSALS, 0)  # unusable records by kind
         self.dead_letters = dead_letters
+        self.prepare = prepare
         self._applied: dict[str, OrderedDict[str, None]] = {}  # key -> event ids applied
         self._throttle = Throttle(log, per_s=5)
         self.error: BaseException | None = None
@@ -318,10 +353,16 @@ class ModelSubscriber:
         """Connect and start following in a daemon thread; returns ``self``.
 
         Raises :class:`~services.common.errors.BrokerError` here, in the caller, when the
-        broker or the ``models`` topic is missing.
+        broker or the ``models`` topic is missing, and
+        :class:`~services.common.errors.ConfigError` without a public key to verify with.
         """
         if self._thread is not None:
             raise RuntimeError("this subscriber was started already")
+        if not self.keyring.public:
+            raise ConfigError(
+                "DRIFTLINE_VERIFY_KEYS",
+                "is not set: the registry's public key is needed to verify model events",
+            )
         consumer = make_consumer(
             self.settings,
             group_id=None,
@@ -460,7 +501,7 @@ class ModelSubscriber:
                 ):
                     self._mark_caught_up()
                 if self._caught_up.is_set() and self._failed and time.monotonic() > self._retry_at:
-                    self._retry_transient()
+                    self._retry_failed()
                 self._notify()
         except BaseException as exc:  # pragma: no cover - logged for the owner to see
             self.error = exc
@@ -512,6 +553,11 @@ class ModelSubscriber:
         assert isinstance(event, ModelVersionPublished | AliasMoved)  # noqa: S101 - the union
         if not self._wanted(event.model):
             return set()
+        try:
+            self.keyring.verify_event(record.value)
+        except SignatureError as exc:
+            self._refuse(record, exc.reason, str(exc))
+            return set()
         applied = self._applied.setdefault(event.key, OrderedDict())
         if str(event.event_id) in applied:
             self.stats["duplicates"] += 1  # a redelivery or a re-assertion: already applied
@@ -528,7 +574,9 @@ class ModelSubscriber:
                 table.pop(event.alias, None)
             else:
                 table[event.alias] = event.to_version
-            return {event.model}
+        if event.to_version is not None:
+            self._forget_failure(event.model, event.to_version)  # moved to it: try it again
+        return {event.model}
 
     def _refuse(
         self,
@@ -540,7 +588,8 @@ class ModelSubscriber:
         """Count and log an unusable record (a letter too, with ``dead_letters``); the
         versions and aliases known stay as they were."""
         self.stats["bad_events"] += 1
-        self.refused[kind] += 1
+        self.refused[kind] = self.refused.get(kind, 0) + 1
+        self._call(self.on_refusal, kind)
         self._throttle.log(
             logging.ERROR,
             "skipping an unusable models record (%s): %s",
@@ -598,8 +647,11 @@ class ModelSubscriber:
         except LoadError as exc:
             failure = LoadFailure(model, version, alias, exc.reason, exc.detail)
             self._failed[(model, version)] = failure
+            self._schedule_retry(model, version, exc.reason)
             self._report(failure, alias)
             return
+        if self._attempts.pop((model, version), None) is not None:  # refused before
+            self._reported = {r for r in self._reported if r[:2] != (model, version)}
         loaded = LoadedModel(
             model=model,
             version=version,
@@ -609,10 +661,16 @@ class ModelSubscriber:
             loaded_at=utcnow(),
             load_ms=load_ms,
         )
+        record = _released(loaded)
+        if self.prepare is not None:
+            try:
+                loaded = self.prepare(loaded)
+            except Exception:  # noqa: BLE001 - serve the version as loaded
+                log.exception("preparing %s v%d failed; serving it as loaded", model, version)
         self._swap(model, slot, loaded)
         self.stats["swaps"] += 1
         with self._lock:
-            self._history.append(_released(loaded))
+            self._history.append(record)
         log.info(
             "%s %s -> v%d (%s %s, %.1f ms)",
             model,
@@ -627,12 +685,26 @@ class ModelSubscriber:
 
     def _swap(self, model: str, slot: str, loaded: LoadedModel | None) -> None:
         """Copy-on-write: readers hold the old mapping or the new one, both whole."""
-        new = dict(self._snapshot)
-        if loaded is None:
-            new.pop((model, slot), None)
-        else:
-            new[(model, slot)] = loaded
-        self._snapshot = MappingProxyType(new)
+        with self._swap_lock:
+            new = dict(self._snapshot)
+            if loaded is None:
+                new.pop((model, slot), None)
+            else:
+                new[(model, slot)] = loaded
+            self._snapshot = MappingProxyType(new)
+
+    def replace(self, slot: str, loaded: LoadedModel) -> bool:
+        """Serve ``loaded`` in ``slot`` instead of what it holds, only while that is the
+        same version (a follower of the snapshot loaded there, once caught up); True when
+        it was swapped in. Any thread."""
+        with self._swap_lock:
+            current = self._snapshot.get((loaded.model, slot))
+            if current is None or current.version != loaded.version:
+                return False
+            new = dict(self._snapshot)
+            new[(loaded.model, slot)] = loaded
+            self._snapshot = MappingProxyType(new)
+            return True
 
     def _report(self, failure: LoadFailure, alias: str | None) -> None:
         """Report a failure once per (model, version, slot)."""
@@ -660,14 +732,32 @@ class ModelSubscriber:
         )
         self._call(self.on_failure, failure)
 
-    def _retry_transient(self) -> None:
-        retry = {k for k, f in self._failed.items() if f.reason in TRANSIENT}
-        self._retry_at = time.monotonic() + self.retry_interval_s
-        if not retry:
+    def _schedule_retry(self, model: str, version: int, reason: str) -> None:
+        """When to try a refused version again: ``retry_interval_s`` for a fetch, else a
+        delay doubling up to ``max_retry_interval_s``."""
+        tries = self._attempts.get((model, version), (0, 0.0))[0] + 1
+        if reason in TRANSIENT:
+            delay = self.retry_interval_s
+        else:
+            delay = min(self.retry_interval_s * 2 ** (tries - 1), self.max_retry_interval_s)
+        self._attempts[(model, version)] = (tries, time.monotonic() + delay)
+
+    def _forget_failure(self, model: str, version: int) -> None:
+        """Try ``version`` afresh (an alias moved to it), and report a new failure again."""
+        if self._failed.pop((model, version), None) is not None:
+            self._attempts.pop((model, version), None)
+            self._reported = {r for r in self._reported if r[:2] != (model, version)}
+
+    def _retry_failed(self) -> None:
+        """Try again every refused version whose delay has passed."""
+        now = time.monotonic()
+        self._retry_at = now + min(1.0, self.retry_interval_s)
+        due = {k for k in self._failed if self._attempts.get(k, (0, 0.0))[1] <= now}
+        if not due:
             return
-        for key in retry:
+        for key in due:
             del self._failed[key]
-        self._reconcile({model for model, _ in retry})
+        self._reconcile({model for model, _ in due})
 
     def _call(self, callback: Callable[..., None] | None, *args: Any) -> None:
         if callback is None:
@@ -685,11 +775,8 @@ class ModelSubscriber:
             self._cache.move_to_end((meta.model, meta.version))
             return cached[0], (time.perf_counter() - started) * 1000
         data = self._fetch(meta)
-        ref = meta.artifact
         try:
-            header, predictor = artifacts.load(
-                data, Signature(ref.sha256, ref.signature, ref.key_id), self.keyring
-            )
+            header, predictor = artifacts.load_version(data, meta, self.keyring)
         except SignatureError as exc:
             raise LoadError(exc.reason, str(exc)) from exc
         except Exception as exc:  # noqa: BLE001 - unpickling can fail in many ways
@@ -730,8 +817,10 @@ class ModelSubscriber:
             local_error = f"{ref.uri} is not a local file"
         if parsed.scheme in ("http", "https"):
             url = ref.uri
-        elif self.settings.registry_http_url:
-            url = f"{self.settings.registry_http_url.rstrip('/')}/artifacts/{ref.sha256}"
+        elif ref.url:
+            url = ref.url
+        elif self.settings.registry_api_url:
+            url = f"{self.settings.registry_api_url.rstrip('/')}/artifacts/{ref.sha256}"
         else:
             raise LoadError(
                 "fetch_failed", f"{local_error} and DRIFTLINE_REGISTRY_HTTP_URL is not set"
@@ -758,6 +847,7 @@ def _describe(loaded: LoadedModel | None) -> str:
 
 __all__ = [
     "PINNED",
+    "REFUSALS",
     "ReleasedPredictor",
     "LoadFailure",
     "LoadedModel",

@@ -1,29 +1,43 @@
 """The simpler alternatives, computed in-process on the demo's stream. Pure: no Kafka.
 
 Each baseline is scored prequentially on exactly the rows that are replayed through
-driftline, in the same order, and records whether each example was predicted correctly,
-so that its accuracy over time shares the served model's x-axis (the example index):
+driftline, in the same order, and records its prediction and its score on each example,
+so that its metric over time shares the served model's x-axis (the example index). The
+score is 1.0 / 0.0 (right / wrong) for a class label, so its mean is the accuracy, and
+the absolute error for a number label, so its mean is the MAE.
 
+For a class label (:data:`CLASS_BASELINES`):
+
+- ``majority``: River's ``dummy.PriorClassifier``, the most frequent class so far;
 - ``static_hgb``: scikit-learn's ``HistGradientBoostingClassifier`` fitted once on the
-  first ``train_size`` examples (2,000), then predicting only. Those first examples are
-  its training data, so they are not scored (``None``);
+  first ``train_size`` examples, then predicting only. Those first examples are its
+  training data, so they are not scored (``None``);
 - ``river_lr``: ``preprocessing.StandardScaler | linear_model.LogisticRegression``, built
-  by the learner's own pipeline builder (category features one-hot encoded);
+  by the learner's own pipeline builder (category features one-hot encoded; one-vs-rest
+  with more than two classes);
+- ``river_hat``: ``tree.HoeffdingAdaptiveTreeClassifier``;
 - ``river_arf``: ``forest.ARFClassifier(n_models=10)``;
 - ``river_ddm``: ``drift.DriftRetrainingClassifier`` with a ``HoeffdingTreeClassifier`` and
   ``drift.binary.DDM``, River's one-process version of the whole driftline loop.
 
-River models predict, then learn (an example is scored before it is learned). Tree models
-(HGB, ARF, Hoeffding tree) see a category feature as the index of its value in the spec's
-categories (values outside them: first-seen order after those), which is how they split
-categories cheaply; numbers are floats, bools 0/1, missing values absent (NaN for HGB).
+For a number label (:data:`NUMBER_BASELINES`): ``mean`` (the mean label so far), a static
+``HistGradientBoostingRegressor``, and River's ``LinearRegression``,
+``HoeffdingAdaptiveTreeRegressor`` and ``ARFRegressor(n_models=10)``, each behind a
+``StandardScaler``.
+
+River models predict, then learn (an example is scored before it is learned), exactly as
+``river.evaluate.progressive_val_score`` does: a model with no prediction yet (``None``)
+leaves the example unscored. Tree models (HGB, ARF, Hoeffding trees) see a category
+feature as the index of its value in the spec's categories (values outside them:
+first-seen order after those); numbers are floats, bools 0/1, missing values absent
+(NaN for HGB).
 
 >>> from services.demo.stream import DemoStream
 >>> stream = DemoStream.default(quick=True)
 >>> rows = list(stream.rows())[:600]
 >>> result = run_baseline("river_lr", rows, stream.config.spec)
->>> len(result.correct), 0.5 < result.accuracy() <= 1.0
-(600, True)
+>>> len(result.scores), 0.5 < result.value() <= 1.0, result.metric
+(600, True, 'accuracy')
 >>> points = result.rolling(window=200, step=100)
 >>> points[0][0], points[-1][0]
 (100, 600)
@@ -43,53 +57,112 @@ from services.learner.pipeline import build_pipeline
 
 __all__ = [
     "BASELINES",
+    "CLASS_BASELINES",
+    "NUMBER_BASELINES",
     "BaselineResult",
     "OrdinalEncoder",
+    "baselines_for",
+    "river_model",
     "rolling_accuracy",
     "run_baseline",
     "run_baselines",
 ]
 
-BASELINES: Final[dict[str, str]] = {
-    "static_hgb": "static HistGradientBoosting (first 2,000)",
+CLASS_BASELINES: Final[dict[str, str]] = {
+    "majority": "majority class (so far)",
+    "static_hgb": "static HistGradientBoosting (first {n:,})",
     "river_lr": "River StandardScaler | LogisticRegression",
+    "river_hat": "River HoeffdingAdaptiveTree",
     "river_arf": "River ARFClassifier (10 models)",
     "river_ddm": "River DriftRetrainingClassifier (HoeffdingTree, DDM)",
 }
-"""Baseline key -> the name shown in the report."""
+"""Baseline key -> the name shown in the report, for a class label."""
+
+NUMBER_BASELINES: Final[dict[str, str]] = {
+    "mean": "mean label (so far)",
+    "static_hgb": "static HistGradientBoostingRegressor (first {n:,})",
+    "river_lr": "River StandardScaler | LinearRegression",
+    "river_hat": "River StandardScaler | HoeffdingAdaptiveTreeRegressor",
+    "river_arf": "River StandardScaler | ARFRegressor (10 models)",
+}
+"""Baseline key -> the name shown in the report, for a number label."""
+
+BASELINES: Final[dict[str, str]] = CLASS_BASELINES
+"""The class-label baselines (kept under their old name)."""
 
 STATIC_TRAIN_SIZE: Final = 2000
 PROGRESS_EVERY: Final = 1000
 Progress = Callable[[int], None]
 
 
+def baselines_for(spec: Spec) -> dict[str, str]:
+    """The baselines that fit the spec's label: key -> name (``{n}``: static train size).
+
+    >>> from schemas.streams import Spec
+    >>> spec = Spec.model_validate({"features": [{"name": "x", "type": "number"}],
+    ...     "label": {"kind": "number"}})
+    >>> list(baselines_for(spec))
+    ['mean', 'static_hgb', 'river_lr', 'river_hat', 'river_arf']
+    """
+    return dict(CLASS_BASELINES if spec.label.kind == "class" else NUMBER_BASELINES)
+
+
+def static_train_size(rows: int, at_most: int = STATIC_TRAIN_SIZE) -> int:
+    """How many first examples the static model learns: ``at_most``, or a fifth of a short
+    stream (at least 100), so that most of it is scored.
+
+    >>> static_train_size(30_000), static_train_size(3_000), static_train_size(100)
+    (2000, 600, 100)
+    """
+    return max(100, min(at_most, rows // 5))
+
+
 @dataclass(frozen=True)
 class BaselineResult:
     """One baseline's prequential record on a stream.
 
-    ``correct[i]`` says whether example ``i`` was predicted correctly (``None``: not
-    scored, e.g. the static model's training examples).
+    ``scores[i]`` is the score on example ``i`` (``None``: not scored, e.g. the static
+    model's training examples): 1.0 / 0.0 for a right / wrong class, the absolute error
+    for a number; ``predictions[i]`` is what it predicted. ``metric`` names the mean of
+    the scores: ``accuracy`` or ``mae``.
     """
 
     key: str
     name: str
-    correct: tuple[bool | None, ...]
+    scores: tuple[float | None, ...]
     seconds: float
+    metric: str = "accuracy"
+    predictions: tuple[Any, ...] = ()
 
-    def accuracy(self, start: int = 0, end: int | None = None) -> float | None:
-        """Accuracy over the scored examples of ``[start, end)`` (None: none scored)."""
-        scored = [c for c in self.correct[start:end] if c is not None]
+    def value(self, start: int = 0, end: int | None = None) -> float | None:
+        """The metric over the scored examples of ``[start, end)`` (None: none scored)."""
+        scored = [c for c in self.scores[start:end] if c is not None]
         return sum(scored) / len(scored) if scored else None
 
+    def over(self, indices: Iterable[int]) -> float | None:
+        """The metric over the scored examples among ``indices`` (None: none scored)."""
+        scored = [c for c in (self.scores[i] for i in indices) if c is not None]
+        return sum(scored) / len(scored) if scored else None
+
+    def accuracy(self, start: int = 0, end: int | None = None) -> float | None:
+        """:meth:`value` (the accuracy, for a class label)."""
+        return self.value(start, end)
+
+    @property
+    def correct(self) -> tuple[float | None, ...]:
+        """The scores (1.0 right, 0.0 wrong for a class label)."""
+        return self.scores
+
     def rolling(self, window: int = 1000, step: int = 100) -> list[tuple[int, float]]:
-        """``(n, accuracy over the last window scored examples among the first n)``."""
-        return rolling_accuracy(self.correct, window=window, step=step)
+        """``(n, metric over the last window scored examples among the first n)``."""
+        return rolling_accuracy(self.scores, window=window, step=step)
 
 
 def rolling_accuracy(
-    correct: Sequence[bool | None], *, window: int = 1000, step: int = 100
+    correct: Sequence[float | None], *, window: int = 1000, step: int = 100
 ) -> list[tuple[int, float]]:
-    """Rolling accuracy every ``step`` examples, as ``(examples so far, accuracy)``.
+    """Rolling mean score (accuracy, MAE) every ``step`` examples, as ``(examples so far,
+    mean)``.
 
     A point is given once ``min(window, 50)`` scored examples are in its window, and
     at the very end; unscored examples (None) neither count nor fill the window.
@@ -100,8 +173,8 @@ def rolling_accuracy(
     if window < 1 or step < 1:
         raise ValueError("window and step must be >= 1")
     points: list[tuple[int, float]] = []
-    recent: list[bool] = []
-    hits = 0
+    recent: list[float] = []
+    hits = 0.0
     needed = min(window, 50)
     n = len(correct)
     for i, flag in enumerate(correct, start=1):
@@ -171,53 +244,116 @@ def run_baseline(
     spec: Spec,
     *,
     seed: int = 42,
-    train_size: int = STATIC_TRAIN_SIZE,
+    train_size: int | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> BaselineResult:
-    """Score the baseline ``key`` (one of :data:`BASELINES`) on ``rows``.
+    """Score the baseline ``key`` (one of :func:`baselines_for` the spec) on ``rows``.
 
+    ``train_size``: the static model's (default: :func:`static_train_size`).
     ``progress(key, examples done)`` is called every :data:`PROGRESS_EVERY` examples
     (River baselines) and once at the end.
     """
-    runner = _RUNNERS.get(key)
-    if runner is None:
-        raise ValueError(f"unknown baseline {key!r}; known: {', '.join(BASELINES)}")
+    names = baselines_for(spec)
+    if key not in names:
+        raise ValueError(
+            f"unknown baseline {key!r} for a {spec.label.kind} label; known: {', '.join(names)}"
+        )
+    size = static_train_size(len(rows)) if train_size is None else train_size
 
     def report(done: int) -> None:
         if progress is not None:
             progress(key, done)
 
     started = time.perf_counter()
-    correct = runner(rows, spec, seed, train_size, report)
+    if key == "static_hgb":
+        predictions = _static_hgb(rows, spec, seed, size)
+    else:
+        predictions = _prequential(river_model(key, spec, seed=seed), rows, report)
     report(len(rows))
-    return BaselineResult(key, BASELINES[key], tuple(correct), time.perf_counter() - started)
+    number = spec.label.kind == "number"
+    scores = tuple(
+        None if p is _UNSCORED else _score(p, y, number)
+        for p, (_, y) in zip(predictions, rows, strict=True)
+    )
+    return BaselineResult(
+        key,
+        names[key].format(n=size),
+        scores,
+        time.perf_counter() - started,
+        metric="mae" if number else "accuracy",
+        predictions=tuple(None if p is _UNSCORED else _plain(p) for p in predictions),
+    )
 
 
 def run_baselines(
     rows: Sequence[Row],
     spec: Spec,
     *,
-    keys: Iterable[str] = tuple(BASELINES),
+    keys: Iterable[str] | None = None,
     seed: int = 42,
-    train_size: int = STATIC_TRAIN_SIZE,
+    train_size: int | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> list[BaselineResult]:
-    """Every baseline in ``keys``, one after the other, on the same rows."""
+    """Every baseline in ``keys`` (default: all that fit the label), on the same rows."""
     return [
         run_baseline(k, rows, spec, seed=seed, train_size=train_size, progress=progress)
-        for k in keys
+        for k in (baselines_for(spec) if keys is None else keys)
     ]
 
 
-def _static_hgb(
-    rows: Sequence[Row], spec: Spec, seed: int, train_size: int, progress: Progress
-) -> list[bool | None]:
+def river_model(key: str, spec: Spec, *, seed: int = 42) -> Any:
+    """A fresh River model for baseline ``key`` that takes the rows' raw features.
+
+    The same model ``run_baseline`` scores, so that ``river.evaluate`` can check it.
+    """
+    from river import compose, drift, dummy, forest, preprocessing, stats, tree
+
+    number = spec.label.kind == "number"
+    if key == "river_lr":
+        pipeline = (
+            "preprocessing.StandardScaler | linear_model.LinearRegression"
+            if number
+            else "preprocessing.StandardScaler | linear_model.LogisticRegression"
+        )
+        model_spec = ModelSpec.model_validate({"pipeline": pipeline, "seed": seed})
+        return build_pipeline(model_spec, spec, smoke_test=False)
+    encoder = compose.FuncTransformer(OrdinalEncoder(spec).encode)
+    model: Any
+    if key == "majority" and not number:
+        model = dummy.PriorClassifier()
+    elif key == "mean" and number:
+        model = dummy.StatisticRegressor(stats.Mean())
+    elif key == "river_hat":
+        model = (
+            preprocessing.StandardScaler() | tree.HoeffdingAdaptiveTreeRegressor(seed=seed)
+            if number
+            else tree.HoeffdingAdaptiveTreeClassifier(seed=seed)
+        )
+    elif key == "river_arf":
+        model = (
+            preprocessing.StandardScaler() | forest.ARFRegressor(n_models=10, seed=seed)
+            if number
+            else forest.ARFClassifier(n_models=10, seed=seed)
+        )
+    elif key == "river_ddm" and not number:
+        model = drift.DriftRetrainingClassifier(
+            model=tree.HoeffdingTreeClassifier(), drift_detector=drift.binary.DDM()
+        )
+    else:
+        raise ValueError(f"no River baseline {key!r} for a {spec.label.kind} label")
+    return encoder | model
+
+
+_UNSCORED: Final = object()
+
+
+def _static_hgb(rows: Sequence[Row], spec: Spec, seed: int, train_size: int) -> list[Any]:
     import numpy as np
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     if len(rows) <= train_size:
-        return [None] * len(rows)
+        return [_UNSCORED] * len(rows)
     encoder = OrdinalEncoder(spec)
     matrix = np.asarray(encoder.matrix(x for x, _ in rows), dtype=float)
     labels = [y for _, y in rows]
@@ -226,80 +362,48 @@ def _static_hgb(
     for j, name in enumerate(encoder.names):
         if categorical[j] and len(encoder.codes[name]) > 255:
             categorical[j] = False
-    model = HistGradientBoostingClassifier(
-        categorical_features=categorical if any(categorical) else None, random_state=seed
+    cls = (
+        HistGradientBoostingRegressor
+        if spec.label.kind == "number"
+        else HistGradientBoostingClassifier
     )
+    model = cls(categorical_features=categorical if any(categorical) else None, random_state=seed)
     # One OpenMP thread: on a busy machine more threads spin and make it many times slower.
     with threadpool_limits(limits=1, user_api="openmp"):
         model.fit(matrix[:train_size], labels[:train_size])
         predicted = model.predict(matrix[train_size:])
-    flags: list[bool | None] = [None] * train_size
-    flags.extend(_same(p, y) for p, y in zip(predicted, labels[train_size:], strict=True))
-    return flags
+    out: list[Any] = [_UNSCORED] * train_size
+    out.extend(predicted)
+    return out
 
 
-def _prequential(
-    model: Any, rows: Sequence[Row], encode: Callable[[Any], Any], progress: Progress
-) -> list[bool]:
-    flags: list[bool] = []
+def _prequential(model: Any, rows: Sequence[Row], progress: Progress) -> list[Any]:
+    """Predict then learn each row, as ``river.evaluate.progressive_val_score`` does."""
+    out: list[Any] = []
     for i, (x, y) in enumerate(rows, start=1):
         if i % PROGRESS_EVERY == 0:
             progress(i)
-        features = encode(x)
-        flags.append(_same(model.predict_one(features), y))
-        model.learn_one(features, y)
-    return flags
+        predicted = model.predict_one(x)
+        out.append(_UNSCORED if predicted is None or predicted == {} else predicted)
+        model.learn_one(x, y)
+    return out
 
 
-def _river_lr(
-    rows: Sequence[Row], spec: Spec, seed: int, train_size: int, progress: Progress
-) -> list[bool | None]:
-    model = build_pipeline(
-        ModelSpec.model_validate(
-            {"pipeline": "preprocessing.StandardScaler | linear_model.LogisticRegression"}
-        ).model_copy(update={"seed": seed}),
-        spec,
-        smoke_test=False,
-    )
-    return list(_prequential(model, rows, lambda x: x, progress))
+def _plain(value: Any) -> Any:
+    """A JSON-able prediction (numpy scalars become Python ones)."""
+    return value.item() if hasattr(value, "item") else value
 
 
-def _river_arf(
-    rows: Sequence[Row], spec: Spec, seed: int, train_size: int, progress: Progress
-) -> list[bool | None]:
-    from river import forest
-
-    encoder = OrdinalEncoder(spec)
-    model = forest.ARFClassifier(n_models=10, seed=seed)
-    return list(_prequential(model, rows, encoder.encode, progress))
-
-
-def _river_ddm(
-    rows: Sequence[Row], spec: Spec, seed: int, train_size: int, progress: Progress
-) -> list[bool | None]:
-    from river import drift, tree
-
-    encoder = OrdinalEncoder(spec)
-    model = drift.DriftRetrainingClassifier(
-        model=tree.HoeffdingTreeClassifier(), drift_detector=drift.binary.DDM()
-    )
-    return list(_prequential(model, rows, encoder.encode, progress))
+def _score(predicted: Any, label: Any, number: bool) -> float:
+    """1.0 / 0.0 for a right / wrong class; the absolute error for a number."""
+    if number:
+        return abs(float(label) - float(_plain(predicted)))
+    return 1.0 if _same(predicted, label) else 0.0
 
 
 def _same(predicted: Any, label: Any) -> bool:
     """A prediction matches a label (numpy scalars and 1 == 1.0 included, None never)."""
     if predicted is None:
         return False
-    if hasattr(predicted, "item"):
-        predicted = predicted.item()
+    predicted = _plain(predicted)
     return bool(predicted == label) and isinstance(predicted, bool) == isinstance(label, bool)
-
-
-_RUNNERS: Final[
-    dict[str, Callable[[Sequence[Row], Spec, int, int, Progress], list[bool | None]]]
-] = {
-    "static_hgb": _static_hgb,
-    "river_lr": _river_lr,
-    "river_arf": _river_arf,
-    "river_ddm": _river_ddm,
-}

@@ -77,8 +77,12 @@ def render(
     total: int,
     elapsed_s: float,
     phase: str,
+    lag: int | None = None,
+    lag_warning: int = 100,
+    metric: str = "accuracy",
 ) -> Group:
-    """The whole view for one refresh."""
+    """The whole view for one refresh; ``lag``: examples the learner is behind the replay
+    (in red, with a warning, above ``lag_warning``)."""
     head = Text.assemble(
         ("driftline demo", "bold"),
         f"  stream {state.stream}   produced {produced:,}/{total:,}   ",
@@ -97,7 +101,7 @@ def render(
             f"{svc.rate.value:,.0f}",
             total_text,
         )
-    version, accuracy = state.served_accuracy()
+    version, accuracy = state.served_accuracy(metric)
     champion = state.alias("champion")
     meta = state.versions.get(champion) if champion is not None else None
     model_lines = [
@@ -105,8 +109,17 @@ def render(
         if meta is not None
         else f"champion   {'v' + str(champion) if champion else 'none yet'}",
         f"challenger {_v(state.alias('challenger'))}    online {_v(state.alias('online'))}",
-        "served rolling accuracy "
+        f"served rolling {metric} "
         + (f"[bold]{accuracy:.3f}[/] (v{version})" if accuracy is not None else "waiting"),
+        "learner lag "
+        + (
+            "-"
+            if lag is None
+            else f"[bold red]{lag:,} examples: WARNING, more than {lag_warning} behind "
+            "the replay[/]"
+            if lag > lag_warning
+            else f"{lag:,} examples"
+        ),
         f"versions {len(state.versions)}   promotions {len(state.promotions())}   "
         f"swaps seen by serving {len(state.swaps())}   load failures {len(state.load_failures)}",
         f"valid {len(state.valid_ids):,}   dead letters {sum(state.dead_reasons.values()):,}"

@@ -112,4 +112,4 @@ class Observer:
                 },
             )
             return
-        self.state.apply(event)
+        self.state.apply(event, at_ms=getattr(record, "timestamp", None))

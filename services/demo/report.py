@@ -25,6 +25,10 @@ Definitions used in the summary (x-axis: the example index in the stream):
 >>> row = summarize([curve], [DriftPoint(1000, 1, "abrupt")])[0]
 >>> row.overall, row.post_drift, row.recovery
 (0.9, 0.8, (200,))
+
+For a number label the curves hold the absolute error (MAE, lower is better): the chart's
+scale follows the values and a model has recovered once its rolling MAE is back within
+``ERROR_TOLERANCE`` (10%) of its level before the drift.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ __all__ = [
 
 Role = Literal["served", "baseline"]
 DEFAULT_TOLERANCE = 0.05
+ERROR_TOLERANCE = 0.1  # relative, for error metrics (MAE)
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "log_loss"})
 
 _W, _H = 960, 400
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 20, 34, 44
@@ -87,20 +93,20 @@ class Curve:
     Examples
     --------
     >>> Curve.from_flags("m", [True, False, None, True], window=2, step=2).cumulative
-    ((2, 2, 1), (4, 3, 2))
+    ((2, 2, 1.0), (4, 3, 2.0))
     """
 
     name: str
     role: Role
     rolling: tuple[tuple[int, float], ...]
     window: int
-    cumulative: tuple[tuple[int, int, int], ...] = ()
+    cumulative: tuple[tuple[int, int, float], ...] = ()
 
     @classmethod
     def from_flags(
         cls,
         name: str,
-        correct: Sequence[bool | None],
+        correct: Sequence[float | None],
         *,
         window: int = 1000,
         step: int = 100,
@@ -110,9 +116,10 @@ class Curve:
         if window < 1 or step < 1:
             raise ValueError("window and step must be >= 1")
         rolling: list[tuple[int, float]] = []
-        cumulative: list[tuple[int, int, int]] = []
-        recent: list[bool] = []
-        hits = scored = total_hits = 0
+        cumulative: list[tuple[int, int, float]] = []
+        recent: list[float] = []
+        hits = total_hits = 0.0
+        scored = 0
         needed = min(window, 50)
         n = len(correct)
         for i, flag in enumerate(correct, start=1):
@@ -148,7 +155,7 @@ class Curve:
         for snap in snapshots:
             by_count[snap.example_count + offset] = snap
         rolling: list[tuple[int, float]] = []
-        cumulative: list[tuple[int, int, int]] = []
+        cumulative: list[tuple[int, int, float]] = []
         window = 1
         for x in sorted(by_count):
             snap = by_count[x]
@@ -158,7 +165,7 @@ class Curve:
                 rolling.append((x, value))
             total = snap.values.get(metric)
             if total is not None and math.isfinite(total) and snap.example_count > 0:
-                cumulative.append((x, snap.example_count, round(total * snap.example_count)))
+                cumulative.append((x, snap.example_count, total * snap.example_count))
         return cls(name, role, tuple(rolling), window, tuple(cumulative))
 
     @classmethod
@@ -187,22 +194,23 @@ class Curve:
         >>> curve = Curve.from_served("served", [snap(1, 100, 0.5), snap(2, 100, 0.9)],
         ...                          starts={1: 50})
         >>> curve.rolling, curve.cumulative
-        (((150, 0.5), (250, 0.9)), ((150, 100, 50), (250, 200, 140)))
+        (((150, 0.5), (250, 0.9)), ((150, 100, 50.0), (250, 200, 140.0)))
         """
         tracks: dict[int | None, dict[int, MetricSnapshot]] = {}
         for snap in snapshots:
             if snap.role == role:
                 tracks.setdefault(snap.version, {})[snap.example_count] = snap
         rolling: list[tuple[int, float]] = []
-        cumulative: list[tuple[int, int, int]] = []
-        end = scored = hits = 0
+        cumulative: list[tuple[int, int, float]] = []
+        end = scored = 0
+        hits = 0.0
         window = 1
         has_totals = True
         for version, by_count in tracks.items():
             offset = (
                 starts[version] if starts and version is not None and version in starts else end
             )
-            last_count = last_hits = 0
+            last_count, last_hits = 0, 0.0
             for count in sorted(by_count):
                 snap = by_count[count]
                 window = max(window, snap.window)
@@ -213,7 +221,7 @@ class Curve:
                 if total is None or not math.isfinite(total):
                     has_totals = False
                     continue
-                last_count, last_hits = count, round(total * count)
+                last_count, last_hits = count, total * count
                 cumulative.append((offset + count, scored + last_count, hits + last_hits))
             end = offset + max(by_count)
             scored += last_count
@@ -311,6 +319,8 @@ class ReportData:
     description: str = ""
     title: str = "driftline demo report"
     tolerance: float = DEFAULT_TOLERANCE
+    metric: str = "accuracy"
+    """What the curves hold: ``accuracy`` or ``mae``."""
 
 
 def build_report(
@@ -353,6 +363,7 @@ def build_report(
         for v in sorted(versions, key=lambda v: v.version)
     ]
     timings = [(f"baseline time: {b.name}", f"{b.seconds:.1f} s") for b in baselines]
+    metric = "accuracy" if stream.config.spec.label.kind == "class" else "mae"
     return ReportData(
         stream=stream.name,
         size=stream.size,
@@ -367,6 +378,8 @@ def build_report(
             *timings,
         ),
         description=stream.description,
+        metric=metric,
+        tolerance=DEFAULT_TOLERANCE if metric == "accuracy" else ERROR_TOLERANCE,
     )
 
 
@@ -378,8 +391,12 @@ def summarize(
     drifts: Sequence[DriftPoint],
     *,
     tolerance: float = DEFAULT_TOLERANCE,
+    lower_is_better: bool = False,
 ) -> list[SummaryRow]:
-    """The summary table: overall, post-drift accuracy and recovery per drift."""
+    """The summary table: overall, post-drift metric and recovery per drift.
+
+    ``lower_is_better`` (an error metric): ``tolerance`` is relative to the level before.
+    """
     ordered = sorted(drifts, key=lambda d: d.position)
     rows = []
     for curve in curves:
@@ -390,7 +407,7 @@ def summarize(
             if k > 0 and recovery[-1] is None:
                 recovery.append(None)  # never back from the previous drift: nothing to regain
             else:
-                recovery.append(_recovery(curve, drift, limit, tolerance))
+                recovery.append(_recovery(curve, drift, limit, tolerance, lower_is_better))
         rows.append(
             SummaryRow(
                 curve.name,
@@ -413,7 +430,9 @@ def _accuracy(curve: Curve, start: int) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _recovery(curve: Curve, drift: DriftPoint, limit: int | None, tolerance: float) -> int | None:
+def _recovery(
+    curve: Curve, drift: DriftPoint, limit: int | None, tolerance: float, lower: bool = False
+) -> int | None:
     before = [v for x, v in curve.rolling if x <= drift.start]
     if not before:
         return None
@@ -425,9 +444,19 @@ def _recovery(curve: Curve, drift: DriftPoint, limit: int | None, tolerance: flo
             continue
         if limit is not None and x > limit:
             return None
-        if value >= level - tolerance:
+        if (value <= level * (1 + tolerance)) if lower else (value >= level - tolerance):
             return max(0, first - drift.position)
     return None
+
+
+def summarize_data(data: ReportData) -> list[SummaryRow]:
+    """:func:`summarize` for a report's curves, drifts, tolerance and metric."""
+    return summarize(
+        data.curves,
+        data.drifts,
+        tolerance=data.tolerance,
+        lower_is_better=data.metric in LOWER_IS_BETTER,
+    )
 
 
 # -- HTML --------------------------------------------------------------------------------
@@ -435,7 +464,7 @@ def _recovery(curve: Curve, drift: DriftPoint, limit: int | None, tolerance: flo
 
 def render_html(data: ReportData) -> str:
     """The whole report as one HTML document (inline SVG and CSS, no external resource)."""
-    rows = summarize(data.curves, data.drifts, tolerance=data.tolerance)
+    rows = summarize_data(data)
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -445,7 +474,8 @@ def render_html(data: ReportData) -> str:
         f"<h1>{e(data.title)}</h1>",
         f'<p class="lead">Stream <b>{e(data.stream)}</b>, {data.size:,} examples. '
         f"{e(data.description)}</p>",
-        "<h2>Accuracy over the stream</h2>",
+        f"<h2>{'Accuracy' if data.metric == 'accuracy' else e(data.metric.upper())} "
+        "over the stream</h2>",
         _chart(data),
         _legend(data),
         "<h2>Summary</h2>",
@@ -508,8 +538,10 @@ def _chart(data: ReportData) -> str:
     def sx(x: float) -> float:
         return _LEFT + plot_w * min(max(x, 0.0), size) / size
 
+    top = _y_top(data)
+
     def sy(y: float) -> float:
-        return _TOP + plot_h * (1.0 - min(max(y, 0.0), 1.0))
+        return _TOP + plot_h * (1.0 - min(max(y / top, 0.0), 1.0))
 
     e = html.escape
     out = [
@@ -519,11 +551,12 @@ def _chart(data: ReportData) -> str:
         'stroke="#ccc"/>',
     ]
     for k in range(6):
-        y = k / 5
+        y = top * k / 5
+        tick = f"{y:.0%}" if data.metric == "accuracy" else f"{y:.3g}"
         out.append(
             f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" '
             'stroke="#eee"/>'
-            f'<text x="{_LEFT - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:.0%}</text>'
+            f'<text x="{_LEFT - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{tick}</text>'
         )
     step = _nice_step(size)
     for x in range(0, size + 1, step):
@@ -585,6 +618,14 @@ def _chart(data: ReportData) -> str:
     return "\n".join(out)
 
 
+def _y_top(data: ReportData) -> float:
+    """The chart's top value: 1 for accuracy, above the largest value for an error."""
+    if data.metric == "accuracy":
+        return 1.0
+    values = [v for curve in data.curves for _, v in curve.rolling if math.isfinite(v)]
+    return max(values) * 1.1 if values and max(values) > 0 else 1.0
+
+
 def _legend(data: ReportData) -> str:
     e = html.escape
     items = [
@@ -599,10 +640,19 @@ def _legend(data: ReportData) -> str:
     ]
     windows = sorted({c.window for c in data.curves})
     note = (
-        f'<p class="note">Rolling accuracy over the last {", ".join(f"{w:,}" for w in windows)}'
+        f'<p class="note">Rolling {_name(data)} over the last '
+        f"{', '.join(f'{w:,}' for w in windows)}"
         " examples, by example index in the stream.</p>"
     )
     return f'<div class="legend">{"".join(items)}</div>{note}'
+
+
+def _name(data: ReportData) -> str:
+    return "accuracy" if data.metric == "accuracy" else data.metric.upper()
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.4g}"
 
 
 def _pct(value: float | None) -> str:
@@ -611,6 +661,7 @@ def _pct(value: float | None) -> str:
 
 def _summary_table(rows: Sequence[SummaryRow], data: ReportData) -> str:
     e = html.escape
+    fmt = _pct if data.metric == "accuracy" else _number
     drifts = sorted(data.drifts, key=lambda d: d.position)
     head = "".join(
         f"<th>recovery after {e(d.kind)} drift at {d.position:,} (examples)</th>" for d in drifts
@@ -622,21 +673,23 @@ def _summary_table(rows: Sequence[SummaryRow], data: ReportData) -> str:
         )
         body.append(
             f'<tr class="{row.role}"><td>{e(row.name)}</td><td>{e(row.role)}</td>'
-            f'<td class="n">{_pct(row.overall)}</td><td class="n">{_pct(row.post_drift)}</td>'
+            f'<td class="n">{fmt(row.overall)}</td><td class="n">{fmt(row.post_drift)}</td>'
             f"{recovery}</tr>"
         )
     note = (
         '<p class="note">Post-drift: examples from the first drift on. Recovery: examples '
         "from a drift (the centre of a gradual one) to the first rolling window, entirely "
-        f"after the transition, whose accuracy is within {data.tolerance * 100:.0f} points "
-        "of the model's own level just before it; not recovered when that does not happen "
+        f"after the transition, whose {_name(data)} is within {data.tolerance * 100:.0f} "
+        f"{'points' if data.metric == 'accuracy' else '%'} of the model's own level just "
+        "before it; not recovered when that does not happen "
         "before the next drift (nor after a drift it did not recover from).</p>"
         if drifts
         else ""
     )
     return (
-        '<table id="summary"><thead><tr><th>model</th><th>role</th><th>overall accuracy</th>'
-        f"<th>post-drift accuracy</th>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
+        '<table id="summary"><thead><tr><th>model</th><th>role</th>'
+        f"<th>overall {_name(data)}</th><th>post-drift {_name(data)}</th>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody>"
         f"</table>{note}"
     )
 

@@ -10,6 +10,7 @@ report compares the served model with in-process baselines on the same stream.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from schemas import LabelledExample, Topics
 from schemas.predictions import PredictionRequest
 from services.cli.output import print_table
 from services.cli.spec import publish_config
+from services.common import keys
 from services.common.codec import encode
 from services.common.errors import DriftlineError
 from services.common.kafka_client import ensure_topics, make_admin, make_producer
@@ -34,14 +36,16 @@ from services.common.settings import DriftlineSettings
 from services.demo import live, report
 from services.demo.baselines_job import load as load_baselines
 from services.demo.baselines_job import stream_args
+from services.demo.checks import LAG_WARNING, Check, LagSample, end_checks
 from services.demo.observer import Observer
 from services.demo.state import DemoState
-from services.demo.stream import DEFAULT_SEED, DemoStream, load_stream
+from services.demo.stream import BAD_EVERY, DEFAULT_SEED, DemoStream, is_malformed, load_stream
 from services.demo.supervisor import Supervisor
 from services.ingest.producer import encode_raw
+from services.ingest.sources import Columns, csv_header, unnamed_columns
 from services.localbroker.ports import free_ports
 from services.localbroker.process import LocalBroker
-from services.registry.client import Registry
+from services.registry.client import Registry, is_remote
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +68,7 @@ COUNTERS = {
     "evaluator": (("driftline_evaluator_examples_total",), "examples"),
 }
 RATE, RATE_QUICK = 150.0, 150.0  # examples/s replayed: the loop keeps up on 2 cores
-BAD_EVERY = 250  # one malformed example in this many, to show the dead-letter path
+GARBAGE_EVERY = 2000  # one undecodable message in this many examples
 
 
 @dataclass(frozen=True)
@@ -78,40 +82,138 @@ class DemoOptions:
     keep_broker: bool = False
     live: bool = True
     seed: int = DEFAULT_SEED
+    columns: Columns | None = None
+    drift_at: str | None = None
+    baselines: bool = True
+    """Run the baselines job beside the services (for the report)."""
 
 
 @dataclass
-class Check:
-    """One end-of-run assertion and its evidence."""
+class LoopOutcome:
+    """What one run of the loop left: the folded topics, checks, samples and report."""
 
-    name: str
-    ok: bool
-    detail: str
+    source: DemoStream
+    state: DemoState
+    checks: list[Check]
+    samples: list[LagSample]
+    run_dir: Path
+    report_path: Path
+    summary: list[report.SummaryRow]
+    statuses: dict[str, int | None]
+
+    @property
+    def ok(self) -> bool:
+        """Every required check passed."""
+        return all(c.ok for c in self.checks if c.required)
 
 
-def signing_env(settings: DriftlineSettings, console: Console) -> dict[str, str]:
-    """The signing key for the services: the configured one, or one kept in the data dir."""
-    if settings.signing_key is not None:
-        return {}
-    path = settings.data_path / "demo-signing.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32), encoding="utf-8")
-        path.chmod(0o600)
-        console.print(f"[bold]signing[/]: generated a signing key into {path} (key id 'demo')")
+SIGNERS = frozenset({"registry", "learner", "trainer"})  # hold the private key
+STATE_KEEPERS = frozenset({"evaluator"})  # checkpoint without a private key
+PRIVATE_VARS = ("DRIFTLINE_SIGNING_KEY", "DRIFTLINE_SIGNING_KEY_ID")
+
+
+@dataclass(frozen=True)
+class KeyEnv:
+    """The key settings of the demo's services: ``signer`` for the registry, the learner
+    and the trainer only; ``state`` (the checkpoint key) for the evaluator only;
+    ``verifier`` (public keys) for every service."""
+
+    signer: dict[str, str]
+    verifier: dict[str, str]
+    state: dict[str, str]
+
+    def of(self, service: str) -> dict[str, str]:
+        """The key settings ``service`` gets."""
+        env = dict(self.verifier)
+        if service in SIGNERS:
+            env.update(self.signer)
+        if service in STATE_KEEPERS:
+            env.update(self.state)
+        return env
+
+
+def signing_env(settings: DriftlineSettings, console: Console) -> KeyEnv:
+    """The configured signing key, or a key pair kept in the data dir (generated once):
+    the private key goes to signers only, its public key to every service."""
+    if settings.signing_key is not None and settings.signing_key_id is not None:
+        private = settings.signing_key.get_secret_value()
+        key_id = settings.signing_key_id
     else:
-        console.print(f"[bold]signing[/]: using the demo signing key in {path}")
-    return {
-        "DRIFTLINE_SIGNING_KEY": path.read_text(encoding="utf-8").strip(),
-        "DRIFTLINE_SIGNING_KEY_ID": "demo",
-    }
+        key_id = "demo"
+        path = settings.data_path / "demo-ed25519.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(keys.generate()[0], encoding="utf-8")
+            path.chmod(0o600)
+            console.print(f"[bold]signing[/]: generated an Ed25519 key pair into {path}")
+        else:
+            console.print(f"[bold]signing[/]: using the demo key pair in {path}")
+        private = path.read_text(encoding="utf-8").strip()
+    public = keys.public_text(keys.load_private_key(private).public_key())
+    listed = settings.verify_keys.get_secret_value() if settings.verify_keys else ""
+    checkpoint = settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None
+    if checkpoint is None:
+        cp_path = settings.data_path / "demo-checkpoint.key"
+        if not cp_path.exists():
+            cp_path.write_text(secrets.token_hex(32), encoding="utf-8")
+            cp_path.chmod(0o600)
+        checkpoint = cp_path.read_text(encoding="utf-8").strip()
+    console.print(
+        f"[bold]signing[/]: key id {key_id!r}: the private key to "
+        f"{', '.join(sorted(SIGNERS))}; serving and the evaluator get its public key only"
+    )
+    return KeyEnv(
+        signer={"DRIFTLINE_SIGNING_KEY": private, "DRIFTLINE_SIGNING_KEY_ID": key_id},
+        verifier={
+            "DRIFTLINE_VERIFY_KEYS": ",".join(k for k in (f"{key_id}:{public}", listed) if k),
+        },
+        state={"DRIFTLINE_CHECKPOINT_KEY": checkpoint},
+    )
+
+
+def service_token_env(settings: DriftlineSettings, console: Console) -> dict[str, str]:
+    """The token the services write to the registry with: the configured one, or one
+    made for this run (handed to the registry and the services like the signing key)."""
+    if settings.service_token is not None:
+        return {}
+    console.print("[bold]registry[/]: generated a service token for this run's services")
+    return {"DRIFTLINE_SERVICE_TOKEN": secrets.token_urlsafe(32)}
 
 
 def run_demo(settings: DriftlineSettings, options: DemoOptions, console: Console) -> int:
-    """Run the demo; returns 0 when every check passed."""
+    """Run the demo; returns 0 when every required check passed."""
+    outcome = run_loop(settings, options, console)
+    _print_summary(console, outcome)
+    return 0 if outcome.ok else 1
+
+
+def load_source(options: DemoOptions) -> DemoStream:
+    """The stream the options name (a bad --dataset, --config or --drift-at fails here)."""
+    return load_stream(
+        options.dataset,
+        options.config,
+        quick=options.quick,
+        seed=options.seed,
+        columns=options.columns,
+        drift_at=options.drift_at,
+    )
+
+
+def run_loop(
+    settings: DriftlineSettings,
+    options: DemoOptions,
+    console: Console,
+    source: DemoStream | None = None,
+) -> LoopOutcome:
+    """Run the whole loop once on ``source`` (default: the options' stream)."""
     # the stream first: a bad --dataset or --config fails before anything starts
-    source = load_stream(options.dataset, options.config, quick=options.quick, seed=options.seed)
+    source = source or load_source(options)
     console.print(f"[bold]stream[/]: {source.name}: {source.description}")
+    for skipped in source.skipped[:3]:
+        console.print(f"[yellow]skipped[/] line {skipped.line}: {skipped.reason}")
+    if options.dataset is not None and options.dataset.lower().endswith(".csv"):
+        for note in unnamed_columns(csv_header(Path(options.dataset))):
+            console.print(f"[yellow]warning[/]: {note}")
     broker: LocalBroker | None = None
     bootstrap = settings.bootstrap
     if settings.uses_local_broker:
@@ -137,8 +239,8 @@ def _run(
     options: DemoOptions,
     console: Console,
     source: DemoStream,
-) -> int:
-    run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+) -> LoopOutcome:
+    run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     run_dir = settings.data_path / "demo" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     prefix = f"{settings.topic_prefix}demo-{run_id}."
@@ -148,13 +250,19 @@ def _run(
         "DRIFTLINE_TOPIC_PREFIX": prefix,
         "DRIFTLINE_DATA_DIR": str(run_dir),
         "DRIFTLINE_REGISTRY_HTTP_URL": f"http://127.0.0.1:{ports['registry']}",
+        # every process but the registry reaches it over its HTTP API
+        "DRIFTLINE_REGISTRY_URL": f"http://127.0.0.1:{ports['registry']}",
+        **service_token_env(settings, console),
         "DRIFTLINE_LOG_FORMAT": "json",
-        **signing_env(settings, console),
         **{PORTS[name]: str(port) for name, port in ports.items()},
     }
-    if settings.registry_url is None:
-        env["DRIFTLINE_REGISTRY_URL"] = f"sqlite:///{run_dir / 'registry.db'}"
-    local = DriftlineSettings.load(env={**os.environ, **env})
+    database = settings.registry_url
+    if database is None or is_remote(database):
+        database = f"sqlite:///{run_dir / 'registry.db'}"
+    key_env = signing_env(settings, console)
+    # Children inherit no private key: each gets its own key settings (key_env.of).
+    base_env = {k: v for k, v in os.environ.items() if k not in PRIVATE_VARS}
+    local = DriftlineSettings.load(env={**base_env, **env, **key_env.verifier})
     console.print(f"[bold]run[/]: {run_id}: topics {prefix}*, registry and artifacts in {run_dir}")
     admin = make_admin(local)
     try:
@@ -162,14 +270,18 @@ def _run(
     finally:
         admin.close()
 
-    dataset = options.dataset
     config = source.config
     state = DemoState(stream=config.stream)
     observer = Observer(local, state).start()
-    with Supervisor(run_dir / "logs", env={**os.environ, **env}) as sup:
+    with Supervisor(run_dir / "logs", env={**base_env, **env}) as sup:
         views = []
         for name in SERVICES:
-            child = sup.start(name, [sys.executable, "-m", f"services.{name}"])
+            own = {"DRIFTLINE_REGISTRY_URL": database} if name == "registry" else {}
+            child = sup.start(
+                name, [sys.executable, "-m", f"services.{name}"], env={**key_env.of(name), **own}
+            )
+            if name == "registry":  # the others' first calls go to it
+                _wait_ready(sup, {name: ports[name]}, console)
             counters, unit = COUNTERS[name]
             views.append(
                 live.ServiceView(
@@ -180,19 +292,28 @@ def _run(
                     pid=child.process.pid,
                 )
             )
-        baselines = sup.start(
-            "baselines",
-            [
-                sys.executable,
-                "-m",
-                "services.demo.baselines_job",
-                "--out",
-                str(run_dir / "baselines.json"),
-                *stream_args(dataset, options.config, options.quick, options.seed),
-            ],
-            oneshot=True,
-            niceness=19,  # the baselines yield the CPU to the services they are compared with
-        )
+        baselines = None
+        if options.baselines:
+            baselines = sup.start(
+                "baselines",
+                [
+                    sys.executable,
+                    "-m",
+                    "services.demo.baselines_job",
+                    "--out",
+                    str(run_dir / "baselines.json"),
+                    *stream_args(
+                        options.dataset,
+                        options.config,
+                        options.quick,
+                        options.seed,
+                        options.columns,
+                        source.drifts if options.drift_at else (),
+                    ),
+                ],
+                oneshot=True,
+                niceness=19,  # the baselines yield the CPU to the services they are compared with
+            )
         _wait_ready(sup, ports, console)
         published, status = publish_config(local, config)
         console.print(f"[bold]spec[/]: {published.stream} v{published.version} {status}")
@@ -206,7 +327,17 @@ def _run(
         )
         started = time.monotonic()
         display = Live(console=console, refresh_per_second=4) if options.live else None
-        view = _View(sup, observer, views, display, source.size, started)
+        view = _View(
+            sup,
+            observer,
+            views,
+            display,
+            source.size,
+            started,
+            learner_url=f"http://127.0.0.1:{ports['learner']}/metrics",
+            console=None if display is not None else console,
+            metric=config.policy.primary_metric_for(config.spec.label.kind),
+        )
         if display is not None:
             display.start()
         try:
@@ -219,15 +350,24 @@ def _run(
         console.print(
             f"[bold]produce[/]: {produced:,} examples in {time.monotonic() - started:,.0f}s"
         )
-        if baselines.process.wait(timeout=900) != 0:
+        if baselines is not None and baselines.process.poll() is None:
+            # the loop is done: the baselines need not yield the CPU any more (only a
+            # privileged user may lower a niceness; otherwise they finish as they are)
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, baselines.process.pid, 0)
+                Path(f"/proc/{baselines.process.pid}/autogroup").write_text("0")
+        if baselines is not None and baselines.process.wait(timeout=900) != 0:
             raise DriftlineError(f"the baselines failed:\n{baselines.tail()}")
         with observer.locked() as snapshot:
-            checks = _checks(local, snapshot, learned, expect_drift=bool(source.drifts))
-            outcome = _report(snapshot, source, run_dir, time.monotonic() - started, checks)
+            checks = end_checks(
+                local, snapshot, learned, expect_drift=bool(source.drifts), samples=view.samples
+            )
+            path, summary = _report(snapshot, source, run_dir, time.monotonic() - started, checks)
         statuses = sup.stop_all()
     observer.stop()
-    _print_summary(console, checks, statuses, outcome)
-    return 0 if all(c.ok for c in checks) else 1
+    return LoopOutcome(
+        source, observer.state, checks, view.samples, run_dir, path, summary, statuses
+    )
 
 
 def _wait_ready(sup: Supervisor, ports: dict[str, int], console: Console) -> None:
@@ -267,12 +407,19 @@ class _View:
         total: int,
         started: float,
         every_s: float = 0.5,
+        *,
+        learner_url: str | None = None,
+        console: Console | None = None,
+        metric: str = "accuracy",
     ) -> None:
         self.sup, self.observer, self.views, self.display = sup, observer, views, display
         self.total, self.started, self.every_s = total, started, every_s
+        self.learner_url, self.console, self.metric = learner_url, console, metric
         self._last = 0.0
         self.produced = 0
         self.phase = "producing"
+        self.samples: list[LagSample] = []
+        self._warned = False
 
     def tick(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -282,6 +429,7 @@ class _View:
         self.sup.check()
         if self.observer.error is not None:
             raise DriftlineError(f"the demo's topic observer failed: {self.observer.error}")
+        lag = self._sample()
         if self.display is None:
             return
         for view, child in zip(self.views, self.sup.children, strict=False):
@@ -296,8 +444,32 @@ class _View:
                     total=self.total,
                     elapsed_s=now - self.started,
                     phase=self.phase,
+                    lag=lag,
+                    lag_warning=LAG_WARNING,
+                    metric=self.metric,
                 )
             )
+
+    def _sample(self) -> int | None:
+        """Read the learner's position; warn (once per episode) when it lags the replay."""
+        if self.learner_url is None or self.phase != "producing":
+            return None
+        learned = live.scrape(self.learner_url, ("driftline_learner_examples_total",))
+        if learned is None:
+            return None
+        replayed = self.produced - self.produced // BAD_EVERY  # less the malformed ones
+        sample = LagSample(int(time.time() * 1000), replayed, int(learned))
+        self.samples.append(sample)
+        if sample.lag > LAG_WARNING and not self._warned:
+            self._warned = True
+            if self.console is not None:
+                self.console.print(
+                    f"[yellow]warning[/]: the learner lags the replay by {sample.lag:,} "
+                    f"examples (more than {LAG_WARNING}); the served model is that far behind"
+                )
+        elif sample.lag <= LAG_WARNING // 2:
+            self._warned = False
+        return sample.lag
 
 
 def _malformed(example: LabelledExample, index: int) -> bytes:
@@ -343,7 +515,7 @@ def _produce(
             with view.observer.locked() as state:
                 state.expect(example_id, index)
                 serving = bool(state.loads)
-            if index % BAD_EVERY == BAD_EVERY - 1:
+            if is_malformed(index):
                 producer.send(raw, key=key, value=_malformed(example, index))
             else:
                 if serving:  # the request comes first; its label follows
@@ -352,7 +524,7 @@ def _produce(
                     )
                     producer.send(requests, key=key, value=encode(request))
                 producer.send(raw, key=key, value=encode_raw(example))
-            if index % (BAD_EVERY * 8) == BAD_EVERY * 4:
+            if index % GARBAGE_EVERY == GARBAGE_EVERY // 2:
                 producer.send(raw, key=key, value=b"\xff\xfe not an event")
                 with view.observer.locked() as state:
                     state.garbage_sent += 1
@@ -396,74 +568,6 @@ def _settle(
     return learned
 
 
-def _checks(
-    settings: DriftlineSettings, state: DemoState, learned: float | None, *, expect_drift: bool
-) -> list[Check]:
-    """The end-of-run checks. The loop's four (drift, run, promotion, swap) are required
-    when the stream has known drift points; a dataset with none (a file, a real-world
-    stream) need not drift, so there they are reported, not required."""
-    registry = Registry.open(settings, relay=False)
-    try:
-        runs = registry.list_runs(model=state.stream)
-    finally:
-        registry.close()
-    lost = state.unaccounted()
-    both = state.valid_ids & state.rejected_ids
-    valid = len(state.valid_ids)
-    loop = [
-        Check("drift detected", bool(state.drifts), f"{len(state.drifts)} drift events"),
-        Check(
-            "training run",
-            bool(runs),
-            f"{len(runs)} runs: "
-            + ", ".join(
-                f"{r.status}{'' if r.winner_version is None else f' -> v{r.winner_version}'}"
-                for r in runs[:5]
-            ),
-        ),
-        Check(
-            "promotion",
-            bool(state.promotions()),
-            ", ".join(
-                f"v{m.from_version}->v{m.to_version} by {m.actor}" for m in state.promotions()
-            )
-            or "none",
-        ),
-        Check(
-            "swap seen by serving",
-            bool(state.swaps()),
-            ", ".join(f"v{s.version} ({s.load_ms:.0f} ms)" for s in state.swaps()) or "none",
-        ),
-    ]
-    if not expect_drift:
-        loop = [
-            Check(c.name, True, f"{c.detail} (not required: no known drift point)")
-            if not c.ok
-            else c
-            for c in loop
-        ]
-    return [
-        *loop,
-        Check(
-            "no example lost",
-            not lost
-            and not both
-            and state.produced == valid + len(state.rejected_ids)
-            and state.rejected_unreadable >= state.garbage_sent,
-            f"produced {state.produced:,} = valid {valid:,} + rejected "
-            f"{len(state.rejected_ids):,}; malformed bytes {state.garbage_sent} sent, "
-            f"{state.rejected_unreadable} dead-lettered"
-            + (f"; missing {len(lost)}" if lost else "")
-            + (f"; both {len(both)}" if both else ""),
-        ),
-        Check(
-            "learned = valid",
-            learned is not None and int(learned) == valid,
-            f"learned {learned if learned is None else int(learned):,}, valid {valid:,}",
-        ),
-    ]
-
-
 def _valid_positions(state: DemoState) -> list[int]:
     """Stream index of the k-th valid example (the valid topic keeps the stream's order)."""
     return sorted(state.index_of[i] for i in state.valid_ids if i in state.index_of)
@@ -476,8 +580,8 @@ def _at(positions: list[int], count: int) -> int:
     return positions[min(count, len(positions)) - 1] + 1
 
 
-def _served_curve(state: DemoState, positions: list[int]) -> report.Curve:
-    """The served model's accuracy from the evaluator's ``served`` track (across swaps).
+def _served_curve(state: DemoState, positions: list[int], metric: str = "accuracy") -> report.Curve:
+    """The served model's ``metric`` from the evaluator's ``served`` track (across swaps).
 
     The track counts the valid examples the evaluator scored with the champion of the
     moment; they run without a gap from the first champion to the end of the stream, so
@@ -486,15 +590,15 @@ def _served_curve(state: DemoState, positions: list[int]) -> report.Curve:
     snaps = sorted((s for s in state.served if s.role == "served"), key=lambda s: s.example_count)
     skipped = max(0, len(positions) - (snaps[-1].example_count if snaps else 0))
     rolling: list[tuple[int, float]] = []
-    cumulative: list[tuple[int, int, int]] = []
+    cumulative: list[tuple[int, int, float]] = []
     for snap in snaps:
         x = _at(positions, skipped + snap.example_count)
-        value = snap.values.get("rolling_accuracy")
+        value = snap.values.get(f"rolling_{metric}")
         if value is not None:
             rolling.append((x, value))
-        total = snap.values.get("accuracy")
+        total = snap.values.get(metric)
         if total is not None:
-            cumulative.append((x, snap.example_count, round(total * snap.example_count)))
+            cumulative.append((x, snap.example_count, total * snap.example_count))
     window = snaps[-1].window if snaps else 1
     return report.Curve("driftline (served)", "served", tuple(rolling), window, tuple(cumulative))
 
@@ -503,7 +607,8 @@ def _report(
     state: DemoState, source: DemoStream, run_dir: Path, elapsed_s: float, checks: list[Check]
 ) -> tuple[Path, list[report.SummaryRow]]:
     positions = _valid_positions(state)
-    served = _served_curve(state, positions)
+    metric = "accuracy" if source.config.spec.label.kind == "class" else "mae"
+    served = _served_curve(state, positions, metric)
     baselines_file = run_dir / "baselines.json"
     baselines = load_baselines(baselines_file) if baselines_file.exists() else []
     aliases: dict[int, list[str]] = {}
@@ -537,28 +642,32 @@ def _report(
             ("drift events", str(len(state.drifts))),
             ("promotions", str(len(state.promotions()))),
             ("swaps seen by serving", str(len(state.swaps()))),
-            *((f"check: {c.name}", ("ok: " if c.ok else "FAILED: ") + c.detail) for c in checks),
+            *(
+                (
+                    f"check: {c.name}",
+                    ("ok: " if c.ok else "FAILED: " if c.required else "WARNING: ") + c.detail,
+                )
+                for c in checks
+            ),
         ),
     )
     path = report.write_report(run_dir / "report.html", data)
-    return path, report.summarize(data.curves, data.drifts, tolerance=data.tolerance)
+    return path, report.summarize_data(data)
 
 
-def _print_summary(
-    console: Console,
-    checks: list[Check],
-    statuses: dict[str, int | None],
-    outcome: tuple[Path, list[report.SummaryRow]],
-) -> None:
-    path, rows = outcome
+def _print_summary(console: Console, outcome: LoopOutcome) -> None:
+    rows = outcome.summary
+    number = outcome.source.config.spec.label.kind == "number"
+    name = "MAE" if number else "accuracy"
+    fmt = _num if number else _pct
     print_table(
-        "accuracy on the stream",
+        f"{name} on the stream",
         ("model", "overall", "post-drift", "recovery after each drift (examples)"),
         [
             (
                 row.name,
-                _pct(row.overall),
-                _pct(row.post_drift),
+                fmt(row.overall),
+                fmt(row.post_drift),
                 ", ".join("not recovered" if r is None else f"{r:,}" for r in row.recovery),
             )
             for row in rows
@@ -567,21 +676,30 @@ def _print_summary(
     served = [r.post_drift for r in rows if r.role == "served" and r.post_drift is not None]
     others = [r for r in rows if r.role == "baseline" and r.post_drift is not None]
     if served and others:
-        best = max(others, key=lambda r: r.post_drift or 0.0)
-        verdict = "at least" if served[0] >= (best.post_drift or 0.0) else "BELOW"
+        sign = -1.0 if number else 1.0  # the best: the lowest error, the highest accuracy
+        best = max(others, key=lambda r: sign * (r.post_drift or 0.0))
+        wins = sign * served[0] >= sign * (best.post_drift or 0.0)
         console.print(
-            f"post-drift accuracy: served {_pct(served[0])} is {verdict} the best baseline "
-            f"({best.name}, {_pct(best.post_drift)})"
+            f"post-drift {name}: served {fmt(served[0])} is "
+            f"{'at least as good as' if wins else 'WORSE than'} the best baseline "
+            f"({best.name}, {fmt(best.post_drift)})"
         )
     print_table(
         "end-of-run checks",
         ("check", "result", "evidence"),
-        [(c.name, "ok" if c.ok else "FAILED", c.detail) for c in checks],
+        [
+            (c.name, "ok" if c.ok else ("FAILED" if c.required else "WARNING"), c.detail)
+            for c in outcome.checks
+        ],
     )
-    unclean = {name: code for name, code in statuses.items() if code not in (0, None)}
+    unclean = {name: code for name, code in outcome.statuses.items() if code not in (0, None)}
     if unclean:
         console.print(f"[yellow]services that did not exit 0 on SIGTERM[/]: {unclean}")
-    console.print(f"[bold]report[/]: {path}")
+    console.print(f"[bold]report[/]: {outcome.report_path}")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.4g}"
 
 
 def _pct(value: float | None) -> str:

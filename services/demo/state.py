@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from schemas import LabelledExample
 from schemas.base import Event
@@ -34,6 +35,17 @@ class Swap:
     replica_id: str
     load_ms: float
     index: int | None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One served answer: what it said, which version, when (record time, ms) and how many
+    examples of the stream the answering model had learned (None: not told)."""
+
+    prediction: Any
+    version: int
+    at_ms: int | None
+    learned_examples: int | None = None
 
 
 @dataclass
@@ -58,14 +70,21 @@ class DemoState:
     first_answer: dict[int, int] = field(default_factory=dict)
     served: list[MetricSnapshot] = field(default_factory=list)
     learner: list[MetricSnapshot] = field(default_factory=list)
+    answers: dict[str, Answer] = field(default_factory=dict)
+    """The first served answer per example id."""
+    valid_order: list[str] = field(default_factory=list)
+    """Valid example ids in the order of the valid topic (the order the loop learned)."""
+    valid_at: dict[str, int | None] = field(default_factory=dict)
+    """Record time (ms) of each valid example: when its label reached the loop."""
     _seen_events: set[str] = field(default_factory=set)
 
     def expect(self, example_id: str, index: int) -> None:
         """Record that the example at ``index`` of the stream was produced."""
         self.index_of[example_id] = index
 
-    def apply(self, event: Event) -> None:
-        """Fold one event in; a redelivered event (same ``event_id``) counts once."""
+    def apply(self, event: Event, at_ms: int | None = None) -> None:
+        """Fold one event in (``at_ms``: its record time); a redelivered event (same
+        ``event_id``) counts once."""
         key = str(event.event_id)
         if key in self._seen_events:
             return
@@ -73,6 +92,9 @@ class DemoState:
         if isinstance(event, LabelledExample):
             if event.stream == self.stream:
                 self.valid_messages += 1
+                if event.example_id not in self.valid_ids:
+                    self.valid_order.append(event.example_id)
+                    self.valid_at[event.example_id] = at_ms
                 self.valid_ids.add(event.example_id)
         elif isinstance(event, DeadLetter):
             self._dead(event)
@@ -95,7 +117,7 @@ class DemoState:
             if event.model == self.stream:
                 self.load_failures.append(event)
         elif isinstance(event, Prediction):
-            self._answer(event)
+            self._answer(event, at_ms)
         elif isinstance(event, MetricSnapshot) and event.stream == self.stream:
             (self.served if event.source == "evaluator" else self.learner).append(event)
 
@@ -106,11 +128,20 @@ class DemoState:
         elif letter.example_id is None:
             self.rejected_unreadable += 1
 
-    def _answer(self, prediction: Prediction) -> None:
+    def _answer(self, prediction: Prediction, at_ms: int | None) -> None:
         if prediction.stream != self.stream:
             return
         version = prediction.answer.version
         self.answered[version] += 1
+        if prediction.example_id not in self.answers:
+            params = getattr(prediction.answer, "parameters", None) or {}
+            learned = params.get("learned_examples") if isinstance(params, dict) else None
+            self.answers[prediction.example_id] = Answer(
+                prediction.answer.prediction,
+                version,
+                at_ms,
+                int(learned) if isinstance(learned, int | float) else None,
+            )
         index = self.index_of.get(prediction.example_id)
         if index is not None and (
             version not in self.first_answer or index < self.first_answer[version]
@@ -163,10 +194,11 @@ class DemoState:
                 )
         return out
 
-    def served_accuracy(self) -> tuple[int | None, float | None]:
-        """The served model's version and rolling accuracy in the latest ``served`` snapshot."""
+    def served_accuracy(self, metric: str = "accuracy") -> tuple[int | None, float | None]:
+        """The served model's version and rolling ``metric`` in the latest ``served``
+        snapshot."""
         for snap in reversed(self.served):
             if snap.role == "served":
-                value = snap.values.get("rolling_accuracy", snap.values.get("accuracy"))
+                value = snap.values.get(f"rolling_{metric}", snap.values.get(metric))
                 return snap.version, value
         return None, None

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -50,11 +50,13 @@ from services.ingest.sources import (
     Row,
     Skipped,
     as_examples,
+    dataset_records,
     read_file,
     river_rows,
 )
 
 __all__ = [
+    "BAD_EVERY",
     "BODY_FIELDS",
     "DEFAULT_SEED",
     "DriftPoint",
@@ -62,12 +64,15 @@ __all__ = [
     "agrawal_config",
     "agrawal_rows",
     "config_to_yaml",
+    "is_malformed",
     "load_config",
+    "parse_drift_at",
     "load_stream",
     "with_demo_policy",
 ]
 
 DEFAULT_SEED = 42
+BAD_EVERY = 250  # the demo sends one example in this many malformed (the dead-letter path)
 DriftKind = Literal["abrupt", "gradual"]
 
 # (size, abrupt position, gradual centre, gradual width)
@@ -88,6 +93,15 @@ _NUMBERS: dict[str, tuple[float, float]] = {
     "hyears": (1.0, 30.0),
     "loan": (0.0, 500_000.0),
 }
+
+
+def is_malformed(index: int) -> bool:
+    """Whether the demo sends the example at stream ``index`` malformed (never learned).
+
+    >>> [i for i in range(1000) if is_malformed(i)]
+    [249, 499, 749, 999]
+    """
+    return index % BAD_EVERY == BAD_EVERY - 1
 
 
 @dataclass(frozen=True)
@@ -197,12 +211,13 @@ class DemoStream:
 
     @classmethod
     def from_file(
-        cls, path: Path, config: StreamConfig, *, columns: Columns | None = None
+        cls, path: Path, config: StreamConfig | None = None, *, columns: Columns | None = None
     ) -> DemoStream:
         """A CSV or JSON Lines file (read whole) with its stream config.
 
         Ids, labels and times are read as ``driftline produce`` reads them; rows that
-        cannot be examples are kept in ``skipped``.
+        cannot be examples are kept in ``skipped``. Without ``config`` one is inferred
+        from the rows, as ``driftline spec infer`` does, with the demo's policy.
         """
         good: list[Record] = []
         bad: list[Skipped] = []
@@ -214,6 +229,10 @@ class DemoStream:
         if not good:
             raise ValueError(f"{path}: no usable rows")
         records = tuple(good)
+        if config is None:
+            stream = "".join(c if c.isalnum() or c in "._-" else "-" for c in path.stem)
+            inferred = infer_config(stream or "file", ((r.features, r.label) for r in records))
+            config = with_demo_policy(inferred.config, size=len(records))
         return cls(
             name=config.stream,
             description=f"{path.name}: {len(records):,} examples",
@@ -228,9 +247,11 @@ class DemoStream:
     def from_river(cls, name: str, config: StreamConfig | None = None) -> DemoStream:
         """A real-world River dataset that ships offline (``river:Phishing``, ...).
 
-        Without ``config`` one is inferred from the data, with the demo's policy.
+        Without ``config`` one is inferred from the data, with the demo's policy. Values
+        are the ones the events carry (numpy scalars as numbers, datetimes as epoch
+        seconds), for the services and the baselines alike.
         """
-        rows = tuple(river_rows(name))
+        rows = tuple((r.features, r.label) for r in dataset_records(river_rows(name)))
         stream = name.partition(":")[2].lower()
         if config is None:
             inferred = infer_config(stream, rows).config
@@ -243,6 +264,17 @@ class DemoStream:
             config=config,
             _source=lambda: ((str(i), x, y) for i, (x, y) in enumerate(rows)),
         )
+
+    def with_drifts(self, drifts: Sequence[DriftPoint]) -> DemoStream:
+        """The same stream with known drift points (e.g. from ``--drift-at``)."""
+        for drift in drifts:
+            if drift.position >= self.size:
+                raise ValueError(
+                    f"drift point {drift.position:,} is past the stream's end ({self.size:,})"
+                )
+        ordered = tuple(sorted(drifts, key=lambda d: d.position))
+        where = ", ".join(f"{d.position:,}" for d in ordered)
+        return replace(self, drifts=ordered, description=f"{self.description}; drift at {where}")
 
     def identified(self) -> Iterator[tuple[str, dict[str, Any], Any]]:
         """``(example_id, features, label)`` in stream order."""
@@ -370,8 +402,9 @@ def with_demo_policy(
     by +-0.1 by chance alone, so a tighter limit would refuse every candidate on noise.
     """
     scale = max(0.1, min(1.0, size / _FULL[0]))
+    kind = config.spec.label.kind
     policy = {
-        "primary_metric": "accuracy",
+        "primary_metric": config.policy.primary_metric_for(kind),
         "rolling_window": _round(1000 * scale, 100),
         "drift": {
             "detector": "ADWIN",
@@ -384,7 +417,10 @@ def with_demo_policy(
             "window": _round(2000 * scale, 100),
             "min_size": _round(1000 * scale, 100),
             "holdout_fraction": 0.2,
-            "candidates": ["hist_gradient_boosting", "logistic_regression"],
+            "candidates": [
+                "hist_gradient_boosting",
+                "logistic_regression" if kind == "class" else "ridge",
+            ],
             "budget_s": 1.5 if scale >= 1.0 else 1.0,
             "seed": seed,
             "every": _round(2000 * scale, 100),
@@ -420,20 +456,43 @@ def load_stream(
     quick: bool = False,
     seed: int = DEFAULT_SEED,
     columns: Columns | None = None,
+    drift_at: str | None = None,
 ) -> DemoStream:
     """The stream ``driftline demo`` replays.
 
     ``dataset`` None: the default drifting stream. ``river:<Name>``: a River dataset that
-    ships offline (``config`` optional: inferred). A ``.csv`` or ``.jsonl`` path: needs
-    ``config``. ``quick`` shortens the default stream only.
+    ships offline. A ``.csv`` or ``.jsonl`` path, read with ``columns``. Without
+    ``config``, a dataset's or file's config is inferred. ``quick`` shortens the default
+    stream only. ``drift_at`` (``N[,N...]``) gives a dataset's or file's known drift
+    points, for post-drift numbers in the report.
     """
     if dataset is None:
         if config is not None:
             raise ValueError("--config goes with --dataset; the default stream has its own")
+        if drift_at:
+            raise ValueError("--drift-at goes with --dataset; the default stream has its own")
         return DemoStream.default(quick=quick, seed=seed)
     loaded = load_config(config) if config is not None else None
     if dataset.startswith("river:"):
-        return DemoStream.from_river(dataset, loaded)
-    if loaded is None:
-        raise ValueError(f"--dataset {dataset}: a file needs its stream config (--config)")
-    return DemoStream.from_file(Path(dataset), loaded, columns=columns)
+        stream = DemoStream.from_river(dataset, loaded)
+    else:
+        stream = DemoStream.from_file(Path(dataset), loaded, columns=columns)
+    return stream.with_drifts(parse_drift_at(drift_at)) if drift_at else stream
+
+
+def parse_drift_at(text: str) -> tuple[DriftPoint, ...]:
+    """``--drift-at N[,N...]``: abrupt drift points at those stream indexes.
+
+    >>> [d.position for d in parse_drift_at("3000, 6000")]
+    [3000, 6000]
+    """
+    points = []
+    for part in text.split(","):
+        try:
+            position = int(part.strip())
+        except ValueError:
+            raise ValueError(f"--drift-at {text!r}: expected N[,N...] (example indexes)") from None
+        if position < 1:
+            raise ValueError(f"--drift-at {text!r}: drift points are example indexes >= 1")
+        points.append(DriftPoint(position, 1, "abrupt"))
+    return tuple(points)

@@ -9,6 +9,7 @@ from services.common.errors import ConfigError, DriftlineError
 from services.common.logs import configure_logging
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
+from services.common.signing import Keyring
 from services.evaluator.app import Evaluator
 from services.evaluator.settings import EvaluatorSettings
 from services.registry.client import Registry
@@ -20,10 +21,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = DriftlineSettings.load()
         service = EvaluatorSettings.load()
-        if settings.signing_key is None:
+        keyring = Keyring.from_settings(settings)
+        if not keyring.public:
             raise ConfigError(
-                "DRIFTLINE_SIGNING_KEY",
-                "is required: the evaluator verifies models and signs its checkpoints",
+                "DRIFTLINE_VERIFY_KEYS",
+                "is required: the evaluator verifies every model (the registry's public key)",
+            )
+        if not keyring.can_sign and keyring.state_key is None:
+            raise ConfigError(
+                "DRIFTLINE_CHECKPOINT_KEY",
+                "is required: the evaluator signs its checkpoints with it",
             )
     except ConfigError as exc:
         sys.stderr.write(f"driftline evaluator: error: {exc}\n")

@@ -58,12 +58,15 @@ from services.common.codec import decode, encode, event_key
 from services.common.conformance import nonconformance
 from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError
-from services.common.kafka_client import make_consumer, make_producer
+from services.common.kafka_backend import open_consumer, open_producer
+from services.common.kafka_client import make_consumer
+from services.common.kafka_types import Consumer
 from services.common.metrics import BoundedStreams, Metrics
+from services.common.online_follower import Followers, FollowMetrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
-from services.common.subscriber import LoadedModel, ModelSubscriber
+from services.common.subscriber import REFUSALS, LoadedModel, ModelSubscriber
 from services.evaluator.runtime import Decision, EvaluatorState, Labelled, Role, Served
 from services.evaluator.screen import pair_nonconformance
 from services.evaluator.settings import EvaluatorSettings
@@ -120,8 +123,20 @@ class Evaluator:
         self.active_gauge = m.gauge("evaluator_active", "1 when this instance is the active one.")
         self.dead = m.counter("evaluator_dead_letters_total", "Unusable records.", ["reason"])
         self.checkpoints = m.histogram("evaluator_checkpoint_seconds", "Checkpoint time.")
+        self.events_refused = m.counter(
+            "evaluator_model_events_refused_total",
+            "Records of the models topic refused, by kind (unsigned, forged, unparseable...).",
+            ["kind"],
+        )
+        self.load_failures = m.counter(
+            "evaluator_load_failures_total", "Versions refused or not loadable.", ["reason"]
+        )
+        for kind in REFUSALS:
+            self.events_refused.labels(kind=kind)
         self.configs = StreamConfigs(settings, client_id="driftline-evaluator")
-        self.producer = make_producer(settings, client_id="driftline-evaluator")
+        # the data path (valid and shadow records in, metrics and decisions out) runs on
+        # DRIFTLINE_KAFKA_CLIENT; the lease below is coordination and stays on kafka-python
+        self.producer = open_producer(settings, client_id="driftline-evaluator")
         self.dead_letters = DeadLetters(
             self.producer, self.topics.name("events.dead"), service="evaluator", counter=self.dead
         )
@@ -136,18 +151,34 @@ class Evaluator:
             heartbeat_interval_ms=max(500, service.session_timeout_ms // 10),
             max_poll_records=1,
         )
-        self.data = make_consumer(
+        self.data: Consumer = open_consumer(
             settings,
             group_id=None,
             client_id="driftline-evaluator",
             max_poll_records=service.max_poll_records,
         )
         self.mover = AliasMover(registry)
+        # Online snapshots keep learning, each record after it was scored here (no thread:
+        # a model never learns a record before it is scored on it).
+        self.followers = (
+            Followers(
+                settings,
+                metrics=FollowMetrics(m, "evaluator"),
+                client_id="driftline-evaluator-follow",
+                threaded=False,
+            )
+            if service.follow
+            else None
+        )
         self.subscriber = ModelSubscriber(
             settings,
             aliases=ALIASES,
             on_swap=self._swapped,
+            on_remove=self.followers.removed if self.followers is not None else None,
+            on_failure=lambda f: self.load_failures.labels(reason=f.reason).inc(),
+            on_refusal=lambda kind: self.events_refused.labels(kind=kind).inc(),
             client_id="driftline-evaluator-models",
+            prepare=self.followers.prepare if self.followers is not None else None,
         )
 
     def _fresh_state(self) -> EvaluatorState:
@@ -371,6 +402,8 @@ class Evaluator:
                 self._dead_item(item, f"{type(exc).__name__}: {exc}")
             self.streams.child(self.examples, stream, "error").inc(len(items))
             return
+        if self.followers is not None:  # after scoring: test, then train
+            self.followers.feed(stream, [(i.partition, i.offset, i.example) for i in items])
         for item, error in out.refused:
             self._dead_item(item, error)
         if out.refused:
@@ -567,6 +600,8 @@ class Evaluator:
     def close(self) -> None:
         """Close every client."""
         self.subscriber.stop()
+        if self.followers is not None:
+            self.followers.stop()
         for consumer in (self.lease, self.data):  # the lease first: a standby takes over
             try:
                 consumer.close()

@@ -64,6 +64,11 @@ class EvaluatorSettings(SettingsBase):
         description="challenge a batch champion with the latest online snapshot when no "
         "challenger is set",
     )
+    follow: bool = Field(
+        default=True,
+        description="keep loaded online snapshots learning from examples.valid as the "
+        "learner does, each record after it was scored (false: score snapshots as taken)",
+    )
     checkpoint_every: int = Field(default=2000, ge=1, description="records between checkpoints")
     checkpoint_interval_s: float = Field(default=10.0, gt=0, description="or this many seconds")
     models_timeout_s: float = Field(

@@ -12,7 +12,18 @@
 - the label is a ``class`` (booleans, strings, or at most ``max_classes`` distinct
   integers, with those classes) or a ``number``.
 
-The ``model`` and ``policy`` sections are the defaults (a regressor for a number label).
+A number feature whose values only go up (or only down) in row order, at least
+``MONOTONIC_SHARE`` of the steps, with at least ``MONOTONIC_MIN_DISTINCT`` distinct values,
+is a time stamp, a counter or an id: its distribution moves by construction, so it is put
+in ``policy.drift.exclude_features`` (left out of the data-drift tests), with a warning.
+
+The ``model`` is driftline's selecting online model (``driftline.SelectClassifier`` for a
+class label, ``driftline.SelectRegressor`` for a number: see ``services.common.selector``
+and ``bench defaults``); the ``policy`` is the default one fitted to the label (for a
+class label ``accuracy`` as the primary metric and classifier candidates; for a number
+label ``mae`` and regression candidates: ``ridge``, no ``logistic_regression``), plus the
+excluded features. A column that cannot be a feature (an empty or over-long name)
+is left out of the spec with a warning that names it and says what to do.
 
 >>> rows = [({"x": 1.0, "c": "a", "b": True}, "yes"), ({"x": 3.0, "c": "b", "b": None}, "no")]
 >>> result = infer_config("demo", rows)
@@ -23,6 +34,16 @@ c category None None ('a', 'b') False
 b bool None None None True
 >>> result.config.spec.label.classes
 ('no', 'yes')
+>>> result.config.policy.primary_metric, result.config.policy.retrain.candidates
+('accuracy', ('logistic_regression', 'hist_gradient_boosting', 'random_forest'))
+>>> numbers = infer_config("n", [({"x": float(i), "": i}, i * 0.5) for i in range(30)])
+>>> numbers.config.policy.primary_metric, numbers.config.policy.retrain.candidates
+('mae', ('ridge', 'hist_gradient_boosting', 'random_forest'))
+>>> [f.name for f in numbers.config.spec.features], numbers.warnings[0][:32]
+(['x'], 'column 2 has no name: left out o')
+>>> rows = [({"ts": 1000 + 60 * i, "t": float(i % 5)}, i % 2) for i in range(100)]
+>>> infer_config("clock", rows).config.policy.drift.exclude_features
+('ts',)
 """
 
 from __future__ import annotations
@@ -33,12 +54,28 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas import FeatureSpec, LabelSpec, ModelSpec, Spec, StreamConfig
+from schemas import FeatureSpec, LabelSpec, ModelSpec, Policy, Spec, StreamConfig
 
+DEFAULT_CLASSIFIER = "driftline.SelectClassifier"
+"""The online model inferred for a class label (see ``services.common.selector``)."""
+DEFAULT_REGRESSOR = "driftline.SelectRegressor"
+"""The online model inferred for a number label."""
+MONOTONIC_SHARE = 0.95
+"""Share of row-to-row steps that must go one way for a feature to count as monotonic."""
+MONOTONIC_MIN_DISTINCT = 10
+"""Distinct values a monotonic feature needs (fewer: a flag or a phase, not a clock)."""
 DEFAULT_MARGIN = 0.1
 DEFAULT_MAX_CATEGORIES = 50
 DEFAULT_MAX_CLASSES = 20
 _DIGITS = 4
+_NAME_MAX = 200  # FeatureSpec.name's longest
+
+# (primary metric, retrain candidates) per label kind: every candidate can learn the label
+PRIMARY_METRIC = {"class": "accuracy", "number": "mae"}
+CANDIDATES = {
+    "class": ("logistic_regression", "hist_gradient_boosting", "random_forest"),
+    "number": ("ridge", "hist_gradient_boosting", "random_forest"),
+}
 
 
 @dataclass
@@ -91,24 +128,71 @@ def infer_config(
     if count == 0:
         raise ValueError("no rows to infer from")
     warnings: list[str] = []
-    specs = [
-        _feature(name, s, count, margin, max_categories, warnings)
-        for name, s in sorted(seen.items(), key=lambda item: item[1].first)
-    ]
+    specs = []
+    for name, s in sorted(seen.items(), key=lambda item: item[1].first):
+        problem = unusable_name(name)
+        if problem is not None:
+            warnings.append(
+                f"column {s.first + 1} {problem}: left out of the spec (not a feature); "
+                "give it a name in the header to use it as a feature, or drop it"
+            )
+            continue
+        specs.append(_feature(name, s, count, margin, max_categories, warnings))
     label_spec = _label(labels, max_classes, warnings)
-    model = (
-        ModelSpec()
-        if label_spec.kind == "class"
-        else ModelSpec.model_validate(
-            {"pipeline": "preprocessing.StandardScaler | linear_model.LinearRegression"}
+    model = ModelSpec.model_validate(
+        {"pipeline": DEFAULT_CLASSIFIER if label_spec.kind == "class" else DEFAULT_REGRESSOR}
+    )
+    kept = {f.name for f in specs}
+    monotonic = tuple(
+        name
+        for name, s in sorted(seen.items(), key=lambda item: item[1].first)
+        if name in kept and _monotonic(s)
+    )
+    for name in monotonic:
+        warnings.append(
+            f"feature {name!r}: its values only move one way (a time stamp, counter or id?); "
+            "left out of the data-drift tests (policy.drift.exclude_features)"
         )
+    policy = Policy.model_validate(
+        {
+            "primary_metric": PRIMARY_METRIC[label_spec.kind],
+            "retrain": {"candidates": list(CANDIDATES[label_spec.kind])},
+            "drift": {"exclude_features": monotonic},
+        }
     )
     config = StreamConfig(
         stream=stream,
         spec=Spec(features=tuple(specs), label=label_spec),
         model=model,
+        policy=policy,
     )
     return Inference(config, count, tuple(warnings))
+
+
+def _monotonic(s: _Seen) -> bool:
+    """Whether a number feature's values go one way in row order (see the module doc)."""
+    values = s.numbers
+    if len(values) < 2 * MONOTONIC_MIN_DISTINCT or len(values) < s.present * 0.9:
+        return False
+    if len(set(values)) < MONOTONIC_MIN_DISTINCT:
+        return False
+    steps = len(values) - 1
+    up = sum(1 for a, b in zip(values, values[1:], strict=False) if b >= a)
+    down = sum(1 for a, b in zip(values, values[1:], strict=False) if b <= a)
+    return max(up, down) >= MONOTONIC_SHARE * steps
+
+
+def unusable_name(name: Any) -> str | None:
+    """Why a column name cannot name a feature (None: it can).
+
+    >>> unusable_name(""), unusable_name("age")
+    ('has no name', None)
+    """
+    if not isinstance(name, str) or not name.strip():
+        return "has no name"
+    if len(name) > _NAME_MAX:
+        return f"has a name longer than {_NAME_MAX} characters ({name[:20]!r}...)"
+    return None
 
 
 def _observe(s: _Seen, value: Any) -> None:
@@ -158,7 +242,8 @@ def _feature(
         if len(s.strings) > max_categories:
             warnings.append(
                 f"feature {name!r}: {len(s.strings)} distinct strings (> {max_categories}); "
-                "any string will pass (no closed set of categories)"
+                "any string will pass (no closed set of categories); if it names the row, "
+                "make it the id (--id-column) instead of a feature"
             )
             return FeatureSpec(name=name, type="category", nullable=nullable)
         return FeatureSpec(

@@ -33,8 +33,8 @@ from schemas import LabelledExample
 
 Row = tuple[dict[str, Any], Any]
 
-# River datasets that ship with the package (no download), by the name users type.
-RIVER_DATASETS = ("Bananas", "Phishing", "TrumpApproval", "ChickWeights", "Restaurants")
+# River's tasks with one label per row (multi-output datasets are not streams of examples).
+_SINGLE_LABEL_TASKS = ("Binary classification", "Multi-class classification", "Regression")
 
 # Column names used when present and no other is given.
 DEFAULT_ID_COLUMN = "example_id"
@@ -55,15 +55,46 @@ _SPECIAL = {
 }
 
 
+def offline_datasets() -> tuple[str, ...]:
+    """River's single-label datasets whose file ships with the installed River, by name.
+
+    Found, not listed: every file dataset of ``river.datasets`` that needs no download
+    and has one label per row (binary, multi-class or regression).
+
+    >>> {"Bananas", "Phishing", "ImageSegments", "TrumpApproval", "ChickWeights"} <= set(
+    ...     offline_datasets())
+    True
+    """
+    from river import datasets
+    from river.datasets import base
+
+    found = []
+    for name in sorted(getattr(datasets, "__all__", dir(datasets))):
+        cls: Any = getattr(datasets, name, None)
+        if not (
+            isinstance(cls, type)
+            and issubclass(cls, base.FileDataset)
+            and not issubclass(cls, base.RemoteDataset)
+        ):
+            continue
+        factory: Any = cls
+        try:
+            dataset = factory()
+        except TypeError:  # needs arguments: not a plain file dataset
+            continue
+        if dataset.task in _SINGLE_LABEL_TASKS and Path(dataset.path).exists():
+            found.append(name)
+    return tuple(found)
+
+
 def river_rows(name: str) -> Iterable[Row]:
     """Rows of a River dataset named ``river:<Name>`` that ships offline with River."""
     from river import datasets
 
     _, _, dataset = name.partition(":")
-    if dataset not in RIVER_DATASETS:
-        raise ValueError(
-            f"unknown dataset {name!r}; offline ones: river:{', river:'.join(RIVER_DATASETS)}"
-        )
+    known = offline_datasets()
+    if dataset not in known:
+        raise ValueError(f"unknown dataset {name!r}; offline ones: river:{', river:'.join(known)}")
     rows: Iterable[Row] = getattr(datasets, dataset)()
     return rows
 
@@ -316,22 +347,47 @@ def read_file(path: Path, columns: Columns = Columns()) -> Iterator[Record | Ski
     raise ValueError(f"{path}: unknown file type (use .csv or .jsonl)")
 
 
+def unnamed_columns(header: Iterable[str]) -> list[str]:
+    """What to tell a person about header cells that name no column (1-based positions).
+
+    Such a column is not read (it cannot be a feature, an id or a label): often the row
+    index a dataframe wrote.
+
+    >>> [note[:31] for note in unnamed_columns(["", "age", " "])]
+    ['column 1 has no name in the hea', 'column 3 has no name in the hea']
+    """
+    return [
+        f"column {position} has no name in the header: it is not read (not a feature); "
+        "name it in the header to use it, as a feature or as the id (--id-column NAME)"
+        for position, name in enumerate(header, start=1)
+        if not name.strip()
+    ]
+
+
+def csv_header(path: Path) -> list[str]:
+    """The header row of a CSV file (empty for an empty file)."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return next(csv.reader(handle), [])
+
+
 def read_csv(path: Path, columns: Columns = Columns()) -> Iterator[Record | Skipped]:
     """Records of a CSV file with a header row; cells are typed by :func:`parse_cell`.
 
     The id is the id column's text (default: the ``example_id`` column, else the row
-    number from 0); every column but the id, label and time is a feature.
+    number from 0); every column but the id, label and time is a feature. Columns with
+    no name in the header are not read (see :func:`unnamed_columns`).
     """
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if not header:
             raise ValueError(f"{path}: empty file, expected a header row")
-        if len(set(header)) != len(header):
-            repeated = sorted({h for h in header if header.count(h) > 1})
+        named = [h for h in header if h.strip()]
+        if len(set(named)) != len(named):
+            repeated = sorted({h for h in named if named.count(h) > 1})
             raise ValueError(f"{path}: header repeats {', '.join(repeated)}")
-        ident, label, time = columns.resolve(header)
-        stream = columns.stream_column(header)
+        ident, label, time = columns.resolve(named)
+        stream = columns.stream_column(named)
         special = {ident, label, time, stream}
         for number, cells in enumerate(reader):
             line = reader.line_num
@@ -340,7 +396,7 @@ def read_csv(path: Path, columns: Columns = Columns()) -> Iterator[Record | Skip
             if len(cells) != len(header):
                 yield Skipped(line, f"{len(cells)} fields where the header has {len(header)}")
                 continue
-            row = dict(zip(header, cells, strict=True))
+            row = {h: c for h, c in zip(header, cells, strict=True) if h.strip()}
             yield _record(
                 line,
                 number,

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from services.common.errors import ConfigError, DriftlineError
-from services.common.kafka_client import is_fenced, leave_group
+from services.common.kafka_backend import is_fenced
+from services.common.kafka_client import leave_group
 from services.common.logs import configure_logging
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
@@ -34,7 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging("learner", fmt=settings.log_format, level=settings.log_level)
     log.info("group %s as static member %s", service.group_id, member)
-    registry = Registry.open(settings)
+    # The learner waits out a registry outage itself (it keeps learning and retries with
+    # backoff), so a call gives up quickly instead of holding up the poll loop.
+    quick = settings.model_copy(update={"registry_retry_s": min(settings.registry_retry_s, 0.5)})
+    registry = Registry.open(quick)
     try:
         with GracefulShutdown() as stop:
             learner = Learner(settings, service, registry)

@@ -1,10 +1,18 @@
 """The learner's edge: valid examples in, drift events, metric snapshots, online versions
 and signed checkpoints out.
 
-It consumes with kafka-python rather than faust: on every assignment it must restore
-each partition's stream checkpoints and seek to the smallest offset stored *with* them,
-and commit only after a checkpoint; faust manages positions and commits itself (its
-offsets would fight the checkpoints'), so the simple, explicit consumer is the safer tool here.
+It consumes with a plain consumer of the configured backend (kafka-python, or
+confluent-kafka with ``DRIFTLINE_KAFKA_CLIENT=confluent``) rather than faust: on every
+assignment it must restore each partition's stream checkpoints and seek to the smallest
+offset stored *with* them, and commit only after a checkpoint; faust manages positions and
+commits itself (its offsets would fight the checkpoints'), so the simple, explicit
+consumer is the safer tool here.
+
+While the registry is unreachable the learner keeps learning: a checkpoint or an online
+version that cannot be written waits (nothing is committed past the last checkpoint), and
+is tried again with backoff; the version then registered is the stream's newest state,
+under its own idempotency key. A partition cannot start without its checkpoint, so
+restoring one is retried until the registry answers.
 """
 
 from __future__ import annotations
@@ -16,22 +24,29 @@ import socket
 import time
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.structs import OffsetAndMetadata
-
 from schemas import AliasReason, LabelledExample, ReasonCode, Topics
+from services.common.backoff import Backoff
 from services.common.codec import decode, encode, event_key
 from services.common.dead_letters import DeadLetters
 from services.common.errors import CodecError
-from services.common.kafka_client import is_fenced, make_consumer, make_producer
+from services.common.kafka_backend import is_fenced, open_consumer, open_producer
+from services.common.kafka_types import TopicPartition
 from services.common.logs import at
 from services.common.metrics import Metrics
+from services.common.online_follow import FollowPoint
+from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
 from services.learner.runtime import PartitionMark, PartitionState, StreamTrack
 from services.learner.settings import LearnerSettings
-from services.registry.client import AliasConflict, CheckpointItem, FrozenModel, Registry
+from services.registry.client import (
+    AliasConflict,
+    CheckpointItem,
+    FrozenModel,
+    Registry,
+    RegistryUnavailable,
+)
 
 log = logging.getLogger(__name__)
 OWNER = "learner"
@@ -90,8 +105,19 @@ class Learner:
         self.member = f"{socket.gethostname()}:{os.getpid()}"
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
+        self.outage = Backoff(first_s=1.0, max_s=30.0)  # the registry's, while unreachable
+        self.retry_at = 0.0  # no registry write before this (monotonic)
+        self.unregistered: set[tuple[int, str]] = set()  # versions due while it was down
+        self._checkpoint_cost = 0.0  # seconds the last checkpoint took
+        self._snapshot_cost: dict[str, float] = {}  # stream -> its last snapshot's seconds
+        self._snapshot_at: dict[str, float] = {}  # stream -> when its last snapshot ended
         self.metrics = Metrics("learner")
         m = self.metrics
+        self.deferred = m.counter(
+            "learner_registry_deferred_total",
+            "Registry writes (checkpoints, online versions) put off while it was unreachable.",
+            ["what"],
+        )
         self.learned = m.counter("learner_examples_total", "Examples learned.", ["stream"])
         self.duplicates = m.counter("learner_duplicates_total", "Duplicates skipped.", ["stream"])
         self.drifts = m.counter("learner_drift_events_total", "Drift events.", ["stream", "kind"])
@@ -101,6 +127,18 @@ class Learner:
         self.gauges = m.gauge("learner_metric", "Prequential metrics.", ["stream", "metric"])
         self.versions = m.counter("learner_versions_total", "Online versions.", ["stream"])
         self.checkpoints = m.histogram("learner_checkpoint_seconds", "Checkpoint time.")
+        self.snapshot_seconds = m.histogram(
+            "learner_snapshot_seconds", "Online snapshot time (serialise, sign, store)."
+        )
+        self.skipped_snapshots = m.counter(
+            "learner_snapshots_skipped_total",
+            "Online snapshots due but skipped: the last one's cost says wait "
+            "(DRIFTLINE_LEARNER_SERIALISE_BUDGET).",
+            ["stream"],
+        )
+        self.snapshot_bytes = m.gauge(
+            "learner_snapshot_bytes", "Size of the stream's last online snapshot.", ["stream"]
+        )
         self.dead = m.counter("learner_dead_letters_total", "Unusable records.", ["reason"])
         self.stream_examples = m.gauge(
             "learner_stream_examples",
@@ -118,11 +156,11 @@ class Learner:
                 ["reason"],
             ),
         )
-        self.producer = make_producer(settings, client_id="driftline-learner")
+        self.producer = open_producer(settings, client_id="driftline-learner")
         self.dead_letters = DeadLetters(
             self.producer, self.topics.name("events.dead"), service="learner", counter=self.dead
         )
-        self.consumer = make_consumer(
+        self.consumer = open_consumer(
             settings,
             group_id=service.group_id,
             group_instance_id=service.member(settings),  # static: a restart resumes at once
@@ -138,9 +176,7 @@ class Learner:
         """Restore each partition's stream checkpoints and seek to the smallest offset
         among them (each stream skips what it already learned)."""
         for tp in partitions:
-            state = restore(
-                self.registry, key=self._key(tp.partition), topic=tp.topic, partition=tp.partition
-            )
+            state = self._restore(tp)
             if state is not None:
                 self.states[tp.partition] = state
                 self.consumer.seek(tp, state.next_offset)
@@ -162,9 +198,29 @@ class Learner:
                     extra={"topic": tp.topic, "partition": tp.partition},
                 )
 
+    def _restore(self, tp: TopicPartition) -> PartitionState | None:
+        """:func:`restore`, retried with backoff while the registry is unreachable."""
+        backoff = Backoff(first_s=0.5, max_s=10.0)
+        while True:
+            try:
+                return restore(
+                    self.registry,
+                    key=self._key(tp.partition),
+                    topic=tp.topic,
+                    partition=tp.partition,
+                )
+            except RegistryUnavailable as exc:
+                delay = backoff.failed()
+                if backoff.should_log():
+                    log.warning("cannot restore partition %d yet: %s", tp.partition, exc)
+                time.sleep(delay)
+
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """Checkpoint what is being handed over, then forget it."""
-        self.checkpoint({tp.partition for tp in partitions} & self.dirty, everything=True)
+        try:
+            self.checkpoint({tp.partition for tp in partitions} & self.dirty, everything=True)
+        except RegistryUnavailable as exc:  # not committed: its next owner learns it again
+            log.warning("could not checkpoint the revoked partitions: %s", exc)
         for tp in partitions:
             gone = self.states.pop(tp.partition, None)
             self.dirty.discard(tp.partition)
@@ -185,12 +241,12 @@ class Learner:
         self.configs.catch_up()
         learner = self
 
-        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                learner.revoked(list(revoked))
+        class Listener:
+            def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+                learner.revoked(revoked)
 
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                learner.assigned(list(assigned))
+            def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+                learner.assigned(assigned)
 
         self.consumer.subscribe([self.valid], listener=Listener())
         while not stop.requested:
@@ -204,13 +260,67 @@ class Learner:
                 self.dirty.add(tp.partition)
             self._count_learned()
             self.configs.refresh()
+            if self.unregistered and self._registry_ready():
+                self._register_deferred()
+            elapsed = time.monotonic() - self.last_checkpoint
             due = self.since_checkpoint >= self.service.checkpoint_every or (
-                self.dirty
-                and time.monotonic() - self.last_checkpoint >= self.service.checkpoint_interval_s
+                self.dirty and elapsed >= self.service.checkpoint_interval_s
             )
-            if due:
-                self.checkpoint(set(self.dirty))
-        self.checkpoint(set(self.dirty), everything=True)
+            if due and elapsed >= self._rest(self._checkpoint_cost):
+                if not self._registry_ready():
+                    self.deferred.labels(what="checkpoint").inc()
+                    continue
+                try:
+                    self.checkpoint(set(self.dirty))
+                except RegistryUnavailable as exc:
+                    self._registry_down("checkpoint", exc)
+                else:
+                    self._registry_up()
+        try:
+            self.checkpoint(set(self.dirty), everything=True)
+        except RegistryUnavailable as exc:
+            log.warning(
+                "the registry is unreachable at stop: what was learned since the last "
+                "checkpoint is learned again at the next start (%s)",
+                exc,
+            )
+
+    # -- registry outages -----------------------------------------------------------
+
+    def _registry_ready(self) -> bool:
+        return time.monotonic() >= self.retry_at
+
+    def _registry_down(self, what: str, exc: Exception) -> None:
+        delay = self.outage.failed()
+        self.retry_at = time.monotonic() + delay
+        self.deferred.labels(what=what).inc()
+        if self.outage.should_log():
+            log.warning(
+                "registry unreachable (%s put off, retried in %.1f s; learning goes on): %s",
+                what,
+                delay,
+                exc,
+            )
+
+    def _registry_up(self) -> None:
+        if self.outage.succeeded():
+            log.info("the registry answers again: deferred writes are done")
+
+    def _register_deferred(self) -> None:
+        """Register the newest state of each stream whose version came due during an
+        outage (one version per stream, not one per missed due point)."""
+        for p, stream in sorted(self.unregistered):
+            state = self.states.get(p)
+            if state is None or stream not in state.streams:
+                self.unregistered.discard((p, stream))
+                continue
+            try:
+                self._register(state, stream)
+            except RegistryUnavailable as exc:
+                self._registry_down("version", exc)
+                return
+            self.unregistered.discard((p, stream))
+        self._registry_up()
 
     def _one(self, state: PartitionState, record: Any) -> None:
         try:
@@ -290,8 +400,30 @@ class Learner:
             self._send("metrics", handled.metrics)
             for name, value in handled.metrics.values.items():
                 self.gauges.labels(stream=handled.stream, metric=name).set(value)
-        if handled.version_due:
+        if not (handled.reconfigured or handled.version_due):
+            return
+        key = (state.partition, handled.stream)
+        if self.unregistered or not self._registry_ready():
+            self.unregistered.add(key)  # the registry is down: after it is back
+            self.deferred.labels(what="version").inc()
+            return
+        if not handled.reconfigured:  # followers wait for a snapshot of a new config
+            since = time.monotonic() - self._snapshot_at.get(handled.stream, 0.0)
+            if since < self._rest(self._snapshot_cost.get(handled.stream, 0.0)):
+                # over the serialisation budget: this multiple of K is skipped
+                self.skipped_snapshots.labels(stream=handled.stream).inc()
+                return
+        try:
             self._register(state, handled.stream)
+        except RegistryUnavailable as exc:
+            self.unregistered.add(key)
+            self._registry_down("version", exc)
+
+    def _rest(self, cost: float) -> float:
+        """Seconds to wait after a serialisation of ``cost`` seconds to stay within the
+        budget (``DRIFTLINE_LEARNER_SERIALISE_BUDGET``)."""
+        budget = self.service.serialise_budget
+        return cost * (1 - budget) / budget
 
     def _count_learned(self) -> None:
         """Add what the last poll learned to the per-stream counter and gauge."""
@@ -334,12 +466,30 @@ class Learner:
     # -- online versions ------------------------------------------------------------
 
     def _register(self, state: PartitionState, stream: str) -> None:
+        started = time.perf_counter()
         track = state.streams[stream]
         snapshot = track.learner.snapshot()
+        learner = track.learner
+        # The live model, not a copy: register_version pickles it before returning.
+        predictor = Predictor.river(
+            learner.model, spec=learner.config.spec, spec_sha256=learner.spec_sha256
+        )
+        predictor.follow = FollowPoint(
+            stream=stream,
+            topic=state.topic,
+            partition=state.partition,
+            next_offset=state.next_offset,
+            example_count=learner.examples_seen,
+            config_version=track.checked_config_version or track.config_version,
+            spec=learner.config.spec,
+            ids=track.ids(),
+            dedupe_window=self.service.dedupe_window,
+            learner_id=track.learner_id,
+        )
         version = self.registry.register_version(
             model=stream,
             kind="online",
-            predictor=track.learner.predictor(),
+            predictor=predictor,
             params={
                 "pipeline": track.learner.config.model.model_dump(mode="json"),
                 "config_version": track.config_version,
@@ -352,6 +502,11 @@ class Learner:
         track.online_version = version.version
         self.versions.labels(stream=stream).inc()
         self._move_aliases(stream, version.version)
+        cost = time.perf_counter() - started
+        self._snapshot_cost[stream] = cost
+        self._snapshot_at[stream] = time.monotonic()
+        self.snapshot_seconds.observe(cost)
+        self.snapshot_bytes.labels(stream=stream).set(version.artifact.size)
 
     def _move_aliases(self, stream: str, version: int) -> None:
         """``online`` follows every snapshot; ``champion`` starts there (cold start) and
@@ -463,7 +618,7 @@ class Learner:
             )
             if state.changed:
                 unsaved.add(p)
-            commits[TopicPartition(self.valid, p)] = OffsetAndMetadata(mark.next_offset, "", -1)
+            commits[TopicPartition(self.valid, p)] = mark.next_offset
         if commits:
             try:
                 self.consumer.commit(commits)
@@ -474,7 +629,8 @@ class Learner:
         self.dirty = (self.dirty - partitions) | unsaved
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
-        self.checkpoints.observe(time.perf_counter() - started)
+        self._checkpoint_cost = time.perf_counter() - started
+        self.checkpoints.observe(self._checkpoint_cost)
 
     def _due(self, state: PartitionState, stream: str, now: float) -> bool:
         if stream in state.must_save:

@@ -79,7 +79,10 @@ class StreamLearner:
         self.spec_sha256 = config.spec_sha256()
         self.model = build_pipeline(config.model, config.spec)
         self.prequential = Prequential(
-            self.model, task=config.spec.label.kind, window=config.policy.rolling_window
+            self.model,
+            task=config.spec.label.kind,
+            window=config.policy.rolling_window,
+            classes=len(config.spec.label.classes or ()),
         )
         self.monitor = DriftMonitor(
             config.policy.drift, config.spec.features, seed=config.model.seed
@@ -101,7 +104,7 @@ class StreamLearner:
         alarms = self.monitor.update(x, step.error)
         n = self.examples_seen
         every = self.config.policy.retrain.every
-        if alarms:
+        if any(a.retrain for a in alarms):
             self.last_trigger = n
         retrain_due = every is not None and n - self.last_trigger >= every
         if retrain_due:

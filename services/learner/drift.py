@@ -20,7 +20,11 @@ p-value is below ``data_alpha`` divided by the number of features tested (Bonfer
 
 :class:`DriftMonitor` runs both and debounces them: after an emitted alarm, nothing more is
 emitted for ``cooldown`` examples (one change, one event); detectors keep learning through
-the cooldown and what they found is counted in :attr:`DriftMonitor.suppressed`.
+the cooldown and what they found is counted in :attr:`DriftMonitor.suppressed`. A concept
+alarm triggers a retrain (:attr:`Alarm.retrain`); a data alarm only with
+``policy.drift.data_drift_retrains``. Data alarms that do not retrain are debounced on
+their own, so a reported feature shift never silences the concept detector.
+Features in ``policy.drift.exclude_features`` are not tested for data drift.
 
 All state is plain Python, numpy and River objects: picklable, and deterministic given the
 same input order.
@@ -72,6 +76,8 @@ class Alarm:
     feature: str | None
     example_count: int
     statistics: dict[str, float]
+    retrain: bool = True
+    """Whether this alarm triggers a retrain (False: a data drift that is only reported)."""
 
 
 # -- concept drift ----------------------------------------------------------------------
@@ -369,19 +375,26 @@ class DriftMonitor:
         Seed for detectors that sample (KSWIN).
     """
 
+    last_report_at: int | None = None
+    """Example count of the last emitted data alarm that does not retrain (a class default,
+    so a monitor checkpointed before reports were debounced apart restores)."""
+
     def __init__(
         self, policy: DriftPolicy, features: Sequence[FeatureSpec], *, seed: int = 42
     ) -> None:
         self.policy = policy
         self.concept = ConceptDetector(policy.detector, policy.params, seed=seed)
+        excluded = set(policy.exclude_features)
+        tested = [f for f in features if f.name not in excluded]
         self.data = (
-            DataDriftDetector(features, window=policy.data_window, alpha=policy.data_alpha)
-            if policy.data_drift and features
+            DataDriftDetector(tested, window=policy.data_window, alpha=policy.data_alpha)
+            if policy.data_drift and tested
             else None
         )
         self.cooldown = policy.cooldown
         self.examples_seen = 0
-        self.last_alarm_at: int | None = None
+        self.last_alarm_at: int | None = None  # of alarms that retrain
+        self.last_report_at: int | None = None
         self.suppressed = 0
 
     def update(self, x: Mapping[str, Any], error: float) -> list[Alarm]:
@@ -396,13 +409,17 @@ class DriftMonitor:
             if shift is not None:
                 feature, statistics = shift
                 test = "KS" if feature in self.data.numbers else "ChiSquare"
-                found.append(Alarm("data", test, feature, self.examples_seen, statistics))
+                retrain = bool(getattr(self.policy, "data_drift_retrains", True))
+                found.append(Alarm("data", test, feature, self.examples_seen, statistics, retrain))
         emitted: list[Alarm] = []
         for alarm in found:
-            last = self.last_alarm_at
+            last = self.last_alarm_at if alarm.retrain else self.last_report_at
             if last is not None and self.examples_seen - last < self.cooldown:
                 self.suppressed += 1
                 continue
             emitted.append(alarm)
-            self.last_alarm_at = self.examples_seen
+            if alarm.retrain:
+                self.last_alarm_at = self.examples_seen
+            else:
+                self.last_report_at = self.examples_seen
         return emitted

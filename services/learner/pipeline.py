@@ -68,6 +68,7 @@ from river import (
 from schemas.streams import EstimatorSpec, ModelSpec, Spec
 from services.common.river_features import FeatureEncoder
 from services.common.river_labels import BinaryLabels
+from services.common.selector import SelectClassifier, SelectRegressor
 from services.learner.errors import ModelSpecError
 
 __all__ = ["ALLOWED", "FeatureEncoder", "build_pipeline", "check_model_spec"]
@@ -102,6 +103,9 @@ ALLOWED: Final[Mapping[str, type]] = {
     "forest.ARFRegressor": forest.ARFRegressor,
     "forest.AMFRegressor": forest.AMFRegressor,
     "neighbors.KNNRegressor": neighbors.KNNRegressor,
+    # driftline's own: predict with the member of lowest recent loss (services.common)
+    "driftline.SelectClassifier": SelectClassifier,
+    "driftline.SelectRegressor": SelectRegressor,
 }
 """Class path (as written in a stream config) -> River class. Nothing else can be built."""
 

@@ -3,7 +3,8 @@
 For each example: predict, score, then learn. Metrics are kept cumulatively and over a
 rolling window of ``policy.rolling_window`` examples (``river.utils.Rolling``):
 
-- classification: ``accuracy``, ``f1_macro``, ``log_loss``;
+- classification: ``accuracy``, ``f1_macro``, ``log_loss`` (River's ``LogLoss`` with two
+  classes, its ``CrossEntropy`` with more: the mean of ``-ln p(true class)`` either way);
 - regression: ``mae``, ``rmse``, ``r2``;
 
 and each also as ``rolling_<name>``. The scoring is River's own
@@ -82,18 +83,41 @@ class Prequential:
         ``"class"`` or ``"number"``: the stream's label kind.
     window
         Examples in the rolling window.
+    classes
+        How many classes a ``class`` label has (more than two: multi-class log loss).
+
+    Examples
+    --------
+    A 3-class stream's log loss is the cross-entropy, not the binary loss:
+
+    >>> from river import datasets, tree
+    >>> pq = Prequential(tree.HoeffdingTreeClassifier(), task="class", window=50, classes=7)
+    >>> for x, y in datasets.ImageSegments().take(300):
+    ...     _ = pq.step(x, y)
+    >>> 0 < pq.snapshot().values["log_loss"] < 5
+    True
     """
 
-    def __init__(self, model: Any, *, task: Literal["class", "number"], window: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        task: Literal["class", "number"],
+        window: int,
+        classes: int = 2,
+    ) -> None:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         self.model = model
         self.task: Literal["class", "number"] = task
         self.window = window
         self.example_count = 0
-        self.cumulative = {name: _CLASSES[name]() for name in METRICS[task]}
+        kinds = dict(_CLASSES)
+        if classes > 2:
+            kinds["log_loss"] = metrics.CrossEntropy
+        self.cumulative = {name: kinds[name]() for name in METRICS[task]}
         self.rolling = {
-            name: utils.Rolling(_CLASSES[name], window_size=window) for name in METRICS[task]
+            name: utils.Rolling(kinds[name], window_size=window) for name in METRICS[task]
         }
         final = model.steps[next(reversed(model.steps))] if hasattr(model, "steps") else model
         if isinstance(final, BinaryLabels):  # maps the inner model's argmax one to one

@@ -33,8 +33,8 @@ from schemas import (
 )
 from schemas.lineage import Lineage, OffsetRange
 from services.common.conformance import nonconformance
+from services.common.example_ids import IdWindow
 from services.learner.core import Outcome, StreamLearner
-from services.learner.ids import IdWindow
 
 DEDUPE_WINDOW = 100_000
 """Example ids remembered per stream (``DRIFTLINE_LEARNER_DEDUPE_WINDOW``)."""
@@ -106,6 +106,9 @@ class Handled:
     retrain: RetrainRequested | None = None
     version_due: bool = False
     rebuilt: bool = False
+    reconfigured: bool = False
+    """A newer config version applies to the learner without a rebuild (its followers
+    pause at that version until the next online snapshot: take one now)."""
     rejected: tuple[ReasonCode, str] | None = None
     """Why the example was refused (it breaks the stream's spec), with a detail."""
 
@@ -236,7 +239,9 @@ class PartitionState:
             self.streams[example.stream] = track
             self.changed.setdefault(example.stream, offset)
             rebuilt = True
+        reconfigured = False
         if track.checked_config_version != config.version:
+            reconfigured = not rebuilt and track.online_version is not None
             track.checked_config_version = config.version
             self.changed.setdefault(example.stream, offset)
         if not track.remember(example.example_id, dedupe_window):
@@ -313,6 +318,7 @@ class PartitionState:
             retrain=retrain,
             version_due=outcome.version_due,
             rebuilt=rebuilt,
+            reconfigured=reconfigured,
         )
 
     def saved(self, streams: Iterable[str]) -> None:

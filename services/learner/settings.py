@@ -24,6 +24,15 @@ class LearnerSettings(SettingsBase):
     checkpoint_interval_s: float = Field(
         default=10.0, gt=0, description="or this many seconds (a stream: its change's age)"
     )
+    serialise_budget: float = Field(
+        default=0.03,
+        gt=0,
+        le=1,
+        description="largest share of the learner's time spent serialising: after an "
+        "online snapshot or a checkpoint that took t seconds, the next waits at least "
+        "t * (1 - budget) / budget seconds (a snapshot due before then is skipped: the "
+        "next multiple of policy.online_version_every takes it; 1: no wait)",
+    )
     metrics_every: int | None = Field(
         default=None, ge=1, description="examples between metric snapshots (default: window)"
     )

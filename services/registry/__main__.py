@@ -33,8 +33,9 @@ from services.common.metrics import Metrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.registry.api import create_app
-from services.registry.client import Registry
+from services.registry.client import Registry, is_remote
 from services.registry.settings import RegistrySettings
+from services.registry.sql_store import SqlStore
 from services.registry.warden import Warden
 
 log = logging.getLogger("services.registry")
@@ -137,6 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = DriftlineSettings.load()
         service = RegistrySettings.load(**overrides)
+        if settings.signing_key is None:
+            raise ConfigError(
+                "DRIFTLINE_SIGNING_KEY",
+                "is required: the registry signs every model event it publishes",
+            )
     except ConfigError as exc:
         sys.stderr.write(f"driftline registry: error: {exc}\n")
         return 2
@@ -163,6 +169,12 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
     """Open the registry, start the relay and the HTTP server, stop both on a signal."""
     metrics = Metrics("registry")
     with GracefulShutdown() as stop:
+        if is_remote(settings.registry_url):
+            raise ConfigError(
+                "DRIFTLINE_REGISTRY_URL",
+                "the registry service opens its database itself: give it a SQLAlchemy URL "
+                "(sqlite:///... or postgresql://...), not the URL of a registry service",
+            )
         registry = Registry.open(settings, relay=False)  # migrates; the relay thread relays
         # HTTP requests never wait on Kafka: only the relay thread talks to it.
         relay = OutboxRelay(
@@ -171,8 +183,9 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
             interval_s=service.relay_interval_s,
             metrics=metrics,
         )
+        assert isinstance(registry.backend, SqlStore)  # noqa: S101 - opened from a SQL URL
         warden = Warden(
-            registry,
+            registry.backend,
             consumer_factory=partial(
                 make_consumer,
                 settings,
@@ -191,6 +204,10 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
             metrics=metrics,
             on_change=relay.kick,
             max_body_bytes=service.max_body_bytes,
+            service_token=(
+                settings.service_token.get_secret_value() if settings.service_token else None
+            ),
+            max_blob_bytes=service.max_blob_bytes,
         )
         try:
             sock = listen(service.host, service.port)
@@ -200,6 +217,7 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
                 "DRIFTLINE_REGISTRY_PORT", f"cannot listen on {service.host}:{service.port}: {exc}"
             ) from exc
         host, port = sock.getsockname()[:2]
+        database = registry.backend.engine.url.render_as_string(hide_password=True)
         server = uvicorn.Server(
             uvicorn.Config(
                 app,
@@ -222,7 +240,7 @@ def serve(settings: DriftlineSettings, service: RegistrySettings) -> int:
                 "registry API on http://%s:%d (database %s, admin endpoints %s)",
                 host,
                 port,
-                registry.engine.url.render_as_string(hide_password=True),
+                database,
                 "enabled" if token else "disabled: DRIFTLINE_ADMIN_TOKEN is not set",
             )
             while not stop.wait(0.2):

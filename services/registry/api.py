@@ -72,8 +72,10 @@ from services.registry.errors import (
     FrozenModel,
     NotFound,
     RegistryError,
+    RegistryUnavailable,
     SpecConflict,
 )
+from services.registry.store_api import store_router
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +180,8 @@ def create_app(
     metrics: Metrics,
     on_change: Callable[[], None] | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    service_token: str | None = None,
+    max_blob_bytes: int = 1 << 30,
 ) -> FastAPI:
     """The registry's FastAPI app over ``registry``.
 
@@ -192,7 +196,12 @@ def create_app(
     on_change
         Called after every committed alias move (the server wakes its outbox relay with it).
     max_body_bytes
-        Larger request bodies are refused with 413.
+        Larger request bodies are refused with 413 (uploads to ``/uploads`` excepted).
+    service_token
+        Bearer token of the services' write API (:mod:`services.registry.store_api`);
+        None (or empty) makes it refuse (403) unless the admin token is sent.
+    max_blob_bytes
+        Largest upload to ``/uploads`` (413 above).
     """
     app = FastAPI(
         title="driftline registry",
@@ -216,7 +225,7 @@ def create_app(
     backlog = metrics.gauge(
         "registry_outbox_backlog", "Registry events committed but not yet relayed to Kafka."
     )
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, exempt=("/uploads/",))
     app.add_middleware(_Instrument, requests=requests, latency=latency)
     token = admin_token.encode() if admin_token else None
 
@@ -225,7 +234,7 @@ def create_app(
 
     def problem(request: Request, status: int, reason: str, exc: Exception) -> JSONResponse:
         refuse(request, reason)
-        return problem_response(status, str(exc))
+        return problem_response(status, str(exc), headers={"X-Driftline-Error": reason})
 
     async def on_not_found(request: Request, exc: Exception) -> JSONResponse:
         return problem(request, 404, "not_found", exc)
@@ -239,13 +248,18 @@ def create_app(
             "model": request.path_params.get("name"),
             "current_version": exc.actual,
         }
-        return JSONResponse(body, status_code=409)
+        return JSONResponse(body, status_code=409, headers={"X-Driftline-Error": "alias_conflict"})
 
     async def on_frozen(request: Request, exc: Exception) -> JSONResponse:
         return problem(request, 409, "frozen", exc)
 
     async def on_spec_conflict(request: Request, exc: Exception) -> JSONResponse:
         return problem(request, 409, "spec_conflict", exc)
+
+    async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        response = problem(request, 503, "unavailable", exc)
+        response.headers["Retry-After"] = "1"
+        return response
 
     async def on_registry_error(request: Request, exc: Exception) -> JSONResponse:
         return problem(request, 400, "registry_error", exc)
@@ -255,6 +269,7 @@ def create_app(
     app.add_exception_handler(AliasConflict, on_alias_conflict)
     app.add_exception_handler(FrozenModel, on_frozen)
     app.add_exception_handler(SpecConflict, on_spec_conflict)
+    app.add_exception_handler(RegistryUnavailable, on_unavailable)
     app.add_exception_handler(RegistryError, on_registry_error)
 
     def require_admin(
@@ -488,6 +503,16 @@ def create_app(
         return info
 
     app.include_router(writes)
+    app.include_router(
+        store_router(
+            registry,
+            service_token=service_token,
+            admin_token=admin_token,
+            max_blob_bytes=max_blob_bytes,
+            refuse=refuse,
+            on_change=changed,
+        )
+    )
     return app
 
 

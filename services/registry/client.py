@@ -1,5 +1,12 @@
 """The registry's public face: every other service uses this, never the tables.
 
+:class:`Registry` packs predictors and pickles state before, and verifies signatures
+after; it delegates the rest to a store (:mod:`services.registry.backend`) chosen by
+``DRIFTLINE_REGISTRY_URL``: ``http(s)://...`` reaches the registry service over its HTTP
+API (:class:`~services.registry.rest_store.RestStore`), a SQLAlchemy URL opens the tables
+in this process (:class:`~services.registry.sql_store.SqlStore`; tests and
+single-process tools).
+
 >>> import tempfile, pathlib
 >>> from services.common.settings import DriftlineSettings
 >>> tmp = pathlib.Path(tempfile.mkdtemp())
@@ -14,24 +21,18 @@ False
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
-from schemas import AliasReason, ArtifactRef, Lineage, StreamConfig, Topics, utcnow
+from schemas import AliasReason, Lineage, StreamConfig, Topics, utcnow
 from services.common import artifacts
-from services.common.kafka_client import make_producer
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
-from services.common.signing import Keyring, Signature
-from services.registry import repository as repo
-from services.registry.db import make_engine, migrate
+from services.common.signing import Keyring, Signature, artifact_subject
+from services.registry.backend import ANY, CheckpointBlob, RegistryStore
 from services.registry.domain import (
     AliasMove,
     Checkpoint,
@@ -39,14 +40,20 @@ from services.registry.domain import (
     ModelInfo,
     ModelVersion,
     SpecVersion,
+    StoredCheckpoint,
     TrainingRun,
+    VersionDraft,
 )
-from services.registry.errors import AliasConflict, FrozenModel, NotFound, RegistryError
-from services.registry.store import ArtifactStore, open_store
+from services.registry.errors import (
+    AliasConflict,
+    FrozenModel,
+    NotFound,
+    RegistryError,
+    RegistryUnavailable,
+)
+from services.registry.retention import OUTBOX_TTL, Retention
 
 log = logging.getLogger(__name__)
-ANY = repo.ANY
-OUTBOX_TTL = timedelta(days=7)  # relayed events kept this long (gc's default too)
 
 __all__ = [
     "ANY",
@@ -61,10 +68,21 @@ __all__ = [
     "NotFound",
     "Registry",
     "RegistryError",
+    "RegistryUnavailable",
     "Retention",
     "SpecVersion",
     "TrainingRun",
+    "is_remote",
 ]
+
+
+def is_remote(url: str | None) -> bool:
+    """Whether a ``DRIFTLINE_REGISTRY_URL`` names the registry service (``http(s)://``).
+
+    >>> is_remote("http://registry:8300"), is_remote("sqlite:///r.db"), is_remote(None)
+    (True, False, False)
+    """
+    return url is not None and url.lower().startswith(("http://", "https://"))
 
 
 @dataclass(frozen=True)
@@ -77,209 +95,89 @@ class CheckpointItem:
     meta: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
-class _CheckpointRow:
-    """A checkpoint row's columns, read inside the transaction."""
-
-    key: str
-    blob: bytes | None
-    sha256: str
-    signature: str
-    key_id: str
-    offsets: dict[str, Any]
-    meta: dict[str, Any]
-    created_at: datetime
-
-    @classmethod
-    def of(cls, r: Any) -> _CheckpointRow:
-        return cls(r.key, r.blob, r.sha256, r.signature, r.key_id, r.offsets, r.meta, r.created_at)
-
-
-@dataclass(frozen=True)
-class Retention:
-    """What the registry prunes by itself, so that a long run's storage stays bounded.
-
-    ``keep_checkpoints``: per (owner, key), the newest checkpoints kept; older ones (row
-    and bytes) go in the transaction of each save. ``keep_online_versions``: per model,
-    the newest online versions whose artifacts are kept; after each online registration
-    older ones are marked ``archived`` (the row and its lineage stay) and their bytes are
-    deleted, except versions an alias points at or pointed at in its last moves, the
-    snapshots a running training run needs, and every batch version. 0 turns either off
-    (``driftline gc`` still prunes on demand).
-
-    >>> Retention().keep_checkpoints, Retention(keep_online_versions=0).keep_online_versions
-    (3, 0)
-    """
-
-    keep_checkpoints: int = 3
-    keep_online_versions: int = 10
-
-    @classmethod
-    def from_settings(cls, settings: DriftlineSettings) -> Retention:
-        """``DRIFTLINE_REGISTRY_KEEP_CHECKPOINTS`` and ``..._KEEP_ONLINE_VERSIONS``."""
-        return cls(
-            keep_checkpoints=settings.registry_keep_checkpoints,
-            keep_online_versions=settings.registry_keep_online_versions,
-        )
-
-
 class Registry:
     """Model versions, aliases, checkpoints, runs and idempotency records.
 
     Every change that must reach Kafka writes an outbox row in the same transaction;
-    after commit the registry relays pending rows to the ``models`` topic (and again on
+    the registry relays pending rows to the ``models`` topic after commit (and again on
     start-up), so the database and the topic agree after any crash.
 
     Parameters
     ----------
-    engine
-        SQLAlchemy engine (see :func:`services.registry.db.make_engine`).
-    store
-        Where artifact bytes go.
+    backend
+        The store (:class:`~services.registry.backend.RegistryStore`) behind this client.
     keyring
-        Signs new artifacts and checkpoints; verifies before anything is unpickled.
-    topics
-        Topic names under the configured prefix.
-    producer_factory
-        Builds the Kafka producer for the outbox relay; None disables relaying
-        (the rows wait for a process that relays).
-    retention
-        What is pruned automatically (default: :class:`Retention`'s defaults).
+        Verifies artifacts and checkpoints before anything is unpickled.
     """
 
-    def __init__(
-        self,
-        *,
-        engine: Engine,
-        store: ArtifactStore,
-        keyring: Keyring,
-        topics: Topics,
-        producer_factory: Any = None,
-        retention: Retention | None = None,
-    ) -> None:
-        self.engine = engine
-        self.retention = retention or Retention()
-        self.store = store
+    def __init__(self, *, backend: RegistryStore, keyring: Keyring) -> None:
+        self.backend = backend
         self.keyring = keyring
-        self.topics = topics
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._producer_factory = producer_factory
-        self._producer: Any = None
-        self._relay_lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: DriftlineSettings, *, relay: bool = True) -> Registry:
-        """The registry of ``settings``: migrated, and with pending events relayed."""
-        engine = make_engine(settings.registry_dsn)
-        migrate(engine)
-        registry = cls(
-            engine=engine,
-            store=open_store(settings.artifacts_location),
-            keyring=Keyring.from_settings(settings),
-            topics=Topics(settings.topic_prefix),
-            producer_factory=(lambda: make_producer(settings)) if relay else None,
-            retention=Retention.from_settings(settings),
-        )
-        if relay:
-            registry._after_commit()  # what a crashed writer left; failures stay queued
-        return registry
+        """The registry ``DRIFTLINE_REGISTRY_URL`` names.
+
+        ``http(s)://``: the registry service, through its API (writes carry
+        ``DRIFTLINE_SERVICE_TOKEN``; the service relays the outbox, ``relay`` is moot).
+        Otherwise the tables in this process: migrated, and, with ``relay``, pending
+        events relayed now and after each commit.
+        """
+        keyring = Keyring.from_settings(settings)
+        if is_remote(settings.registry_url):
+            from services.registry.rest_store import RestStore
+
+            return cls(backend=RestStore.from_settings(settings), keyring=keyring)
+        from services.registry.sql_store import SqlStore
+
+        return cls(backend=SqlStore.open(settings, relay=relay), keyring=keyring)
+
+    @property
+    def topics(self) -> Topics:
+        """Topic names under the configured prefix."""
+        return self.backend.topics
 
     def close(self) -> None:
-        """Flush and close the relay producer and the engine's connections."""
-        if self._producer is not None:
-            self._producer.flush()
-            self._producer.close()
-            self._producer = None
-        self.engine.dispose()
-
-    @contextmanager
-    def _tx(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
-
-    @contextmanager
-    def _tx_or_preview(self, dry_run: bool) -> Iterator[Session]:
-        """A transaction that commits, or (``dry_run``) runs and then rolls back."""
-        session = self._sessions()
-        try:
-            yield session
-            if dry_run:
-                session.rollback()
-            else:
-                session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        """Release the store's connections (and flush an in-process relay)."""
+        self.backend.close()
 
     # -- the outbox relay -----------------------------------------------------------
 
-    def relay(self, *, limit: int = 500) -> int:
-        """Publish pending outbox rows with this registry's own producer; returns how many."""
-        if self._producer_factory is None:
-            return 0
-        with self._relay_lock:
-            if self._producer is None:
-                self._producer = self._producer_factory()
-            return self.publish_outbox(self._producer, limit=limit)
+    def relay(self) -> int:
+        """Publish pending outbox rows now, where this process relays; returns how many."""
+        return self.backend.relay()
 
-    def publish_outbox(self, producer: Any, *, limit: int = 500) -> int:
-        """Publish pending outbox rows through ``producer``, oldest first; returns how many.
+    def publish_outbox(self, producer: Any) -> int:
+        """Publish pending outbox rows through ``producer`` (in-process stores only; the
+        registry service relays its own); returns how many.
 
         A row is marked published only after the broker acknowledged it; on any failure
         the rows stay pending and the error propagates.
         """
-        total = 0
-        while True:
-            with self._tx() as session:
-                rows = repo.pending_outbox(session, limit=limit)
-                if not rows:
-                    return total
-                futures = [
-                    producer.send(
-                        self.topics.name(r.topic), key=r.key.encode() or None, value=r.payload
-                    )
-                    for r in rows
-                ]
-                producer.flush()
-                for future in futures:
-                    future.get(timeout=30)  # raises if the broker refused it
-                repo.mark_published(session, ids=[r.id for r in rows])
-                total += len(rows)
-
-    def _after_commit(self) -> None:
-        try:
-            self.relay()
-        except Exception:  # noqa: BLE001 - the rows stay pending and are relayed later
-            log.exception("outbox relay failed; events stay queued and are retried")
+        return self.backend.publish_outbox(producer)
 
     def outbox_backlog(self) -> int:
         """Events waiting in the outbox."""
-        with self._tx() as session:
-            return repo.outbox_backlog(session)
+        return self.backend.outbox_backlog()
 
     # -- streams ----------------------------------------------------------------------
 
     def record_spec(self, *, config: StreamConfig) -> SpecVersion:
         """Record a published stream config version (idempotent)."""
-        with self._tx() as session:
-            return repo.record_spec(session, config=config)
+        (recorded,) = self.backend.record_specs(configs=[config])
+        return recorded
 
     def record_specs(self, *, configs: Sequence[StreamConfig]) -> list[SpecVersion]:
         """Record many published stream config versions in one transaction (idempotent)."""
-        with self._tx() as session:
-            return [repo.record_spec(session, config=config) for config in configs]
+        return self.backend.record_specs(configs=configs)
 
     def get_spec(self, *, stream: str, version: int | None = None) -> SpecVersion | None:
         """A stream config version (latest when ``version`` is None)."""
-        with self._tx() as session:
-            return repo.get_spec(session, stream=stream, version=version)
+        return self.backend.get_spec(stream=stream, version=version)
 
     def spec_by_sha256(self, *, spec_sha256: str) -> SpecVersion | None:
         """The config version whose spec has this sha256."""
-        with self._tx() as session:
-            return repo.spec_by_sha256(session, spec_sha256=spec_sha256)
+        return self.backend.spec_by_sha256(spec_sha256=spec_sha256)
 
     # -- versions ---------------------------------------------------------------------
 
@@ -298,116 +196,79 @@ class Registry:
         training_duration_s: float | None = None,
         idempotency_key: str | None = None,
     ) -> ModelVersion:
-        """Sign and store the predictor's artifact, register a version, announce it.
+        """Pack the predictor; the store signs and stores it, registers a version and
+        announces it.
 
         With an ``idempotency_key`` (say ``learner:sea:2000``), registering again under
         the same key returns the version registered first: a retry after a crash never
         makes a second version. After an online version, the model's online artifacts
-        beyond :attr:`Retention.keep_online_versions` are collected (see
-        :meth:`collect_artifacts`); a failure there is logged, never raised.
+        beyond :attr:`Retention.keep_online_versions` are collected; a failure there is
+        logged, never raised.
         """
         if idempotency_key is not None:
-            with self._tx() as session:
-                found = repo.version_by_key(session, idempotency_key=idempotency_key)
+            found = self.backend.version_by_key(idempotency_key=idempotency_key)
             if found is not None:
                 return found
-        data = artifacts.pack(predictor)
-        signature = self.keyring.sign(data)
-        uri = self.store.put(data, signature.sha256)
-        artifact = ArtifactRef(
-            uri=uri,
-            sha256=signature.sha256,
-            signature=signature.signature or "",
-            key_id=signature.key_id or "",
-            size=len(data),
+        draft = VersionDraft.model_validate(
+            {
+                "kind": kind,
+                "flavor": predictor.flavor,
+                "algorithm": predictor.algorithm,
+                "spec_sha256": predictor.spec_sha256,
+                "params": params or {},
+                "metrics": metrics or {},
+                "evaluation": evaluation or {},
+                "lineage": lineage or Lineage(),
+                "parent_version": parent_version,
+                "run_id": run_id,
+                "training_duration_s": training_duration_s,
+                "idempotency_key": idempotency_key,
+            }
         )
-        with self._tx() as session:
-            if idempotency_key is not None:
-                found = repo.version_by_key(session, idempotency_key=idempotency_key)
-                if found is not None:  # a racing retry won
-                    return found
-            version = repo.next_version(session, model=model)
-            created = repo.insert_version(
-                session,
-                model=model,
-                version=version,
-                kind=kind,
-                flavor=predictor.flavor,
-                algorithm=predictor.algorithm,
-                params=params or {},
-                metrics=metrics or {},
-                evaluation=evaluation or {},
-                spec_sha256=predictor.spec_sha256,
-                artifact=artifact,
-                lineage=lineage or Lineage(),
-                parent_version=parent_version,
-                run_id=run_id,
-                training_duration_s=training_duration_s,
-                idempotency_key=idempotency_key,
-            )
-        self._after_commit()
-        if kind == "online" and self.retention.keep_online_versions > 0:
-            self._retain_online(model)
-        return created
-
-    def _retain_online(self, model: str) -> None:
-        """The automatic pass after an online registration: old online artifacts of
-        ``model``, and relayed outbox rows past :data:`OUTBOX_TTL`. Logged, never raised:
-        the version is registered, and the next registration tries again."""
-        try:
-            self.collect_artifacts(
-                keep_versions=self.retention.keep_online_versions, kind="online", model=model
-            )
-            with self._tx() as session:
-                repo.prune_outbox(session, before=utcnow() - OUTBOX_TTL)
-        except Exception:  # noqa: BLE001 - see the docstring
-            log.exception("pruning old online artifacts of %s failed", model)
+        return self.backend.register_version(
+            model=model, draft=draft, data=artifacts.pack(predictor)
+        )
 
     def get_version(self, *, model: str, version: int) -> ModelVersion | None:
         """One version, or None."""
-        with self._tx() as session:
-            return repo.get_version(session, model=model, version=version)
+        return self.backend.get_version(model=model, version=version)
 
     def list_versions(self, *, model: str, limit: int = 100) -> list[ModelVersion]:
         """A model's versions, newest first."""
-        with self._tx() as session:
-            return repo.list_versions(session, model=model, limit=limit)
+        return self.backend.list_versions(model=model, limit=limit)
 
     def get_model(self, *, name: str) -> ModelInfo | None:
         """A model with its aliases."""
-        with self._tx() as session:
-            return repo.get_model(session, name=name)
+        return self.backend.get_model(name=name)
 
     def list_models(self) -> list[ModelInfo]:
         """Every model."""
-        with self._tx() as session:
-            return repo.list_models(session)
+        return self.backend.list_models()
 
     def versions_by_sha256(self, *, sha256: str) -> list[ModelVersion]:
         """Versions whose artifact has this sha256."""
-        with self._tx() as session:
-            return repo.versions_by_sha256(session, sha256=sha256)
+        return self.backend.versions_by_sha256(sha256=sha256)
 
     def artifact_bytes(self, *, sha256: str) -> bytes:
         """The stored bytes of an artifact, unverified (for the HTTP download)."""
-        return self.store.get_by_sha256(sha256)
+        return self.backend.artifact_bytes(sha256=sha256)
 
     def load_predictor(self, *, model: str, version: int) -> Predictor:
         """The version's predictor: sha256 and signature verified before unpickling."""
         found = self.get_version(model=model, version=version)
         if found is None:
             raise NotFound(f"no version {model} v{version}")
-        data = self.store.get(found.artifact.uri)
+        data = self.backend.artifact_bytes(sha256=found.artifact.sha256)
         expected = Signature(found.artifact.sha256, found.artifact.signature, found.artifact.key_id)
-        _header, predictor = artifacts.load(data, expected, self.keyring)
+        subject = artifact_subject(model, version)
+        _header, predictor = artifacts.load(data, expected, self.keyring, subject)
         return predictor
 
     # -- aliases ----------------------------------------------------------------------
 
     def get_alias(self, *, model: str, alias: str) -> int | None:
         """The version an alias points at (None: unset)."""
-        with self._tx() as session:
-            return repo.get_alias(session, model=model, alias=alias)
+        return self.backend.get_alias(model=model, alias=alias)
 
     def move_alias(
         self,
@@ -424,20 +285,19 @@ class Registry:
 
         ``expect``: the version you saw (None: unset), a collection of acceptable ones,
         or :data:`ANY`. Raises AliasConflict, FrozenModel (automatic moves) or NotFound.
+        The move carries a fresh id, so a store that retries the request after a lost
+        answer finds it instead of moving twice.
         """
-        with self._tx() as session:
-            move = repo.move_alias(
-                session,
-                model=model,
-                alias=alias,
-                to_version=to_version,
-                expect=expect,
-                reason=reason,
-                actor=actor,
-                evidence=evidence or {},
-            )
-        self._after_commit()
-        return move
+        return self.backend.move_alias(
+            model=model,
+            alias=alias,
+            to_version=to_version,
+            expect=expect,
+            reason=reason,
+            actor=actor,
+            evidence=evidence or {},
+            move_id=str(uuid.uuid4()),
+        )
 
     def rollback(
         self,
@@ -473,13 +333,11 @@ class Registry:
         self, *, model: str, alias: str | None = None, limit: int = 100
     ) -> list[AliasMove]:
         """Alias moves, newest first."""
-        with self._tx() as session:
-            return repo.alias_history(session, model=model, alias=alias, limit=limit)
+        return self.backend.alias_history(model=model, alias=alias, limit=limit)
 
     def freeze(self, *, model: str, frozen: bool = True, reason: str | None = None) -> ModelInfo:
         """Stop (or resume) every automatic alias move of a model."""
-        with self._tx() as session:
-            return repo.set_frozen(session, model=model, frozen=frozen, reason=reason)
+        return self.backend.freeze(model=model, frozen=frozen, reason=reason)
 
     # -- checkpoints ------------------------------------------------------------------
 
@@ -492,8 +350,9 @@ class Registry:
         offsets: dict[str, Any],
         meta: dict[str, Any] | None = None,
     ) -> str:
-        """Sign ``state``, store its bytes in the artifact store (content-addressed) and
-        record the row with the offsets it covers; returns the bytes' sha256.
+        """Pickle ``state``; the store signs it, keeps its bytes in the artifact store
+        (content-addressed) and records the row with the offsets it covers; returns the
+        bytes' sha256.
 
         In the same transaction, all but the newest :attr:`Retention.keep_checkpoints`
         rows of ``owner``/``key`` are deleted; after commit, so are their bytes unless
@@ -507,63 +366,32 @@ class Registry:
     def save_checkpoints(self, *, owner: str, items: Sequence[CheckpointItem]) -> list[str]:
         """:meth:`save_checkpoint` for several keys at once, their rows (and retention)
         in one transaction; returns each one's sha256, in order."""
-        rows = []
-        for item in items:
-            blob = artifacts.dump_blob(item.state)
-            signature = self.keyring.sign(blob)
-            self.store.put(blob, signature.sha256)  # before the row: a row never lacks bytes
-            rows.append((item, signature))
-        keep = self.retention.keep_checkpoints
-        orphans: set[str] = set()
-        with self._tx() as session:
-            for item, signature in rows:
-                repo.insert_checkpoint(
-                    session,
-                    owner=owner,
-                    key=item.key,
-                    offsets=item.offsets,
-                    blob=None,
-                    sha256=signature.sha256,
-                    signature=signature.signature or "",
-                    key_id=signature.key_id or "",
-                    meta=item.meta or {},
-                )
-            if keep > 0:
-                pruned: list[str] = []
-                for item, _ in rows:
-                    pruned.extend(
-                        repo.prune_checkpoints(session, keep=keep, owner=owner, key=item.key)[1]
-                    )
-                orphans = set(pruned) - repo.referenced_sha256(session, shas=pruned)
-        self._delete_bytes(orphans)
-        return [signature.sha256 for _, signature in rows]
+        blobs = [
+            CheckpointBlob(
+                key=item.key,
+                blob=artifacts.dump_blob(item.state),
+                offsets=item.offsets,
+                meta=item.meta or {},
+            )
+            for item in items
+        ]
+        return self.backend.save_checkpoints(owner=owner, items=blobs)
 
     def load_checkpoint(self, *, owner: str, key: str) -> Checkpoint | None:
         """The newest checkpoint, verified before it is unpickled (None: none yet).
 
-        Its bytes come from the artifact store, or from the row itself for checkpoints
-        written before they moved there. When the newest one's bytes are missing from the
-        store, the next older checkpoint is used (and a warning logged); a signature or
-        digest that does not match is raised, never skipped.
+        When the newest one's bytes are missing from the store, the next older checkpoint
+        is used (and a warning logged); a signature or digest that does not match is
+        raised, never skipped.
         """
-        with self._tx() as session:
-            rows = [
-                _CheckpointRow.of(r)
-                for r in repo.checkpoints_newest_first(session, owner=owner, key=key)
-            ]
-        return self._first_loadable(owner, rows)
+        return self._first_loadable(owner, self.backend.checkpoints(owner=owner, key=key))
 
     def load_checkpoints(self, *, owner: str, prefix: str) -> list[Checkpoint]:
         """The newest checkpoint of every key of ``owner`` starting with ``prefix``
         (literally), by key, each verified as :meth:`load_checkpoint` does (with the same
         fall-back to an older one when its bytes are missing)."""
-        with self._tx() as session:
-            rows = [
-                _CheckpointRow.of(r)
-                for r in repo.latest_checkpoints_under(session, owner=owner, prefix=prefix)
-            ]
         out = []
-        for row in rows:
+        for row in self.backend.latest_checkpoints(owner=owner, prefix=prefix):
             cp = self._first_loadable(owner, [row])
             if cp is None:
                 cp = self.load_checkpoint(owner=owner, key=row.key)
@@ -571,31 +399,31 @@ class Registry:
                 out.append(cp)
         return out
 
-    def _first_loadable(self, owner: str, rows: list[_CheckpointRow]) -> Checkpoint | None:
+    def _first_loadable(self, owner: str, rows: list[StoredCheckpoint]) -> Checkpoint | None:
         for row in rows:
             expected = Signature(row.sha256, row.signature, row.key_id)
-            blob = row.blob
-            if blob is None:
-                try:
-                    blob = self.store.get_by_sha256(expected.sha256)
-                except NotFound:
-                    log.warning(
-                        "checkpoint %s of %s/%s: bytes missing from the artifact store; "
-                        "trying an older one",
-                        expected.sha256[:12],
-                        owner,
-                        row.key,
-                    )
-                    continue
-            state = artifacts.load_blob(blob, expected, self.keyring)
+            try:
+                blob = self.backend.checkpoint_blob(owner=owner, checkpoint_id=row.id)
+            except NotFound:
+                log.warning(
+                    "checkpoint %s of %s/%s: bytes missing from the artifact store; "
+                    "trying an older one",
+                    row.sha256[:12],
+                    owner,
+                    row.key,
+                )
+                continue
+            state = artifacts.load_checkpoint_blob(
+                blob, expected, self.keyring, owner=owner, key=row.key
+            )
             return Checkpoint(
                 owner=owner,
                 key=row.key,
                 offsets=row.offsets,
                 state=state,
                 meta=row.meta,
-                sha256=expected.sha256,
-                created_at=repo.aware(row.created_at),
+                sha256=row.sha256,
+                created_at=row.created_at,
             )
         return None
 
@@ -610,14 +438,12 @@ class Registry:
         window: dict[str, Any] | None = None,
     ) -> tuple[TrainingRun, bool]:
         """The run for a trigger event; the bool is False when it already existed."""
-        with self._tx() as session:
-            return repo.start_run(
-                session,
-                model=model,
-                trigger_event_id=trigger_event_id,
-                trigger=trigger or {},
-                window=window or {},
-            )
+        return self.backend.start_run(
+            model=model,
+            trigger_event_id=trigger_event_id,
+            trigger=trigger or {},
+            window=window or {},
+        )
 
     def add_candidate(
         self,
@@ -631,17 +457,15 @@ class Registry:
         note: str | None = None,
     ) -> None:
         """Record a candidate a run tried."""
-        with self._tx() as session:
-            repo.add_candidate(
-                session,
-                run_id=run_id,
-                name=name,
-                params=params,
-                metrics=metrics,
-                fit_s=fit_s,
-                version=version,
-                note=note,
-            )
+        self.backend.add_candidate(
+            run_id=run_id,
+            name=name,
+            params=params,
+            metrics=metrics,
+            fit_s=fit_s,
+            version=version,
+            note=note,
+        )
 
     def finish_run(
         self,
@@ -664,86 +488,27 @@ class Registry:
             values["champion"] = champion
         if window is not None:
             values["window"] = window
-        with self._tx() as session:
-            return repo.finish_run(session, run_id=run_id, **values)
+        return self.backend.finish_run(run_id=run_id, values=values)
 
     def get_run(self, *, run_id: str) -> TrainingRun | None:
         """A run with its candidates."""
-        with self._tx() as session:
-            return repo.get_run(session, run_id=run_id)
+        return self.backend.get_run(run_id=run_id)
 
     def list_runs(self, *, model: str | None = None, limit: int = 50) -> list[TrainingRun]:
         """Runs, newest first."""
-        with self._tx() as session:
-            return repo.list_runs(session, model=model, limit=limit)
+        return self.backend.list_runs(model=model, limit=limit)
 
     # -- idempotent consumers ---------------------------------------------------------
 
     def mark_handled(self, *, consumer: str, event_id: str) -> bool:
         """Record that ``consumer`` handled ``event_id``; False when it already had."""
-        with self._tx() as session:
-            return repo.mark_handled(session, consumer=consumer, event_id=event_id)
+        return self.backend.mark_handled(consumer=consumer, event_id=event_id)
 
     def was_handled(self, *, consumer: str, event_id: str) -> bool:
         """Whether ``consumer`` already handled ``event_id``."""
-        with self._tx() as session:
-            return repo.was_handled(session, consumer=consumer, event_id=event_id)
+        return self.backend.was_handled(consumer=consumer, event_id=event_id)
 
     # -- retention and garbage collection ---------------------------------------------
-
-    def collect_artifacts(
-        self,
-        *,
-        keep_versions: int,
-        kind: str | None = None,
-        model: str | None = None,
-        dry_run: bool = False,
-    ) -> int:
-        """Archive versions whose artifacts nothing needs and delete their bytes; returns
-        how many blobs were (``dry_run``: would be) removed.
-
-        Per model, the newest ``keep_versions`` live versions (of ``kind``; None: of any
-        kind) are kept, and so are aliased and recently aliased versions and what running
-        training runs need (:func:`services.registry.repository.collect_versions`).
-        Version rows stay (``status`` becomes ``archived``), so lineage stays auditable.
-        Both ``driftline gc`` and the automatic pruning after each online registration
-        (``kind="online"``) call this.
-        """
-        with self._tx_or_preview(dry_run) as session:
-            doomed = repo.collect_versions(
-                session, keep_newest=keep_versions, kind=kind, model=model
-            )
-            shas = {s for _, _, s in doomed}
-            orphans = shas - repo.referenced_sha256(session, shas=shas)
-        if dry_run:
-            return len(orphans & set(self.store.list_sha256()))
-        return self._delete_bytes(orphans)
-
-    def _delete_bytes(self, shas: set[str]) -> int:
-        """Delete blobs no row points at any more (after the commit that dropped them)."""
-        removed = 0
-        for sha in sorted(shas):
-            try:
-                removed += self.store.delete(sha)
-            except OSError:  # a later prune or gc finds it again
-                log.warning("could not delete blob %s from the artifact store", sha[:12])
-        return removed
-
-    def compact(self) -> bool:
-        """Give freed database pages back to the file system (SQLite ``VACUUM``).
-
-        Not needed to keep a file from growing (SQLite reuses freed pages), but a file
-        that grew while checkpoints were kept in the database shrinks only this way.
-        Returns False on other databases (PostgreSQL's autovacuum reuses space itself).
-        """
-        if self.engine.dialect.name != "sqlite":
-            return False
-        raw = self.engine.raw_connection()
-        try:
-            raw.cursor().execute("VACUUM")
-        finally:
-            raw.close()
-        return True
 
     def gc(
         self,
@@ -755,23 +520,14 @@ class Registry:
         dry_run: bool = False,
     ) -> GcReport:
         """Remove artifacts of unaliased versions beyond the newest ``keep_versions`` per
-        model (of any kind; see :meth:`collect_artifacts` for what else is kept), all but
-        the newest checkpoints (rows and bytes), and handled ids and sent events past
-        their TTL; then compact a SQLite file.
-
-        ``dry_run``: count what would go (the same statements, rolled back) and delete
-        nothing.
+        model (aliased, recently aliased and running runs' versions are kept), all but the
+        newest checkpoints (rows and bytes), and handled ids and sent events past their
+        TTL; then compact a SQLite file. ``dry_run``: count what would go, delete nothing.
         """
-        now = utcnow()
-        removed = self.collect_artifacts(keep_versions=keep_versions, dry_run=dry_run)
-        with self._tx_or_preview(dry_run) as session:
-            checkpoints, pruned = repo.prune_checkpoints(session, keep=keep_checkpoints)
-            orphans = set(pruned) - repo.referenced_sha256(session, shas=pruned)
-            handled = repo.prune_handled(session, before=now - handled_ttl)
-            outbox = repo.prune_outbox(session, before=now - outbox_ttl)
-        if not dry_run:
-            self._delete_bytes(orphans)
-            self.compact()
-        return GcReport(
-            artifacts=removed, checkpoints=checkpoints, handled_events=handled, outbox=outbox
+        return self.backend.gc(
+            keep_versions=keep_versions,
+            keep_checkpoints=keep_checkpoints,
+            handled_ttl=handled_ttl,
+            outbox_ttl=outbox_ttl,
+            dry_run=dry_run,
         )

@@ -123,3 +123,43 @@ class GcReport(Domain):
     checkpoints: int
     handled_events: int
     outbox: int
+
+
+class VersionDraft(Domain):
+    """What a writer says about a version it registers; the registry adds the number,
+    the artifact reference (after signing the bytes) and the status."""
+
+    kind: Literal["online", "batch"]
+    flavor: Literal["river", "sklearn"]
+    algorithm: str = Field(max_length=300)
+    spec_sha256: str = Field(max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    evaluation: dict[str, Any] = Field(default_factory=dict)
+    lineage: Lineage = Field(default_factory=Lineage)
+    parent_version: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    run_id: str | None = Field(default=None, max_length=36)
+    training_duration_s: float | None = Field(default=None, ge=0)
+    idempotency_key: str | None = Field(
+        default=None,
+        max_length=300,
+        description="registering again under the same key returns the first version",
+    )
+
+
+class StoredCheckpoint(Domain):
+    """A checkpoint row as stored: where its signed bytes are and what they cover.
+
+    The bytes are fetched separately (by ``id``) and verified by the reader before
+    anything is unpickled.
+    """
+
+    id: int
+    owner: str
+    key: str
+    sha256: str
+    signature: str
+    key_id: str
+    offsets: dict[str, Any]
+    meta: dict[str, Any]
+    created_at: AwareDatetime

@@ -5,7 +5,8 @@ DriftlineError
     ├── NotFound            no such model, version, run or alias
     ├── AliasConflict       a compare-and-set alias move found another version
     ├── FrozenModel         an automatic move on a frozen model
-    └── SpecConflict        the same stream version recorded with other content
+    ├── SpecConflict        the same stream version recorded with other content
+    └── RegistryUnavailable the registry (or its database) did not answer in time
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class FrozenModel(RegistryError):
 
 class SpecConflict(RegistryError):
     """A stream config version already recorded with different content."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry service or its database is unreachable; the call may be retried."""
 
 
 def _v(version: int | None) -> str:

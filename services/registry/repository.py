@@ -25,6 +25,7 @@ from schemas import (
     utcnow,
 )
 from services.common.codec import encode, event_key
+from services.registry.backend import ANY
 from services.registry.domain import (
     AliasMove,
     Candidate,
@@ -47,8 +48,6 @@ from services.registry.tables import (
     StreamRow,
     TrainingRunRow,
 )
-
-ANY = object()  # "expect" sentinel: move whatever the alias points at now
 
 
 def aware(value: datetime) -> datetime:
@@ -182,6 +181,7 @@ def insert_version(
     run_id: str | None,
     training_duration_s: float | None,
     idempotency_key: str | None = None,
+    http_url: str | None = None,
 ) -> ModelVersion:
     """Insert a version row and queue its ModelVersionPublished event."""
     row = ModelVersionRow(
@@ -210,12 +210,17 @@ def insert_version(
     session.add(row)
     session.flush()
     domain = _version(row)
-    add_outbox(session, topic="models", event=version_event(domain))
+    add_outbox(session, topic="models", event=version_event(domain, http_url=http_url))
     return domain
 
 
-def version_event(v: ModelVersion) -> ModelVersionPublished:
-    """The models-topic event announcing a version (id derived from model and version)."""
+def version_event(v: ModelVersion, *, http_url: str | None = None) -> ModelVersionPublished:
+    """The models-topic event announcing a version (id derived from model and version);
+    with the registry's ``http_url``, its artifact's ``url`` on the registry's HTTP API."""
+    artifact = v.artifact
+    if http_url:
+        url = f"{http_url.rstrip('/')}/artifacts/{artifact.sha256}"
+        artifact = artifact.model_copy(update={"url": url})
     return ModelVersionPublished(
         event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"driftline:model:{v.model}:v{v.version}"),
         model=v.model,
@@ -225,7 +230,7 @@ def version_event(v: ModelVersion) -> ModelVersionPublished:
         algorithm=v.algorithm,
         params=v.params,
         metrics=v.metrics,
-        artifact=v.artifact,
+        artifact=artifact,
         spec_sha256=v.spec_sha256,
         lineage=v.lineage,
         parent_version=v.parent_version,
@@ -348,12 +353,18 @@ def move_alias(
     reason: AliasReason,
     actor: str,
     evidence: dict[str, Any],
+    move_id: str | None = None,
 ) -> AliasMove:
     """Compare-and-set an alias and queue its AliasMoved event.
 
     ``expect`` is the version the caller saw (None: unset), a collection of acceptable
-    versions, or :data:`ANY`.
+    versions, or :data:`ANY`. ``move_id`` (a UUID) becomes the event id; a move already
+    recorded under it is returned as it was, so a retried request moves nothing twice.
     """
+    if move_id is not None:
+        recorded = move_by_event_id(session, event_id=move_id)
+        if recorded is not None:
+            return recorded
     info = session.get(ModelRow, model)
     if info is None:
         raise NotFound(f"no model {model!r}")
@@ -390,6 +401,7 @@ def move_alias(
         actor=actor,
         evidence=evidence,
         occurred_at=now,
+        **({"event_id": uuid.UUID(move_id)} if move_id is not None else {}),
     )
     move = AliasMoveRow(
         model=model,
@@ -406,6 +418,12 @@ def move_alias(
     add_outbox(session, topic="models", event=event)
     session.flush()
     return _move(move)
+
+
+def move_by_event_id(session: Session, *, event_id: str) -> AliasMove | None:
+    """The alias move recorded with this event id, if any."""
+    row = session.scalars(select(AliasMoveRow).where(AliasMoveRow.event_id == event_id)).first()
+    return _move(row) if row else None
 
 
 def _accepted(expect: Any) -> set[int | None] | None:
@@ -489,6 +507,12 @@ def latest_checkpoints_under(
     ).all()
 
 
+def checkpoint_by_id(session: Session, *, owner: str, checkpoint_id: int) -> CheckpointRow | None:
+    """One checkpoint row of ``owner``."""
+    row = session.get(CheckpointRow, checkpoint_id)
+    return row if row is not None and row.owner == owner else None
+
+
 def latest_checkpoint(session: Session, *, owner: str, key: str) -> CheckpointRow | None:
     """The newest checkpoint of ``owner``/``key`` (the client verifies it)."""
     rows = checkpoints_newest_first(session, owner=owner, key=key, limit=1)
@@ -565,6 +589,15 @@ def add_candidate(session: Session, *, run_id: str, **values: Any) -> None:
     """Record one candidate of a run."""
     if session.get(TrainingRunRow, run_id) is None:
         raise NotFound(f"no training run {run_id}")
+    same = select(CandidateRow.id).where(
+        CandidateRow.run_id == run_id,
+        CandidateRow.name == values.get("name"),
+        CandidateRow.version.is_(None)
+        if values.get("version") is None
+        else CandidateRow.version == values["version"],
+    )
+    if session.scalars(same).first() is not None:
+        return  # a retried request: recorded already
     session.add(CandidateRow(run_id=run_id, **values))
     session.flush()
 

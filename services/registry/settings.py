@@ -29,6 +29,12 @@ class RegistrySettings(SettingsBase):
     port: int = Field(
         default=8300, ge=0, le=65535, description="port of the HTTP API (0: any free port)"
     )
+    max_blob_bytes: int = Field(
+        default=1 << 30,
+        ge=1024,
+        le=1 << 40,
+        description="largest artifact or checkpoint a service may upload (PUT /uploads; 413 above)",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,

@@ -119,7 +119,10 @@ class AliasMoveRow(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     event_id: Mapped[str] = mapped_column(String(36))
     moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    __table_args__ = (Index("ix_alias_moves_model_alias", "model", "alias", "id"),)
+    __table_args__ = (
+        Index("ix_alias_moves_model_alias", "model", "alias", "id"),
+        Index("ix_alias_moves_event_id", "event_id"),
+    )
 
 
 class CheckpointRow(Base):

@@ -22,7 +22,9 @@ is re-asserted while a newer value for the key waits in the outbox.
 
 Every unusable record (not JSON, against the contract, a tombstone on ``models``, under a
 key that is not its own) and every valid record under a key that the registry did not
-write (an unknown ``event_id``, another artifact or config content than recorded) is a
+write (an unknown ``event_id``, another artifact or config content than recorded, a
+``models`` event without a valid signature of a known key: forged, or from before
+events were signed, so an upgrade re-publishes every current value signed) is a
 letter on ``events.dead`` and counted (``registry_dead_letters_total{reason}``);
 re-assertions are counted by topic (``registry_reasserted_total{topic}``).
 
@@ -56,8 +58,9 @@ from services.common.compacted import Refusal, own_key, read_value
 from services.common.dead_letters import DeadLetters
 from services.common.kafka_client import assign_all
 from services.common.metrics import Metrics
+from services.common.signing import Keyring, SignatureError
 from services.registry import repository as repo
-from services.registry.client import Registry
+from services.registry.sql_store import SqlStore
 from services.registry.tables import AliasMoveRow, OutboxRow
 
 __all__ = ["Warden", "judge", "unusable"]
@@ -94,13 +97,35 @@ def unusable(suffix: str, key: bytes | None, value: bytes | None) -> tuple[Reaso
     return (found.reason, found.detail) if isinstance(found, Refusal) else None
 
 
-def judge(session: Session, suffix: str, key: str, value: bytes | None) -> Verdict:
-    """What the last record under ``key`` calls for, by what the registry recorded."""
+def judge(
+    session: Session,
+    suffix: str,
+    key: str,
+    value: bytes | None,
+    *,
+    keyring: Keyring | None = None,
+    http_url: str | None = None,
+) -> Verdict:
+    """What the last record under ``key`` calls for, by what the registry recorded.
+
+    With a ``keyring``, a ``models`` record without a valid signature of a known key is
+    foreign however right its content (a forgery, or written before events were signed):
+    it is lettered and the key's current value re-asserted, signed by the relay.
+    """
     if suffix == "streams":
         return _judge_stream(session, key, value)
+    if keyring is not None and value is not None and _decoded(suffix, key, value) is not None:
+        try:
+            keyring.verify_event(value)
+        except SignatureError as exc:
+            current = judge(session, suffix, key, None, http_url=http_url)
+            detail = f"a models record under {key} without a valid signature ({exc.reason})"
+            return Verdict(
+                letter=(ReasonCode.CONTRACT_VIOLATION, detail), reassert=current.reassert
+            )
     if "@" in key:
         return _judge_alias(session, key, value)
-    return _judge_version(session, key, value)
+    return _judge_version(session, key, value, http_url)
 
 
 def _decoded(suffix: str, key: str, value: bytes | None) -> Event | None:
@@ -108,12 +133,14 @@ def _decoded(suffix: str, key: str, value: bytes | None) -> Event | None:
     return None if isinstance(found, Refusal) else found
 
 
-def _judge_version(session: Session, key: str, value: bytes | None) -> Verdict:
+def _judge_version(
+    session: Session, key: str, value: bytes | None, http_url: str | None = None
+) -> Verdict:
     model, _, number = key.rpartition(":v")
     found = (
         repo.get_version(session, model=model, version=int(number)) if number.isdigit() else None
     )
-    current = repo.version_event(found) if found is not None else None
+    current = repo.version_event(found, http_url=http_url) if found is not None else None
     event = _decoded("models", key, value)
     if isinstance(event, ModelVersionPublished) and current is not None:
         if event.event_id == current.event_id and event.artifact.sha256 == current.artifact.sha256:
@@ -214,7 +241,7 @@ class Warden:
     Parameters
     ----------
     registry
-        The registry (its database is the truth).
+        The registry's in-process store (its database is the truth).
     consumer_factory, producer_factory
         Build the group-less consumer and the producer of letters.
     topics
@@ -227,7 +254,7 @@ class Warden:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: SqlStore,
         *,
         consumer_factory: Callable[[], Any],
         producer_factory: Callable[[], Any],
@@ -312,7 +339,14 @@ class Warden:
         queued = False
         for (suffix, key), (value, record) in pending.items():
             with self.registry._tx() as session:
-                verdict = judge(session, suffix, key, value)
+                verdict = judge(
+                    session,
+                    suffix,
+                    key,
+                    value,
+                    keyring=self.registry.keyring,
+                    http_url=self.registry.http_url,
+                )
                 if verdict.reassert is not None and requeue(session, suffix, verdict.reassert):
                     queued = True
                     self.reasserted.labels(topic=suffix).inc()

@@ -492,7 +492,7 @@ def _version_of(text: str) -> int | None:
 
 
 def _describe(loaded: LoadedModel) -> dict[str, Any]:
-    return {
+    described = {
         "version": loaded.version,
         "alias": loaded.alias,
         "kind": loaded.meta.kind,
@@ -503,6 +503,17 @@ def _describe(loaded: LoadedModel) -> dict[str, Any]:
         "loaded_at": loaded.loaded_at.isoformat(),
         "load_ms": round(loaded.load_ms, 3),
     }
+    if loaded.meta.kind == "online":  # what the answering model has learned (issue 16)
+        following = getattr(loaded.predictor, "following", None)
+        described |= (
+            following()
+            if callable(following)
+            else {
+                "base_version": loaded.version,
+                "learned_examples": loaded.meta.lineage.example_count,
+            }
+        )
+    return described
 
 
 def _history_item(item: LoadedModel | LoadFailure) -> dict[str, Any]:

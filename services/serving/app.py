@@ -46,11 +46,13 @@ from services.common.batches import batch_or_each
 from services.common.codec import decode, encode, event_key
 from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError, ConfigError
-from services.common.kafka_client import make_consumer, make_producer
+from services.common.kafka_backend import open_consumer, open_producer
 from services.common.listen import BACKLOG, listen
 from services.common.metrics import Metrics
+from services.common.online_follower import Followers, FollowMetrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
+from services.common.signing import Keyring
 from services.common.stream_configs import StreamConfigs
 from services.common.subscriber import LoadedModel, LoadFailure, ModelSubscriber
 from services.serving.api import create_app
@@ -85,11 +87,11 @@ class Serving:
         *,
         metrics: Metrics | None = None,
     ) -> None:
-        if not settings.verification_keys():
+        if not Keyring.from_settings(settings).public:
             raise ConfigError(
-                "DRIFTLINE_SIGNING_KEY",
-                "(or DRIFTLINE_VERIFY_KEYS) is required: serving verifies every artifact "
-                "before it loads it",
+                "DRIFTLINE_VERIFY_KEYS",
+                "is required: serving verifies every model event and artifact with the "
+                "registry's public key before it follows or loads it",
             )
         # Import the model libraries while this constructor and the subscriber talk to
         # Kafka: a restart's first load otherwise pays for River's import (about 1 s).
@@ -104,7 +106,8 @@ class Serving:
         self._nullable: dict[str, frozenset[str]] = {}
         self._specs: dict[str, tuple[FeatureSpec, ...]] = {}
         self._spec_versions: dict[str, int | None] = {}
-        self.producer = make_producer(settings, client_id="driftline-serving", linger_ms=2)
+        # the Kafka path's producer: DRIFTLINE_KAFKA_CLIENT (kafka-python or confluent)
+        self.producer = open_producer(settings, client_id="driftline-serving", linger_ms=2)
         self.dead_letters = DeadLetters(
             self.producer,
             self.topics.name("events.dead"),
@@ -113,6 +116,16 @@ class Serving:
         )
         self.configs = StreamConfigs(settings, client_id="driftline-serving")
         self.configs.catch_up()
+        self.followers = (
+            Followers(
+                settings,
+                metrics=FollowMetrics(self.metrics.metrics, "serving"),
+                client_id=f"driftline-serving-follow-{self.replica_id}",
+                catch_up_s=service.follow_catch_up_s,
+            )
+            if service.follow
+            else None
+        )
         self.subscriber = ModelSubscriber(
             settings,
             models=service.model_filter(),
@@ -122,8 +135,12 @@ class Serving:
             on_swap=self._swapped,
             on_failure=self._refused,
             on_remove=self._removed,
+            on_refusal=lambda kind: self.metrics.events_refused.labels(kind=kind).inc(),
             client_id="driftline-serving",
+            prepare=self.followers.prepare if self.followers is not None else None,
         )
+        if self.followers is not None:  # a first load answers while its follower catches up
+            self.followers.replace = self.subscriber.replace
         self.shadow = (
             ShadowScorer(self._send, self.metrics, size=service.shadow_queue)
             if len(self.followed) > 1
@@ -168,6 +185,8 @@ class Serving:
         if self.shadow is not None:
             self.shadow.stop(min(2.0, left(0.3)))
         self.subscriber.stop(min(2.0, left(0.3)))
+        if self.followers is not None:
+            self.followers.stop(min(0.5, left(0.3)))
         try:
             self.producer.flush(timeout=left(0.5))
             self.producer.close(timeout=left(0.5))
@@ -220,6 +239,8 @@ class Serving:
         )
 
     def _removed(self, old: LoadedModel) -> None:
+        if self.followers is not None:
+            self.followers.removed(old)
         try:
             self.metrics.model_version.remove(old.model, old.alias or "pinned")
         except KeyError:
@@ -248,7 +269,7 @@ class RequestLoop:
         self.serving = serving
         service = serving.service
         self.topic = serving.topics.name("predictions.requests")
-        self.consumer = make_consumer(
+        self.consumer = open_consumer(
             serving.settings,
             group_id=service.group_id,
             client_id=f"driftline-serving-{serving.replica_id}",
@@ -291,7 +312,7 @@ class RequestLoop:
                 except Exception:  # noqa: BLE001 - handle letters each record; a last resort
                     log.exception("a batch of %d request(s) failed; going on", len(records))
                 self.serving.producer.flush()
-                self.consumer.commit()
+                self.consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs})
                 self.handled += len(records)
         except Exception:  # noqa: BLE001 - logged; /healthz stays up for HTTP
             log.exception("the Kafka request loop stopped on an error")

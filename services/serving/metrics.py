@@ -4,6 +4,7 @@ subscriber's callbacks all count here)."""
 from __future__ import annotations
 
 from services.common.metrics import Metrics
+from services.common.subscriber import REFUSALS
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -55,6 +56,13 @@ class ServingMetrics:
         self.load_failures = m.counter(
             "serving_load_failures_total", "Versions refused or not loadable.", ["model", "reason"]
         )
+        self.events_refused = m.counter(
+            "serving_model_events_refused_total",
+            "Records of the models topic refused, by kind (unsigned, forged, unparseable...).",
+            ["kind"],
+        )
+        for kind in REFUSALS:
+            self.events_refused.labels(kind=kind)
         self.load_seconds = m.histogram(
             "serving_load_seconds", "Fetch + verify + warm-up time of a version.", ["model"]
         )

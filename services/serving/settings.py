@@ -47,6 +47,16 @@ class ServingSettings(SettingsBase):
         default=None, description="model:version pins, comma-separated (override aliases)"
     )
     kafka: bool = Field(default=True, description="answer predictions.requests too")
+    follow: bool = Field(
+        default=True,
+        description="keep a served online snapshot learning from examples.valid, as the "
+        "learner does (false: serve each snapshot as it was taken)",
+    )
+    follow_catch_up_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="how long a new online snapshot may catch up before it is served anyway",
+    )
     group_id: str = Field(default="driftline-serving", min_length=1)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     max_poll_records: int = Field(default=500, ge=1)

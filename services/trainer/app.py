@@ -37,6 +37,7 @@ from services.common.settings import DriftlineSettings
 from services.common.stream_configs import StreamConfigs
 from services.registry.client import Registry
 from services.trainer import train
+from services.trainer.drift_tail import DriftTail
 from services.trainer.replay import KafkaReplay
 from services.trainer.runner import SERVICE, Trainer, TrainerMetrics, UnknownStream
 from services.trainer.settings import TrainerSettings
@@ -274,6 +275,7 @@ def run(settings: DriftlineSettings, tsettings: TrainerSettings) -> int:
             pause=pauser(tsettings),
             drift_wait_s=tsettings.drift_wait_s,
             broker_retries=tsettings.broker_retries,
+            newer_drift=DriftTail(settings, topics.name("drift"), configs),
         )
         app = build_app(settings, tsettings, Edge(trainer, topics.name("events.dead")))
         worker = faust.Worker(

@@ -132,6 +132,18 @@ def fair(candidate: Scored, champion: Scored | None, max_gap: float) -> str | No
     return f"segment gap {candidate.gap:.3f} exceeds the limit {max_gap:.3f} (champion {shown})"
 
 
+def stronger(metric: str, *refs: Scored | None) -> Scored | None:
+    """The reference a candidate must beat: the best of ``refs`` on ``metric`` (a reference
+    without the metric cannot hold a place; None when there is none)."""
+    present = [r for r in refs if r is not None]
+    if not present:
+        return None
+    scored = [r for r in present if not math.isnan(r.metrics.get(metric, math.nan))]
+    if not scored:
+        return present[0]
+    return max(scored, key=lambda r: improvement(metric, r.metrics[metric], 0.0))
+
+
 def decide(
     *,
     metric: str,

@@ -24,8 +24,9 @@ import math
 import pickle
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -41,6 +42,7 @@ from services.registry.client import (
     FrozenModel,
     ModelVersion,
     Registry,
+    RegistryUnavailable,
     TrainingRun,
 )
 from services.trainer import gate, train, window
@@ -52,7 +54,15 @@ log = logging.getLogger(__name__)
 SERVICE = "trainer"
 Trigger = DriftDetected | RetrainRequested
 Outcome = Literal[
-    "promoted", "rejected", "frozen", "conflict", "too_small", "duplicate", "coalesced"
+    "promoted",
+    "rejected",
+    "frozen",
+    "conflict",
+    "too_small",
+    "duplicate",
+    "coalesced",
+    "reported",
+    "superseded",
 ]
 
 
@@ -175,6 +185,11 @@ class Trainer:
         Prometheus metrics.
     pause
         Testing hook: called with the step name ("registered", "moved") of every run.
+    newer_drift
+        ``(stream, after)`` -> whether a drift that retrains was detected on ``stream`` at
+        an example later than ``after`` (the drift topic's tail; None: never asked). A
+        scheduled run whose window ends before such a drift does not move an alias: the
+        drift's own run, on post-drift data, follows it.
     """
 
     def __init__(
@@ -189,7 +204,9 @@ class Trainer:
         drift_wait_s: float = 0.0,
         broker_retries: int = 0,
         retry_backoff_s: float = 2.0,
+        newer_drift: Callable[[str, datetime], bool] | None = None,
     ) -> None:
+        self.newer_drift = newer_drift
         self.broker_retries = broker_retries
         self.retry_backoff_s = retry_backoff_s
         self.registry = registry
@@ -214,8 +231,17 @@ class Trainer:
         if config is None:
             raise UnknownStream(f"no stream config for {trigger.stream!r} on the streams topic")
         self.metrics.streams.seen(trigger.stream)
-        with self._lock(trigger.stream):
-            result = self._handle(trigger, config)
+        if report_only(trigger, config):
+            result = Result(
+                "reported",
+                decision=(
+                    f"data drift on {getattr(trigger, 'feature', None)!r} reported, not "
+                    "retrained (policy.drift.data_drift_retrains is false)"
+                ),
+            )
+        else:
+            with self._lock(trigger.stream):
+                result = self._handle(trigger, config)
         self.metrics.streams.child(self.metrics.runs, trigger.stream, result.outcome).inc()
         return result
 
@@ -274,16 +300,17 @@ class Trainer:
         return result
 
     def _run_with_retries(self, trigger: Trigger, config: StreamConfig, run: TrainingRun) -> Result:
-        """:meth:`_run`, again after a broker error (a restart, a lost leader): the run is
-        resumable, so a retry re-reads the same recorded offsets and reuses the versions it
-        registered. Data that has left retention is not retried."""
+        """:meth:`_run`, again after a broker error (a restart, a lost leader) or a registry
+        that did not answer (an outage): the run is resumable, so a retry re-reads the same
+        recorded offsets and reuses the versions it registered. Data that has left
+        retention is not retried."""
         backoff = self.retry_backoff_s
         for attempt in itertools.count(1):
             try:
                 return self._run(trigger, config, run)
             except DataExpired:
                 raise
-            except BrokerError as exc:
+            except (BrokerError, RegistryUnavailable) as exc:  # resumable: same run again
                 if attempt > self.broker_retries:
                     raise
                 log.warning(
@@ -442,19 +469,41 @@ class Trainer:
         )
         self.pause("registered")
         t2 = time.perf_counter()
-        champ_version, champ = self._champion(
-            stream, run, holdout, y_hold, segments, task, metric, vec
-        )
+
+        def rescore(version: ModelVersion) -> gate.Scored:
+            return self._score_version(
+                stream, version, holdout, y_hold, segments, task, metric, vec
+            )
+
+        champ_version, champ = self._champion(stream, run, rescore)
+        online = self._online(stream, champ_version, rescore)
         timings.add("score", time.perf_counter() - t2)
+        reference = gate.stronger(metric, champ, online)
         decision = gate.decide(
             metric=metric,
-            champion=champ,
+            champion=reference,
             candidates=[c.scored for c in candidates],
             margin=policy.margin,
             max_gap=policy.max_gap,
         )
+        window_doc["online"] = (
+            None
+            if online is None
+            else {"scored_as": online.name, "metrics": _finite_metrics(online.metrics)}
+        )
+        newest = max(r.event_time for r in chosen)
         return self._conclude(
-            trigger, config, run, candidates, champ_version, champ, decision, window_doc, timings
+            trigger,
+            config,
+            run,
+            candidates,
+            champ_version,
+            champ,
+            decision,
+            window_doc,
+            timings,
+            rescore=rescore,
+            newest=newest,
         )
 
     def _candidates(
@@ -586,27 +635,52 @@ class Trainer:
         return [out[n] for n in names if n in out]
 
     def _champion(
-        self,
-        stream: str,
-        run: TrainingRun,
-        holdout: Sequence[Row],
-        y_hold: np.ndarray,
-        segments: list[Any] | None,
-        task: train.Task,
-        metric: str,
-        vec: Vectorizer,
+        self, stream: str, run: TrainingRun, rescore: Callable[[ModelVersion], gate.Scored]
     ) -> tuple[ModelVersion | None, gate.Scored | None]:
-        """The champion live at the drift, scored on the holdout as it would have served.
-
-        An online champion is scored prequentially from the newest online snapshot taken
-        before the holdout begins; a batch champion by plain prediction.
-        """
+        """The champion live at the drift, scored on the holdout as it would have served."""
         at_start = run.window.get("champion_at_start")
         if at_start is None:
             return None, None
         version = self.registry.get_version(model=stream, version=int(at_start))
         if version is None:
             return None, None
+        return version, rescore(version)
+
+    def _online(
+        self,
+        stream: str,
+        champ_version: ModelVersion | None,
+        rescore: Callable[[ModelVersion], gate.Scored],
+    ) -> gate.Scored | None:
+        """The current online model scored on the holdout as it would have served, when it
+        is not the champion already scored (None: no online model, or it is that one)."""
+        online = self.registry.get_alias(model=stream, alias="online")
+        if online is None:
+            return None
+        if champ_version is not None and champ_version.kind == "online":
+            return None  # an online champion is scored from the same snapshots
+        version = self.registry.get_version(model=stream, version=online)
+        if version is None or version.status == "archived":
+            return None
+        return rescore(version)
+
+    def _score_version(
+        self,
+        stream: str,
+        version: ModelVersion,
+        holdout: Sequence[Row],
+        y_hold: np.ndarray,
+        segments: list[Any] | None,
+        task: train.Task,
+        metric: str,
+        vec: Vectorizer,
+    ) -> gate.Scored:
+        """``version`` scored on the holdout as it would have served.
+
+        An online version is scored prequentially from the newest online snapshot taken
+        before the holdout begins (it kept learning as labels came); a batch version by
+        plain prediction.
+        """
         snapshot = version
         if version.kind == "online" and holdout:
             first = holdout[0].event_time
@@ -637,7 +711,7 @@ class Trainer:
             else ""
         )
         classes = getattr(predictor.model, "classes_", None) if proba is not None else None
-        return version, gate.score_predictions(
+        return gate.score_predictions(
             name, task, metric, list(y_hold), preds, segments, proba=proba, classes=classes
         )
 
@@ -652,6 +726,9 @@ class Trainer:
         decision: gate.Decision,
         window_doc: dict[str, Any],
         timings: Timings,
+        *,
+        rescore: Callable[[ModelVersion], gate.Scored] | None = None,
+        newest: datetime | None = None,
     ) -> Result:
         stream, policy = config.stream, config.policy
         metric = policy.primary_metric_for(config.spec.label.kind)
@@ -668,7 +745,15 @@ class Trainer:
         outcome: Outcome = "rejected"
         summary = decision.summary
         t0 = time.perf_counter()
-        if winner is not None:
+        if winner is not None and (superseded := self._superseded(trigger, newest)):
+            outcome, summary = (
+                "superseded",
+                (
+                    f"{winner.name} v{winner.version.version} won the gate ({decision.summary}) "
+                    f"but {superseded}; not promoted"
+                ),
+            )
+        elif winner is not None:
             info = self.registry.get_model(name=stream)
             if policy.frozen or (info is not None and info.frozen):
                 outcome = "frozen"
@@ -687,6 +772,8 @@ class Trainer:
                     decision,
                     metric,
                     policy.margin,
+                    rescore=rescore,
+                    max_gap=policy.max_gap,
                 )
         timings.add("promote", time.perf_counter() - t0)
         recorded = {c.name for c in (self.registry.get_run(run_id=run.id) or run).candidates}
@@ -737,8 +824,16 @@ class Trainer:
         decision: gate.Decision,
         metric: str,
         margin: float,
+        *,
+        rescore: Callable[[ModelVersion], gate.Scored] | None = None,
+        max_gap: float = math.inf,
     ) -> tuple[Outcome, str]:
-        """Compare-and-set ``alias`` to the winner, once per run."""
+        """Compare-and-set ``alias`` to the winner, once per run.
+
+        When the champion moved during the run to a version that is not a later online
+        snapshot of the one scored, the winner is compared again, on the same holdout, with
+        the new champion: it is promoted over it only if it beats it too.
+        """
         to = winner.version.version
         for move in self.registry.alias_history(model=stream, alias=alias, limit=50):
             if move.evidence.get("run_id") == run.id:  # moved before a crash: not again
@@ -754,8 +849,13 @@ class Trainer:
             "margin": margin,
             "gap": winner.scored.gap,
         }
+        expect_override: int | None = None
         for _ in range(3):
-            expect = self._expected(stream, alias, run, champ_version)
+            expect = (
+                expect_override
+                if expect_override is not None
+                else self._expected(stream, alias, run, champ_version)
+            )
             try:
                 self.registry.move_alias(
                     model=stream,
@@ -767,17 +867,63 @@ class Trainer:
                     evidence=evidence,
                 )
             except AliasConflict as exc:
-                if alias != "champion" or not self._replaced_by_online(stream, champ_version):
+                if alias == "champion" and self._replaced_by_online(stream, champ_version):
+                    continue  # a newer online snapshot arrived between the look and the move
+                now = self.registry.get_alias(model=stream, alias=alias)
+                moved_to = (
+                    self.registry.get_version(model=stream, version=now)
+                    if now is not None
+                    else None
+                )
+                if alias != "champion" or rescore is None or moved_to is None:
                     return "conflict", (
                         f"{winner.name} v{to} won the gate but {stream}@{alias} moved during "
                         f"the run ({exc}); not promoted"
                     )
-                continue  # a newer online snapshot arrived between the look and the move
+                again = rescore(moved_to)
+                verdict = gate.decide(
+                    metric=metric,
+                    champion=again,
+                    candidates=[winner.scored],
+                    margin=margin,
+                    max_gap=max_gap,
+                )
+                if verdict.winner is None:
+                    return "rejected", (
+                        f"{winner.name} v{to} won the gate, but {stream}@{alias} moved during "
+                        f"the run to v{moved_to.version}, which it does not beat on the same "
+                        f"holdout ({verdict.summary}); not promoted"
+                    )
+                evidence = {
+                    **evidence,
+                    "champion_version": moved_to.version,
+                    "champion_value": again.metrics.get(metric),
+                    "compared_again": True,
+                }
+                decision = verdict
+                expect_override = moved_to.version
+                continue
             except FrozenModel as exc:
                 return "frozen", f"frozen: {winner.name} v{to} not moved ({exc})"
             self.pause("moved")
             return "promoted", f"{winner.name} v{to} -> {alias}: {decision.summary}"
         return "conflict", f"{winner.name} v{to}: {stream}@{alias} kept moving; not promoted"
+
+    def _superseded(self, trigger: Trigger, newest: datetime | None) -> str | None:
+        """Why a scheduled run must not promote: a drift was detected after its window."""
+        if (
+            not isinstance(trigger, RetrainRequested)
+            or trigger.requested_by != "learner"
+            or self.newer_drift is None
+            or newest is None
+        ):
+            return None
+        if self.newer_drift(trigger.stream, newest):
+            return (
+                f"a drift of {trigger.stream} was detected after this scheduled window "
+                f"(ending {newest.isoformat()}); the drift's own run trains on newer data"
+            )
+        return None
 
     def _expected(
         self, stream: str, alias: str, run: TrainingRun, champ_version: ModelVersion | None
@@ -806,6 +952,18 @@ class Trainer:
             return False
         found = self.registry.get_version(model=stream, version=now)
         return found is not None and found.kind == "online" and now > champ_version.version
+
+
+def retrains(event: DriftDetected, config: StreamConfig | None) -> bool:
+    """Whether a drift event starts a run (a data drift only when the policy asks)."""
+    if event.kind == "concept":
+        return True
+    return config is not None and config.policy.drift.data_drift_retrains
+
+
+def report_only(trigger: Trigger, config: StreamConfig) -> bool:
+    """Whether ``trigger`` is a data drift that the stream's policy only reports."""
+    return isinstance(trigger, DriftDetected) and not retrains(trigger, config)
 
 
 def coalesce_with(
@@ -883,6 +1041,10 @@ def labels(rows: Sequence[Row]) -> np.ndarray:
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 
 def _finite(value: float | None) -> float | None:

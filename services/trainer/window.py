@@ -182,12 +182,20 @@ def window_size(
 ) -> int:
     """How many of the newest ``rows`` the policy asks for.
 
-    ``last``: the last ``window``; ``since_drift``: every row at or after the drift;
-    either way at least ``min_size``. Raises :class:`WindowTooSmall` when fewer than
-    ``min_size`` rows exist.
+    ``last``: the last ``window``; ``since_drift``: every row at or after the drift, at
+    most ``window`` (the newest); either way at least ``min_size``. Raises
+    :class:`WindowTooSmall` when fewer than ``min_size`` rows exist.
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> rows = [Row(0, i, str(i), {}, 0, t0 + timedelta(seconds=i)) for i in range(100)]
+    >>> [window_size(rows, mode="since_drift", window=w, min_size=10,
+    ...              drift_time=t0 + timedelta(seconds=70)) for w in (50, 20)]
+    [30, 20]
     """
     if mode == "since_drift" and drift_time is not None:
-        wanted = sum(1 for r in rows if r.event_time >= drift_time)
+        after = sum(1 for r in rows if r.event_time >= drift_time)
+        wanted = min(after, window)
     else:
         wanted = window
     if len(rows) < min_size:
@@ -212,6 +220,8 @@ def enough(
     if exhausted:
         return True
     if mode == "since_drift" and drift_time is not None:
+        if len(rows) >= max(window, min_size):
+            return True  # a full window of the newest rows, all after the drift
         before = any(r.event_time < drift_time for r in rows)
         return before and len(rows) >= min_size
     return len(rows) >= max(window, min_size)

@@ -29,7 +29,9 @@ then a thread follows it (no consumer group: every validator sees every config) 
 event loop applies new versions between messages.
 
 kafka-python serves the spec feed and the index rebuild (plain reads outside the
-consumer group); faust (aiokafka) consumes and produces the stream.
+consumer group); faust (aiokafka) consumes and produces the stream. With the confluent
+backend (``DRIFTLINE_KAFKA_CLIENT=confluent``) the stream runs through the batch loop of
+:mod:`services.validator.loop` instead, with the same routing, index and guarantees.
 """
 
 from __future__ import annotations
@@ -470,7 +472,15 @@ def check_topics(settings: DriftlineSettings) -> int:
 
 
 def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
-    """Run the validator until SIGTERM/SIGINT; returns the exit code."""
+    """Run the validator until SIGTERM/SIGINT; returns the exit code.
+
+    ``DRIFTLINE_VALIDATOR_ENGINE`` (auto: the batch loop of :mod:`services.validator.loop`
+    with ``DRIFTLINE_KAFKA_CLIENT=confluent``, this faust app with kafka-python).
+    """
+    if vsettings.uses_loop(settings.kafka_client):
+        from services.validator.loop import run_loop
+
+        return run_loop(settings, vsettings)
     topics = Topics(settings.topic_prefix)
     if settings.log_level != "DEBUG":
         # faust and mode narrate every service start and stop at INFO; ours says what matters.

@@ -132,6 +132,9 @@ def settings_factory(kafka_bootstrap: str, tmp_path: Path) -> Callable[..., Drif
             "kafka_bootstrap": kafka_bootstrap,
             "topic_prefix": f"t-{uuid.uuid4().hex[:10]}.",
             "data_dir": tmp_path,
+            # the backend of this run: `make test` runs the tests marked `backends` again
+            # with DRIFTLINE_KAFKA_CLIENT=confluent
+            "kafka_client": os.environ.get("DRIFTLINE_KAFKA_CLIENT", "kafka-python"),
         }
         values.update(overrides)
         settings = DriftlineSettings.load(env={}, **values)
@@ -159,5 +162,6 @@ def cli_env(
     monkeypatch.setenv("DRIFTLINE_KAFKA_BOOTSTRAP", settings.bootstrap)
     monkeypatch.setenv("DRIFTLINE_TOPIC_PREFIX", settings.topic_prefix)
     monkeypatch.setenv("DRIFTLINE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DRIFTLINE_KAFKA_CLIENT", settings.kafka_client)
     monkeypatch.chdir(tmp_path)
     return settings

@@ -12,9 +12,10 @@ from services.common.kafka_client import make_producer
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
 from tests.integration.processes import publish, service_env, start_service
+from tests.keys import private_key_for
 from tests.services.evaluator.data import config, tree
 
-KEY = "evaluator-test-signing-key"
+KEY = private_key_for("evaluator-test-signing-key")
 
 
 def publish_raw(settings: DriftlineSettings, suffix: str, key: bytes, values: list[bytes]) -> None:

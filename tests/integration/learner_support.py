@@ -16,8 +16,9 @@ from services.learner.app import partition_key, restore
 from services.learner.runtime import PartitionState
 from services.registry.client import Registry
 from tests.integration.processes import service_env, start_service
+from tests.keys import private_key_for
 
-KEY = "learner-test-signing-key"
+KEY = private_key_for("learner-test-signing-key")
 FEATURES = ("salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan")
 
 
@@ -67,6 +68,9 @@ def learner_env(settings: DriftlineSettings, group: str, **extra: str) -> dict[s
         DRIFTLINE_LEARNER_GROUP_ID=group,
         DRIFTLINE_LEARNER_METRICS_PORT="0",
         DRIFTLINE_LEARNER_SESSION_TIMEOUT_MS="6000",
+        # every online snapshot when due, however fast the test's replay: these tests pin
+        # the version lineage (a cost budget would skip some multiples of K)
+        DRIFTLINE_LEARNER_SERIALISE_BUDGET="1",
         **extra,
     )
 

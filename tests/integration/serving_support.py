@@ -18,8 +18,9 @@ from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
 from services.registry.client import ANY, Registry
 from tests.integration.processes import start_service
+from tests.keys import private_key_for, public_key_for
 
-KEY = "serving-test-signing-key"
+KEY = private_key_for("serving-test-signing-key")
 FEATURES = ("x0", "x1", "x2")
 SPEC = Spec.model_validate(
     {
@@ -91,8 +92,7 @@ def serving_env(settings: DriftlineSettings, port: int, **extra: str) -> dict[st
         "DRIFTLINE_KAFKA_BOOTSTRAP": settings.bootstrap,
         "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
         "DRIFTLINE_DATA_DIR": str(settings.data_path),
-        "DRIFTLINE_SIGNING_KEY": KEY,
-        "DRIFTLINE_SIGNING_KEY_ID": "k1",
+        "DRIFTLINE_VERIFY_KEYS": f"k1:{public_key_for('serving-test-signing-key')}",
         "DRIFTLINE_SERVING_PORT": str(port),
         "DRIFTLINE_SERVING_SESSION_TIMEOUT_MS": "6000",
         "PYTHONPATH": str(Path.cwd()),

@@ -10,6 +10,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from schemas import RetrainRequested, Topics
 from services.common.settings import DriftlineSettings
 from services.learner.core import StreamLearner
@@ -26,6 +28,9 @@ from tests.integration.learner_support import (
 )
 from tests.integration.polling import wait_for
 from tests.integration.processes import TopicReader, publish
+
+# kill -9 and a second learner: both Kafka backends (make test)
+pytestmark = pytest.mark.backends
 
 
 def test_kill_9_then_resume_exactly_once(

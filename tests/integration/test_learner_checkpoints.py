@@ -26,6 +26,7 @@ from tests.integration.learner_support import (
 )
 from tests.integration.polling import wait_for
 from tests.integration.processes import publish
+from tests.keys import private_key_for
 
 PARTITIONS = 4
 
@@ -48,7 +49,9 @@ def whole_partition_state(
 def test_a_whole_partition_checkpoint_restores_then_checkpoints_go_per_stream(
     settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
 ) -> None:
-    settings = settings_factory(signing_key="learner-test-signing-key", signing_key_id="k1")
+    settings = settings_factory(
+        signing_key=private_key_for("learner-test-signing-key"), signing_key_id="k1"
+    )
     valid = Topics(settings.topic_prefix).name("examples.valid")
     cfg = config("agr", online_every=100_000)
     data = examples("agr", 1000, seed=5)

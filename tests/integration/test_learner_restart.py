@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from schemas import Topics
 from services.common.kafka_client import make_admin
 from services.common.settings import DriftlineSettings
@@ -19,6 +21,10 @@ from tests.integration.learner_support import config as stream_config
 from tests.integration.learner_support import examples, learned, learner_env, start_learner
 from tests.integration.polling import wait_for
 from tests.integration.processes import publish
+from tests.keys import private_key_for
+
+# a restart before the session timeout: both Kafka backends (make test)
+pytestmark = pytest.mark.backends
 
 # Far longer than the deadline below: a restart that waited for the coordinator to expire
 # the killed member (a dynamic member) could not pass.
@@ -39,7 +45,9 @@ def members(settings: DriftlineSettings, group: str) -> list[str]:
 def test_kill_9_then_restart_processes_again_before_the_session_timeout(
     settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
 ) -> None:
-    settings = settings_factory(signing_key="learner-test-signing-key", signing_key_id="k1")
+    settings = settings_factory(
+        signing_key=private_key_for("learner-test-signing-key"), signing_key_id="k1"
+    )
     valid = Topics(settings.topic_prefix).name("examples.valid")
     data = examples("agr", 1500, seed=3)
     publish(settings, "streams", [stream_config("agr", online_every=100_000)])

@@ -44,6 +44,9 @@ from tests.integration.validator_support import (
     wait_until,
 )
 
+# two partitioners and kill -9 end to end: both Kafka backends (make test)
+pytestmark = pytest.mark.backends
+
 PARTITIONS = 4  # the catalogue's count for streams' topics
 
 

@@ -31,8 +31,9 @@ from services.registry.client import Registry
 from tests.integration.learner_support import config, examples, learned
 from tests.integration.polling import wait_for
 from tests.integration.processes import TopicReader, publish, service_env, start_service
+from tests.keys import private_key_for
 
-KEY = "poison-test-signing-key"
+KEY = private_key_for("poison-test-signing-key")
 S = "agr"
 GOOD = 300
 

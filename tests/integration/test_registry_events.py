@@ -15,6 +15,7 @@ from services.common.codec import decode
 from services.common.kafka_client import end_offsets, read_between
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
+from tests.keys import private_key_for
 from tests.services.registry.helpers import predictor
 
 
@@ -31,7 +32,7 @@ def test_version_and_alias_events_published(
     settings_factory: Callable[..., DriftlineSettings], registry_url: str
 ) -> None:
     settings = settings_factory(
-        registry_url=registry_url, signing_key="k" * 20, signing_key_id="k1"
+        registry_url=registry_url, signing_key=private_key_for("k" * 20), signing_key_id="k1"
     )
     registry = Registry.open(settings)
     try:
@@ -82,14 +83,14 @@ def test_kill_between_commit_and_publish(
     settings_factory: Callable[..., DriftlineSettings], registry_url: str, tmp_path: Path
 ) -> None:
     settings = settings_factory(
-        registry_url=registry_url, signing_key="k" * 20, signing_key_id="k1"
+        registry_url=registry_url, signing_key=private_key_for("k" * 20), signing_key_id="k1"
     )
     env = os.environ | {
         "DRIFTLINE_KAFKA_BOOTSTRAP": settings.bootstrap,
         "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
         "DRIFTLINE_DATA_DIR": str(settings.data_path),
         "DRIFTLINE_REGISTRY_URL": registry_url,
-        "DRIFTLINE_SIGNING_KEY": "k" * 20,
+        "DRIFTLINE_SIGNING_KEY": private_key_for("k" * 20),
         "DRIFTLINE_SIGNING_KEY_ID": "k1",
         "PYTHONPATH": str(Path.cwd()),
     }

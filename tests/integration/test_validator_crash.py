@@ -30,6 +30,9 @@ from tests.integration.validator_support import (
     wait_until,
 )
 
+# delivery after kill -9 and SIGTERM: both Kafka backends (make test)
+pytestmark = pytest.mark.backends
+
 STREAMS = [f"s{i}" for i in range(8)]  # several keys, so that every partition gets some
 
 

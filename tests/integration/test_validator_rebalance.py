@@ -22,6 +22,9 @@ from tests.integration.validator_support import (
     wait_until,
 )
 
+# a rebalance between validators: both Kafka backends (make test)
+pytestmark = pytest.mark.backends
+
 STREAMS = [f"r{i}" for i in range(8)]
 
 

@@ -29,8 +29,9 @@ from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
 from tests.integration.processes import service_env, start_service
+from tests.keys import private_key_for
 
-KEY = "trainer-it-signing-key-0123456"
+KEY = private_key_for("trainer-it-signing-key-0123456")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NUMBERS = ("salary", "commission", "age", "hvalue", "hyears", "loan")
 

@@ -88,6 +88,7 @@ class ValidatorProcess:
             "DRIFTLINE_KAFKA_BOOTSTRAP": settings.bootstrap,
             "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
             "DRIFTLINE_DATA_DIR": str(settings.data_path),
+            "DRIFTLINE_KAFKA_CLIENT": settings.kafka_client,
             "DRIFTLINE_LOG_LEVEL": "INFO",
             "DRIFTLINE_VALIDATOR_METRICS_PORT": str(metrics_port),
             "DRIFTLINE_VALIDATOR_SESSION_TIMEOUT_S": "3",

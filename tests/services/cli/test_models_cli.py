@@ -19,6 +19,7 @@ from services.cli.models import fleet_state
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
 from services.registry.errors import FrozenModel
+from tests.keys import private_key_for
 from tests.services.registry.helpers import predictor
 
 LINEAGE = Lineage(
@@ -38,7 +39,7 @@ def registry_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DriftlineSe
     for name in ("DRIFTLINE_REGISTRY_URL", "DRIFTLINE_ARTIFACTS_URL", "DRIFTLINE_VERIFY_KEYS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DRIFTLINE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("DRIFTLINE_SIGNING_KEY", "test-signing-key-0123456789")
+    monkeypatch.setenv("DRIFTLINE_SIGNING_KEY", private_key_for("test-signing-key-0123456789"))
     monkeypatch.setenv("DRIFTLINE_SIGNING_KEY_ID", "k1")
     monkeypatch.setenv("DRIFTLINE_KAFKA_BOOTSTRAP", "127.0.0.1:1")
     monkeypatch.setenv("DRIFTLINE_KAFKA_TIMEOUT_S", "1")

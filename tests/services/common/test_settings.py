@@ -3,10 +3,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from services.common.errors import ConfigError
 from services.common.kafka_client import client_config, fetch_config
+from services.common.keys import load_private_key
 from services.common.settings import DriftlineSettings
+from services.common.signing import Keyring
+from tests.keys import private_key_for, public_key_for
 
 
 def test_defaults_follow_the_design() -> None:
@@ -28,13 +32,27 @@ def test_defaults_follow_the_design() -> None:
         ({"DRIFTLINE_LOG_FORMAT": "xml"}, "DRIFTLINE_LOG_FORMAT"),
         ({"DRIFTLINE_KAFKA_TIMEOUT_S": "-1"}, "DRIFTLINE_KAFKA_TIMEOUT_S"),
         (
-            {"DRIFTLINE_SIGNING_KEY": "short", "DRIFTLINE_SIGNING_KEY_ID": "k"},
+            {
+                "DRIFTLINE_SIGNING_KEY": "an-hmac-secret-of-the-past",
+                "DRIFTLINE_SIGNING_KEY_ID": "k",
+            },
             "DRIFTLINE_SIGNING_KEY",
         ),
         ({"DRIFTLINE_VERIFY_KEYS": "nocolon"}, "DRIFTLINE_VERIFY_KEYS"),
+        ({"DRIFTLINE_VERIFY_KEYS": "k1:not-a-public-key"}, "DRIFTLINE_VERIFY_KEYS"),
+        ({"DRIFTLINE_VERIFY_KEYS": "k1:hmac:short"}, "DRIFTLINE_VERIFY_KEYS"),
+        ({"DRIFTLINE_CHECKPOINT_KEY": "short"}, "DRIFTLINE_CHECKPOINT_KEY"),
+        (
+            {
+                "DRIFTLINE_SIGNING_KEY": private_key_for("a"),
+                "DRIFTLINE_SIGNING_KEY_ID": "k",
+                "DRIFTLINE_VERIFY_KEYS": f"k:{public_key_for('b')}",
+            },
+            "DRIFTLINE_SIGNING_KEY_ID",
+        ),
         ({"DRIFTLINE_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "DRIFTLINE_KAFKA_SSL_CAFILE"),
         ({"DRIFTLINE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "DRIFTLINE_KAFKA_SASL_MECHANISM"),
-        ({"DRIFTLINE_SIGNING_KEY": "x" * 32}, "DRIFTLINE_SIGNING_KEY_ID"),
+        ({"DRIFTLINE_SIGNING_KEY": private_key_for("x" * 32)}, "DRIFTLINE_SIGNING_KEY_ID"),
     ],
 )
 def test_bad_setting_is_named(env: dict[str, str], setting: str) -> None:
@@ -46,7 +64,7 @@ def test_bad_setting_is_named(env: dict[str, str], setting: str) -> None:
 def test_secrets_never_printed() -> None:
     s = DriftlineSettings.load(
         env={
-            "DRIFTLINE_SIGNING_KEY": "s3cret-s3cret-s3cret",
+            "DRIFTLINE_SIGNING_KEY": private_key_for("s3cret-s3cret-s3cret"),
             "DRIFTLINE_SIGNING_KEY_ID": "k1",
             "DRIFTLINE_ADMIN_TOKEN": "tok-123",
         }
@@ -57,12 +75,24 @@ def test_secrets_never_printed() -> None:
 def test_verification_keys_include_the_signing_key() -> None:
     s = DriftlineSettings.load(
         env={
-            "DRIFTLINE_SIGNING_KEY": "new-key-new-key-1",
+            "DRIFTLINE_SIGNING_KEY": private_key_for("new"),
             "DRIFTLINE_SIGNING_KEY_ID": "k2",
-            "DRIFTLINE_VERIFY_KEYS": "k1:old-key-old-key",
+            "DRIFTLINE_VERIFY_KEYS": f"k0:{public_key_for('other')},k1:hmac:old-key-old-key-1",
         }
     )
-    assert s.verification_keys() == {"k1": b"old-key-old-key", "k2": b"new-key-new-key-1"}
+    ring = Keyring.from_settings(s)
+    assert ring.can_sign and ring.signing_key_id == "k2"
+    assert ring.verify_keys_text() == f"k0:{public_key_for('other')},k2:{public_key_for('new')}"
+    assert dict(ring.legacy) == {"k1": b"old-key-old-key-1"}
+
+
+def test_a_pem_private_key_is_accepted() -> None:
+    key = load_private_key(private_key_for("pem"))
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    s = DriftlineSettings.load(env={"DRIFTLINE_SIGNING_KEY": pem, "DRIFTLINE_SIGNING_KEY_ID": "k"})
+    assert Keyring.from_settings(s).verify_keys_text() == f"k:{public_key_for('pem')}"
 
 
 def test_bootstrap_list_normalized() -> None:

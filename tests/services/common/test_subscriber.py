@@ -24,10 +24,11 @@ from services.common.codec import encode
 from services.common.dead_letters import DeadLetters
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
-from services.common.signing import Keyring
+from services.common.signing import Keyring, artifact_subject
 from services.common.subscriber import LoadedModel, LoadFailure, ModelSubscriber
 
-KEYRING = Keyring(signing_key_id="k1", keys={"k1": b"unit-test-signing-key"})
+SIGNER = Keyring.generate("k1")  # what the registry holds
+KEYRING = SIGNER.public_only()  # what a subscriber holds
 SPEC = Spec.model_validate(
     {
         "features": [{"name": f"x{i}", "type": "number"} for i in range(3)],
@@ -67,7 +68,7 @@ class Store:
     ) -> Record:
         predictor = predictor or train(200 + 50 * version, seed=version)
         data = artifacts.pack(predictor)
-        sig = KEYRING.sign(data)
+        sig = SIGNER.sign(data, artifact_subject(model, version))
         if tamper:
             data = data[:-1] + bytes([data[-1] ^ 1])
         path = self.root / f"{model}-{version}.bin"
@@ -87,13 +88,13 @@ class Store:
             ),
             spec_sha256=predictor.spec_sha256,
         )
-        return self._record(event.key, encode(event))
+        return self._record(event.key, SIGNER.sign_event(encode(event)))
 
     def alias(self, model: str, alias: str, to: int | None) -> Record:
         event = AliasMoved(
             model=model, alias=alias, to_version=to, reason=AliasReason.MANUAL, actor="test"
         )
-        return self._record(event.key, encode(event))
+        return self._record(event.key, SIGNER.sign_event(encode(event)))
 
     def _record(self, key: str, value: bytes | None) -> Record:
         self.offset += 1
@@ -202,15 +203,19 @@ def test_an_untrusted_artifact_is_refused_and_the_old_model_stays(
         art = event.artifact.model_copy(
             update={"signature": "0" * 64} if breakage == "forged" else {"key_id": "stolen"}
         )
-        bad.value = encode(event.model_copy(update={"artifact": art}))
+        bad.value = SIGNER.sign_event(encode(event.model_copy(update={"artifact": art})))
     sub._process([bad, store.alias("sea", "champion", 2)])
     kept = sub.get("sea")
     assert kept is not None and kept.version == 1
     assert calls[-1] == ("fail", 2, reason)
     failure = sub.history()[-1]
     assert isinstance(failure, LoadFailure) and failure.alias == "champion"
-    sub._process([store.alias("sea", "champion", 2)])  # reported once, not again
+    sub._retry_failed()  # its retry is not due yet: nothing is tried, nothing reported
     assert [c for c in calls if c[0] == "fail"] == [("fail", 2, reason)]
+    sub._process([store.alias("sea", "champion", 2)])  # moved to it again: tried again
+    assert [c for c in calls if c[0] == "fail"] == [("fail", 2, reason)] * 2
+    kept = sub.get("sea")
+    assert kept is not None and kept.version == 1
 
 
 def test_an_incompatible_model_is_refused(store: Store) -> None:
@@ -237,7 +242,8 @@ def test_an_unreachable_artifact_is_a_fetch_failure_retried_later(store: Store) 
     failure = sub.history()[-1]
     assert isinstance(failure, LoadFailure) and "DRIFTLINE_REGISTRY_HTTP_URL" in failure.detail
     hidden.rename(moved)
-    sub._retry_transient()
+    sub._attempts = {k: (n, 0.0) for k, (n, _) in sub._attempts.items()}  # the retry is due
+    sub._retry_failed()
     found = sub.get("sea")
     assert found is not None and found.version == 1
 

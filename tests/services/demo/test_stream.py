@@ -170,8 +170,15 @@ def test_a_jsonl_file_and_the_errors(tmp_path: Path) -> None:
     )
     stream = load_stream(str(data), config)
     assert stream.size == 5 and next(stream.rows()) == ({"x": 0.0}, True)
-    with pytest.raises(ValueError, match="needs its stream config"):
-        load_stream(str(data))
+    inferred = load_stream(str(data), drift_at="3")  # no config: inferred, as spec infer does
+    assert inferred.config.spec.label.classes == (False, True)
+    assert [d.position for d in inferred.drifts] == [3]
+    with pytest.raises(ValueError, match="past the stream's end"):
+        load_stream(str(data), drift_at="5")
+    with pytest.raises(ValueError, match="expected N"):
+        load_stream(str(data), drift_at="x")
+    with pytest.raises(ValueError, match="goes with --dataset"):
+        load_stream(None, drift_at="3")
     with pytest.raises(ValueError, match="goes with --dataset"):
         load_stream(None, config)
     bad = tmp_path / "bad.yaml"
@@ -188,3 +195,19 @@ def test_a_real_world_dataset_shipped_offline() -> None:
     x, _ = next(stream.rows())
     assert set(x) == {f.name for f in stream.config.spec.features}
     build_pipeline(stream.config.model, stream.config.spec)
+
+
+def test_every_offline_river_dataset_is_a_demo_stream() -> None:
+    """Found in the installed River, not listed: each one loads, gets a config that fits
+    its label, and its rows are what the events carry (plain numbers, no datetimes)."""
+    from services.ingest.sources import offline_datasets
+
+    names = offline_datasets()
+    assert {"Bananas", "Phishing", "ImageSegments", "TrumpApproval", "ChickWeights"} <= set(names)
+    for name in names:
+        stream = load_stream(f"river:{name}")
+        x, y = next(stream.rows())
+        assert all(v is None or isinstance(v, int | float | str | bool) for v in x.values()), name
+        kind = stream.config.spec.label.kind
+        assert stream.config.policy.primary_metric == ("accuracy" if kind == "class" else "mae")
+        assert next(stream.examples()).label == y

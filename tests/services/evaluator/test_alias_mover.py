@@ -14,6 +14,7 @@ from services.evaluator.app import AliasMover
 from services.evaluator.decision import Verdict
 from services.evaluator.runtime import Decision
 from services.registry.client import Registry
+from tests.keys import private_key_for
 from tests.services.evaluator.data import config, tree
 
 CFG = config("loans")
@@ -22,7 +23,10 @@ CFG = config("loans")
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
     settings = DriftlineSettings.load(
-        env={}, data_dir=tmp_path, signing_key="evaluator-unit-test-key", signing_key_id="k1"
+        env={},
+        data_dir=tmp_path,
+        signing_key=private_key_for("evaluator-unit-test-key"),
+        signing_key_id="k1",
     )
     reg = Registry.open(settings, relay=False)
     for concept in (0, 2, 4):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.evaluator.__main__ import main
+from tests.keys import public_key_for
 
 ENV = ("DRIFTLINE_SIGNING_KEY", "DRIFTLINE_SIGNING_KEY_ID", "DRIFTLINE_EVALUATOR_SNAPSHOT_EVERY")
 
@@ -15,9 +16,17 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_no_signing_key_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_verify_key_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
-    assert "DRIFTLINE_SIGNING_KEY" in capsys.readouterr().err
+    assert "DRIFTLINE_VERIFY_KEYS" in capsys.readouterr().err
+
+
+def test_no_checkpoint_key_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DRIFTLINE_VERIFY_KEYS", f"k1:{public_key_for('registry')}")
+    assert main([]) == 2
+    assert "DRIFTLINE_CHECKPOINT_KEY" in capsys.readouterr().err
 
 
 def test_a_bad_service_setting_is_named(

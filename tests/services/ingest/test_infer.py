@@ -75,7 +75,7 @@ def test_label_kind(labels: list[Any], kind: str, classes: Any) -> None:
     assert result.config.spec.label.classes == classes
     estimator = result.config.model.pipeline[-1].estimator
     assert estimator == (
-        "linear_model.LogisticRegression" if kind == "class" else "linear_model.LinearRegression"
+        "driftline.SelectClassifier" if kind == "class" else "driftline.SelectRegressor"
     )
 
 

@@ -20,6 +20,7 @@ from services.learner.app import OWNER, partition_key, restore
 from services.learner.runtime import PartitionMark, PartitionState
 from services.learner.settings import LearnerSettings
 from services.registry.client import Registry
+from tests.keys import private_key_for
 from tests.services.learner.test_poison import FakeConfigs, FakeProducer, config, example
 
 TOPIC = "p.examples.valid"
@@ -36,10 +37,14 @@ class Consumer:
 @pytest.fixture
 def learner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[learner_app.Learner]:
     monkeypatch.setattr(learner_app, "StreamConfigs", FakeConfigs)
-    monkeypatch.setattr(learner_app, "make_producer", FakeProducer)
-    monkeypatch.setattr(learner_app, "make_consumer", Consumer)
+    monkeypatch.setattr(learner_app, "open_producer", FakeProducer)
+    monkeypatch.setattr(learner_app, "open_consumer", Consumer)
     settings = DriftlineSettings.load(
-        env={}, topic_prefix="p.", data_dir=tmp_path, signing_key="k" * 24, signing_key_id="k1"
+        env={},
+        topic_prefix="p.",
+        data_dir=tmp_path,
+        signing_key=private_key_for("k" * 24),
+        signing_key_id="k1",
     )
     registry = Registry.open(settings, relay=False)
     service = LearnerSettings(
@@ -79,7 +84,7 @@ def test_only_the_streams_that_changed_are_checkpointed(learner: learner_app.Lea
     mark = registry.load_checkpoint(owner=OWNER, key=key)
     assert mark is not None and mark.state == PartitionMark(TOPIC, 0, 30)
     (committed,) = learner.consumer.committed.values()
-    assert committed.offset == 30
+    assert committed == 30  # the seam commits plain next offsets
 
     restored = restore(registry, key=key, topic=TOPIC, partition=0)
     assert restored is not None and restored.next_offset == 30  # t is current to the mark
@@ -102,7 +107,7 @@ def test_a_stream_not_due_holds_the_mark_back_and_is_saved_on_stop(
     mark = registry.load_checkpoint(owner=OWNER, key=key)
     assert mark is not None and mark.state.next_offset == 10  # t's first unsaved record
     (committed,) = learner.consumer.committed.values()
-    assert committed.offset == 10
+    assert committed == 10
     assert 0 in learner.dirty  # t is still to be saved
 
     restored = restore(registry, key=key, topic=TOPIC, partition=0)

@@ -129,7 +129,8 @@ def test_missing_values_are_a_category_and_skipped_for_numbers() -> None:
 
 def test_one_change_gives_one_alarm_within_the_cooldown() -> None:
     rng = random.Random(4)
-    monitor = DriftMonitor(DriftPolicy(cooldown=2000, data_window=200), FEATURES)
+    policy = DriftPolicy(cooldown=2000, data_window=200, data_drift_retrains=True)
+    monitor = DriftMonitor(policy, FEATURES)
     alarms = []
     errs = errors(4, [(3000, 0.1), (3000, 0.5)])
     for i, e in enumerate(errs):
@@ -138,6 +139,17 @@ def test_one_change_gives_one_alarm_within_the_cooldown() -> None:
     assert len(alarms) == 1, alarms
     assert alarms[0].example_count > 3000
     assert monitor.suppressed >= 1
+
+    # by default data drift is only reported: still one retrain, and one report at most
+    reporting = DriftMonitor(DriftPolicy(cooldown=2000, data_window=200), FEATURES)
+    rng = random.Random(4)
+    found = [
+        a
+        for i, e in enumerate(errs)
+        for a in reporting.update(example(rng, shift=2.0 if i >= 3000 else 0.0), e)
+    ]
+    assert len([a for a in found if a.retrain]) == 1, found
+    assert len([a for a in found if not a.retrain]) <= 1, found
 
     loose = DriftMonitor(DriftPolicy(cooldown=0, data_window=200), FEATURES)
     rng = random.Random(4)

@@ -171,8 +171,8 @@ class FakeProducer:
 @pytest.fixture
 def learner(monkeypatch: pytest.MonkeyPatch) -> Iterator[learner_app.Learner]:
     monkeypatch.setattr(learner_app, "StreamConfigs", FakeConfigs)
-    monkeypatch.setattr(learner_app, "make_producer", FakeProducer)
-    monkeypatch.setattr(learner_app, "make_consumer", lambda *a, **k: SimpleNamespace())
+    monkeypatch.setattr(learner_app, "open_producer", FakeProducer)
+    monkeypatch.setattr(learner_app, "open_consumer", lambda *a, **k: SimpleNamespace())
     settings = DriftlineSettings.load(env={}, topic_prefix="p.")
     service = LearnerSettings(group_id=f"g-{uuid.uuid4().hex[:8]}")
     yield learner_app.Learner(settings, service, registry=None)  # type: ignore[arg-type]

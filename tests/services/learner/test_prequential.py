@@ -134,3 +134,23 @@ def test_an_empty_evaluator_reports_no_values() -> None:
     snap = pq.snapshot()
     assert snap.example_count == 0 and snap.window == 10
     assert all(math.isfinite(v) for v in snap.values.values())
+
+
+def test_multi_class_log_loss_is_the_cross_entropy() -> None:
+    """With seven classes the log loss is -ln p(true class), River's CrossEntropy, not the
+    binary loss (which gives -ln 1e-15 = 34.5 for a class it does not know)."""
+    from river import datasets, metrics, tree
+
+    rows = list(datasets.ImageSegments().take(400))
+    pq = Prequential(tree.HoeffdingTreeClassifier(), task="class", window=100, classes=7)
+    reference = metrics.CrossEntropy()
+    twin = tree.HoeffdingTreeClassifier()
+    for x, y in rows:
+        proba = twin.predict_proba_one(x)
+        if proba:
+            reference.update(y, proba)
+        twin.learn_one(x, y)
+        pq.step(x, y)
+    value = pq.snapshot().values["log_loss"]
+    assert value == reference.get()
+    assert value < 5.0

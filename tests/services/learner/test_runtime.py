@@ -60,6 +60,22 @@ def test_policy_change_keeps_the_learner_spec_change_rebuilds_it() -> None:
     assert state.version_key("s") == "learner/s/valid/0/c3-o11/1"
 
 
+def test_a_new_config_version_without_rebuild_asks_for_a_snapshot() -> None:
+    """Followers pause at a newer spec version until a snapshot of that config exists:
+    a published stream (one with an online version) takes one at the change; a rebuild
+    or a stream never snapshotted does not (cold start stays at K examples)."""
+    state = PartitionState("valid", 0)
+    data = stream(30)
+    for offset, ex in enumerate(data[:10]):
+        assert not state.handle(ex, offset=offset, config=cfg(1)).reconfigured
+    assert not state.handle(data[10], offset=10, config=cfg(2, margin=0.3)).reconfigured
+    state.streams["s"].online_version = 1
+    assert state.handle(data[11], offset=11, config=cfg(3, margin=0.2)).reconfigured
+    assert not state.handle(data[12], offset=12, config=cfg(3, margin=0.2)).reconfigured
+    changed = cfg(4).model_copy(update={"model": cfg(4).model.model_copy(update={"seed": 7})})
+    assert not state.handle(data[13], offset=13, config=changed).reconfigured
+
+
 def test_version_keys_of_one_stream_on_two_partitions_never_collide() -> None:
     """Two states of one stream (the valid topic grew) both start at offset 0 with the
     same config: their snapshots at the same count must not share an idempotency key."""

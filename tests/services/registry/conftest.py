@@ -9,8 +9,9 @@ import pytest
 
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
+from tests.keys import private_key_for
 
-KEY = "test-signing-key-0123456789"
+KEY = private_key_for("test-signing-key-0123456789")
 
 
 @pytest.fixture

@@ -18,11 +18,12 @@ import pytest
 from schemas import AliasReason, Lineage, OffsetRange
 from services.common import artifacts
 from services.common.metrics import Metrics
-from services.common.signing import Signature
+from services.common.signing import Signature, artifact_subject
 from services.localbroker.ports import free_ports
 from services.registry.api import create_app
 from services.registry.client import Registry
 from services.registry.errors import FrozenModel
+from tests.keys import private_key_for
 from tests.services.registry.helpers import predictor
 
 with warnings.catch_warnings():
@@ -116,7 +117,8 @@ def test_artifact_download(http: TestClient, registry: Registry) -> None:
     expected = Signature(
         sha, response.headers["X-Driftline-Signature"], response.headers["X-Driftline-Key-Id"]
     )
-    _header, loaded = artifacts.load(response.content, expected, registry.keyring)
+    subject = artifact_subject(version.model, version.version)
+    _header, loaded = artifacts.load(response.content, expected, registry.keyring, subject)
     assert loaded.predict_many([{"x": 0.0}, {"x": 1.0}]) == [False, True]
 
 
@@ -281,7 +283,7 @@ def test_server_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "DRIFTLINE_DATA_DIR": str(tmp_path),
-        "DRIFTLINE_SIGNING_KEY": "test-signing-key-0123456789",
+        "DRIFTLINE_SIGNING_KEY": private_key_for("test-signing-key-0123456789"),
         "DRIFTLINE_SIGNING_KEY_ID": "k1",
         "DRIFTLINE_ADMIN_TOKEN": TOKEN,
         "DRIFTLINE_KAFKA_BOOTSTRAP": "127.0.0.1:1",

@@ -19,10 +19,11 @@ from services.common.settings import DriftlineSettings
 from services.localbroker.ports import free_ports
 from services.registry.client import Registry
 from tests.http.schemathesis_cli import schemathesis
+from tests.keys import private_key_for
 from tests.services.registry.helpers import predictor
 
 TOKEN = "fuzz-admin-token"  # noqa: S105 - a test token
-KEY = "test-signing-key-0123456789"
+KEY = private_key_for("test-signing-key-0123456789")
 ROOT = Path(__file__).resolve().parents[3]
 
 

@@ -13,20 +13,22 @@ from bench.storage import grow
 from schemas import AliasReason, utcnow
 from services.common import artifacts
 from services.common.settings import DriftlineSettings
+from services.common.signing import checkpoint_subject
 from services.registry.client import CheckpointItem, Registry, Retention
 from services.registry.db import WAL_BYTES
 from services.registry.errors import NotFound
 from services.registry.tables import CheckpointRow
+from tests.keys import private_key_for
 from tests.services.registry.helpers import predictor
 
 
 def stored(registry: Registry) -> set[str]:
-    return set(registry.store.list_sha256())
+    return set(registry.backend.store.list_sha256())
 
 
 def checkpoint_rows(registry: Registry, *, key: str) -> int:
     query = select(func.count()).select_from(CheckpointRow).where(CheckpointRow.key == key)
-    with registry.engine.connect() as conn:
+    with registry.backend.engine.connect() as conn:
         return int(conn.scalar(query) or 0)
 
 
@@ -62,7 +64,7 @@ def follow(registry: Registry, model: str, version: int, *aliases: str) -> None:
 
 
 def test_checkpoints_keep_the_newest_k_rows_and_bytes(registry: Registry) -> None:
-    assert registry.retention.keep_checkpoints == 3  # the default
+    assert registry.backend.retention.keep_checkpoints == 3  # the default
     shas = [
         registry.save_checkpoint(owner="learner", key="g/t/0", state={"n": i}, offsets={"0": i})
         for i in range(6)
@@ -114,7 +116,7 @@ def test_pruning_is_per_owner_and_key(registry: Registry) -> None:
 
 def test_bytes_shared_by_a_kept_row_stay(registry: Registry) -> None:
     """Content addressing: the same state saved under two keys is one blob."""
-    registry.retention = Retention(keep_checkpoints=1)
+    registry.backend.retention = Retention(keep_checkpoints=1)
     shared = registry.save_checkpoint(owner="learner", key="a", state={"same": 1}, offsets={})
     assert registry.save_checkpoint(owner="learner", key="b", state={"same": 1}, offsets={}) == (
         shared
@@ -134,8 +136,8 @@ def test_bytes_shared_by_a_kept_row_stay(registry: Registry) -> None:
 def test_checkpoints_written_before_the_move_stay_readable(registry: Registry) -> None:
     """Rows from before migration 0003 hold their bytes themselves."""
     blob = artifacts.dump_blob({"legacy": True})
-    signature = registry.keyring.sign(blob)
-    with registry.engine.begin() as conn:
+    signature = registry.keyring.sign(blob, checkpoint_subject("learner", "old"))
+    with registry.backend.engine.begin() as conn:
         conn.execute(
             insert(CheckpointRow).values(
                 owner="learner",
@@ -152,7 +154,7 @@ def test_checkpoints_written_before_the_move_stay_readable(registry: Registry) -
     cp = registry.load_checkpoint(owner="learner", key="old")
     assert cp is not None and cp.state == {"legacy": True} and cp.offsets == {"0": 7}
     assert stored(registry) == set()
-    registry.retention = Retention(keep_checkpoints=1)
+    registry.backend.retention = Retention(keep_checkpoints=1)
     new = registry.save_checkpoint(owner="learner", key="old", state={"new": 1}, offsets={})
     assert checkpoint_rows(registry, key="old") == 1 and stored(registry) == {new}
 
@@ -160,13 +162,13 @@ def test_checkpoints_written_before_the_move_stay_readable(registry: Registry) -
 def test_missing_bytes_fall_back_to_the_previous_checkpoint(registry: Registry) -> None:
     registry.save_checkpoint(owner="learner", key="k", state={"n": 1}, offsets={"0": 1})
     newest = registry.save_checkpoint(owner="learner", key="k", state={"n": 2}, offsets={"0": 2})
-    assert registry.store.delete(newest)
+    assert registry.backend.store.delete(newest)
     cp = registry.load_checkpoint(owner="learner", key="k")
     assert cp is not None and cp.state == {"n": 1} and cp.offsets == {"0": 1}
 
 
 def test_retention_off_keeps_every_checkpoint(registry: Registry) -> None:
-    registry.retention = Retention(keep_checkpoints=0, keep_online_versions=0)
+    registry.backend.retention = Retention(keep_checkpoints=0, keep_online_versions=0)
     for i in range(5):
         registry.save_checkpoint(owner="learner", key="k", state=i, offsets={})
     assert checkpoint_rows(registry, key="k") == 5 and len(stored(registry)) == 5
@@ -176,7 +178,7 @@ def test_retention_off_keeps_every_checkpoint(registry: Registry) -> None:
 
 
 def test_online_artifacts_beyond_the_newest_are_collected(registry: Registry) -> None:
-    registry.retention = Retention(keep_online_versions=3)
+    registry.backend.retention = Retention(keep_online_versions=3)
     batch = registry.register_version(model="sea", kind="batch", predictor=predictor(99))
     for i in range(10):
         v = registry.register_version(model="sea", kind="online", predictor=predictor(i + 1))
@@ -196,7 +198,7 @@ def test_online_artifacts_beyond_the_newest_are_collected(registry: Registry) ->
 def test_a_rollback_target_survives(registry: Registry) -> None:
     """A batch champion replaced an online one: the online one stays restorable however
     many online versions follow, and the evaluator's rollback works."""
-    registry.retention = Retention(keep_online_versions=2)
+    registry.backend.retention = Retention(keep_online_versions=2)
     for i in range(3):
         v = registry.register_version(model="sea", kind="online", predictor=predictor(i + 1))
         follow(registry, "sea", v.version, "online", "champion")
@@ -221,7 +223,7 @@ def test_a_rollback_target_survives(registry: Registry) -> None:
 
 
 def test_shared_artifact_bytes_stay_while_a_live_version_has_them(registry: Registry) -> None:
-    registry.retention = Retention(keep_online_versions=1)
+    registry.backend.retention = Retention(keep_online_versions=1)
     first = registry.register_version(model="sea", kind="online", predictor=predictor(7))
     registry.register_version(model="sea", kind="online", predictor=predictor(20))
     assert first.artifact.sha256 not in stored(registry)  # v1 archived, its bytes gone
@@ -235,7 +237,7 @@ def test_shared_artifact_bytes_stay_while_a_live_version_has_them(registry: Regi
 
 
 def test_a_running_training_run_keeps_the_snapshots_it_scores(registry: Registry) -> None:
-    registry.retention = Retention(keep_online_versions=2)
+    registry.backend.retention = Retention(keep_online_versions=2)
     for i in range(4):
         v = registry.register_version(model="sea", kind="online", predictor=predictor(i + 1))
         follow(registry, "sea", v.version, "online", "champion")
@@ -255,7 +257,7 @@ def test_a_running_training_run_keeps_the_snapshots_it_scores(registry: Registry
 
 
 def test_retention_off_keeps_every_online_artifact(registry: Registry) -> None:
-    registry.retention = Retention(keep_checkpoints=0, keep_online_versions=0)
+    registry.backend.retention = Retention(keep_checkpoints=0, keep_online_versions=0)
     for i in range(12):
         registry.register_version(model="sea", kind="online", predictor=predictor(i + 1))
     assert {v.status for v in registry.list_versions(model="sea")} == {"registered"}
@@ -268,7 +270,7 @@ def test_settings_reach_the_registry(settings: DriftlineSettings) -> None:
     )
     reg = Registry.open(tuned, relay=False)
     try:
-        assert reg.retention == Retention(keep_checkpoints=5, keep_online_versions=0)
+        assert reg.backend.retention == Retention(keep_checkpoints=5, keep_online_versions=0)
     finally:
         reg.close()
 
@@ -321,7 +323,9 @@ def test_the_write_ahead_log_stays_small(tmp_path: Path) -> None:
     shape = {"examples_per_step": 50, "version_every": 1, "dedupe_window": 1_000}
     grow(tmp_path, retention=Retention(), steps=12, shape=shape)  # closes the registry
     reg = Registry.open(
-        DriftlineSettings.load(env={}, data_dir=tmp_path, signing_key="k" * 16, signing_key_id="k"),
+        DriftlineSettings.load(
+            env={}, data_dir=tmp_path, signing_key=private_key_for("k" * 16), signing_key_id="k"
+        ),
         relay=False,
     )
     try:

@@ -51,7 +51,7 @@ class Fixture:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.warden = Warden(
-            registry,
+            registry.backend,
             consumer_factory=lambda: None,
             producer_factory=lambda: None,
             topics=Topics(P),
@@ -139,10 +139,10 @@ def test_an_older_move_of_the_registry_is_re_asserted_without_a_letter(
     stale = AliasMoved(
         event_id=old.event_id, model="sea", alias="champion", to_version=1, reason="manual"
     )
-    assert f.feed("models", "sea@champion", encode(stale)) == []
+    assert f.feed("models", "sea@champion", f.registry.keyring.sign_event(encode(stale))) == []
     assert "re-asserting" not in caplog.text  # the newer value is on its way
     assert len(f.relay()) == 1  # the move itself
-    assert f.feed("models", "sea@champion", encode(stale)) == []
+    assert f.feed("models", "sea@champion", f.registry.keyring.sign_event(encode(stale))) == []
     ((_, _, value),) = f.relay()
     assert AliasMoved.model_validate_json(value).to_version == 2
 

@@ -42,7 +42,7 @@ def test_no_verification_key_exits_2(
     monkeypatch.setenv("DRIFTLINE_SERVING_PORT", "0")
     assert main([]) == 2
     err = capsys.readouterr().err
-    assert "DRIFTLINE_SIGNING_KEY" in err and "verifies every artifact" in err
+    assert "DRIFTLINE_VERIFY_KEYS" in err and "public key" in err
 
 
 def test_defaults_and_derived_values() -> None:

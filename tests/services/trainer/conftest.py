@@ -13,9 +13,10 @@ from schemas import StreamConfig
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
 from services.trainer.runner import Trainer
+from tests.keys import private_key_for
 from tests.services.trainer.support import FakeReplay
 
-KEY = "trainer-test-signing-key-0123"
+KEY = private_key_for("trainer-test-signing-key-0123")
 
 
 @pytest.fixture

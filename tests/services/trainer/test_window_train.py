@@ -40,16 +40,21 @@ def test_last_w_is_by_event_time_across_partitions_and_reselects_from_its_lineag
     assert window.digest(redone) == window.digest(chosen)
 
 
-def test_since_drift_takes_every_row_after_the_drift_with_a_minimum() -> None:
+def test_since_drift_takes_every_row_after_the_drift_with_a_minimum_and_a_cap() -> None:
     rs = rows("s", data(1000, before=1000))
     drift_at = T0 + timedelta(seconds=900)
     assert (
-        window.window_size(rs, mode="since_drift", window=10, min_size=50, drift_time=drift_at)
+        window.window_size(rs, mode="since_drift", window=500, min_size=50, drift_time=drift_at)
         == 100
     )
     assert (
-        window.window_size(rs, mode="since_drift", window=10, min_size=300, drift_time=drift_at)
+        window.window_size(rs, mode="since_drift", window=500, min_size=300, drift_time=drift_at)
         == 300
+    )
+    # a run long after the drift: the newest `window` rows, all after the drift
+    assert (
+        window.window_size(rs, mode="since_drift", window=60, min_size=50, drift_time=drift_at)
+        == 60
     )
     with pytest.raises(WindowTooSmall):
         window.window_size(rs[:20], mode="last", window=500, min_size=50, drift_time=None)

@@ -1,0 +1,492 @@
+"""Keeping a served online model as fresh as the learner: the Kafka edge.
+
+:class:`OnlineFollower` reads the stream's partition of ``examples.valid`` from an online
+snapshot's :class:`~services.common.online_follow.FollowPoint` on, in its own thread, and
+teaches a :class:`~services.common.online_follow.TwinModel` what the learner learns:
+predictions never wait for learning. :class:`Followers` is what a service plugs into its
+:class:`~services.common.subscriber.ModelSubscriber` (``prepare=followers.prepare``):
+each online snapshot a followed alias loads is caught up to the partition's end before it
+is swapped in (the previous model answers meanwhile), then keeps learning; a newer
+snapshot replaces it the same way (a resync), so lineage stays auditable: the model that
+answers says which version it started from (``base_version``) and how many examples of
+its stream it has learned (``learned_examples``, the learner's count).
+
+An evaluator, which must score each record before the model learns it, uses unthreaded
+followers (``Followers(threaded=False)``) and feeds them the records it has scored
+(:meth:`Followers.feed`): a gap (records it did not score) is read from the topic.
+
+A follower costs its replica the learner's ``learn_one`` twice per example of its stream
+(once per copy; once while catching up, and once in the evaluator, which predicts in the
+thread that learns), two copies of the model in memory (one in the evaluator), and one
+consumer on one partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from schemas import LabelledExample
+from services.common.backoff import Backoff
+from services.common.codec import decode
+from services.common.errors import CodecError
+from services.common.kafka_client import assign_at, make_consumer
+from services.common.metrics import Metrics
+from services.common.online_follow import (
+    ADMIT,
+    PAUSE,
+    SKIP,
+    FollowingPredictor,
+    FollowPoint,
+    FollowRules,
+    TwinModel,
+)
+from services.common.predictor import Predictor, clone
+from services.common.settings import DriftlineSettings
+from services.common.subscriber import LoadedModel
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FollowMetrics", "Followers", "OnlineFollower"]
+
+SWAP_EVERY = 32
+"""Examples learned on the standby before it is made live (at most; a poll that brings
+fewer swaps at its end)."""
+
+
+def _yield() -> None:
+    """Let a waiting thread (a prediction) take the GIL now rather than after the
+    interpreter's switch interval."""
+    time.sleep(0)
+
+
+class FollowMetrics:
+    """A service's follower metrics (``<service>_online_*``, by model and alias)."""
+
+    def __init__(self, metrics: Metrics, service: str) -> None:
+        m = metrics
+        labels = ["model", "alias"]
+        self.learned = m.gauge(
+            f"{service}_online_learned_examples",
+            "Examples of its stream the served online model has learned (the learner's "
+            "count; compare with driftline_learner_stream_examples).",
+            labels,
+        )
+        self.base = m.gauge(
+            f"{service}_online_base_version", "The snapshot the online model started from.", labels
+        )
+        self.behind = m.gauge(
+            f"{service}_online_behind_records",
+            "Records of the stream's examples.valid partition not yet read by the follower.",
+            labels,
+        )
+        self.delay = m.histogram(
+            f"{service}_online_follow_delay_seconds",
+            "From a record's timestamp on examples.valid to the served model having learned it.",
+            labels,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+        )
+        self.paused = m.gauge(
+            f"{service}_online_paused",
+            "1 while the follower waits for a snapshot of a newer stream config.",
+            labels,
+        )
+        self.resyncs = m.counter(
+            f"{service}_online_resyncs_total", "Online snapshots followed (loads).", labels
+        )
+
+
+class OnlineFollower:
+    """Learns one online snapshot on from ``examples.valid``, in its own thread.
+
+    Parameters
+    ----------
+    settings
+        Broker settings (the consumer takes no group: it is assigned one partition).
+    snapshot
+        The verified snapshot's predictor (its ``follow`` point says where to start); its
+        model is copied, never changed.
+    version
+        The snapshot's version (``base_version``).
+    """
+
+    def __init__(
+        self,
+        settings: DriftlineSettings,
+        snapshot: Predictor,
+        *,
+        version: int,
+        client_id: str = "driftline-follower",
+        on_swap: Callable[[OnlineFollower, float | None], None] | None = None,
+    ) -> None:
+        point = snapshot.follow
+        if not isinstance(point, FollowPoint):
+            raise ValueError("the snapshot has no follow point: it cannot be followed")
+        self.point = point
+        self.version = version
+        self.rules = FollowRules(point)
+        self.twin = TwinModel(clone(snapshot.model), examples=point.example_count)  # 1 copy
+        self.predictor = FollowingPredictor(snapshot, self.twin, base_version=version)
+        self.paused = False
+        self.direct = True  # one copy, learned at once: until start() publishes it
+        self.behind = 0
+        self.on_swap = on_swap
+        self._consumer = make_consumer(
+            settings, group_id=None, client_id=client_id, max_poll_records=SWAP_EVERY * 8
+        )
+        try:
+            self._tp = assign_at(self._consumer, point.topic, point.partition, point.next_offset)
+        except BaseException:
+            self._consumer.close()
+            raise
+        self._stop = threading.Event()
+        self._busy = threading.Lock()  # feed / stop (never taken by predictions)
+        self._thread: threading.Thread | None = None
+        self._newest_ts: float | None = None  # the newest record timestamp queued (s)
+
+    # -- life cycle -----------------------------------------------------------------
+
+    def catch_up(self, timeout_s: float = 60.0, *, until: int | None = None) -> bool:
+        """Learn up to the partition's end as it is now, or up to the offset ``until``
+        (excluded), or until paused; False when ``timeout_s`` passed first."""
+        end = self._consumer.end_offsets([self._tp])[self._tp] if until is None else until
+        deadline = time.monotonic() + timeout_s
+        while self.rules.position < end and not self.paused:
+            if time.monotonic() > deadline:
+                return False
+            self.step(timeout_ms=200, until=until)
+        return True
+
+    def feed(self, offset: int, example: LabelledExample) -> None:
+        """Learn one record the caller has read (and scored) itself, in offset order: a
+        record already passed is ignored, a gap before it is read from the topic first.
+        Call :meth:`settle` after a batch. For a caller that must score each record
+        before the model learns it (the evaluator); not with :meth:`start`."""
+        with self._busy:
+            if self._stop.is_set() or self.paused or offset < self.rules.position:
+                return
+            if offset > self.rules.position:
+                self.catch_up(until=offset)
+                if self.paused or offset != self.rules.position:
+                    return
+            self._consider(offset, example, None)
+            self._consumer.seek(self._tp, self.rules.position)
+
+    def settle(self) -> None:
+        """After a batch of :meth:`feed`: report (metrics)."""
+        with self._busy:
+            if self._newest_ts is not None:
+                self._learned()
+
+    def start(self) -> OnlineFollower:
+        """Keep learning in a daemon thread (on two copies from now on: predictions may
+        come from any thread); returns ``self``."""
+        self.twin.fork()
+        self.direct = False
+        self._thread = threading.Thread(
+            target=self._run, name=f"follow-{self.point.stream}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop learning (the model keeps answering as it is) and close the consumer."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+        if self._thread is None:
+            with self._busy:
+                self._close()
+
+    def _close(self) -> None:
+        try:
+            self._consumer.close()
+        except Exception:  # noqa: BLE001 - best effort
+            log.debug("closing a follower's consumer failed", exc_info=True)
+
+    def _run(self) -> None:
+        backoff = Backoff(max_s=10.0)
+        try:
+            while not self._stop.is_set():
+                if self.paused:
+                    self._stop.wait(0.5)
+                    continue
+                try:
+                    self.step(timeout_ms=200)
+                except Exception as exc:  # noqa: BLE001 - a broker error: retry, rate-limited
+                    delay = backoff.failed()
+                    if backoff.should_log():
+                        log.warning("following %s failed: %s", self.point.stream, exc)
+                    self._stop.wait(delay)
+                else:
+                    backoff.succeeded()
+        finally:
+            self._close()
+
+    # -- one poll -------------------------------------------------------------------
+
+    def step(self, timeout_ms: int = 200, *, until: int | None = None) -> int:
+        """Read what arrived (before ``until``), learn it on the standby and swap (at
+        least every ``SWAP_EVERY`` examples); returns the records read."""
+        batches = self._consumer.poll(timeout_ms=timeout_ms)
+        records = [r for rs in batches.values() for r in rs]
+        queued = 0
+        for record in records:
+            if until is not None and record.offset >= until:
+                self._consumer.seek(self._tp, until)  # read again by whoever needs it
+                break
+            if record.offset < self.rules.position:
+                continue
+            try:
+                example = decode(record.value, LabelledExample)
+            except CodecError:
+                self.rules.position = record.offset + 1  # the learner letters it, skips it
+                continue
+            assert isinstance(example, LabelledExample)  # noqa: S101 - decode's target
+            verdict = self._consider(record.offset, example, record.timestamp)
+            if verdict == PAUSE:
+                break
+            if verdict == ADMIT and not self.direct:
+                queued += 1
+                if queued >= SWAP_EVERY:
+                    self._swap()
+                    queued = 0
+        if queued:
+            self._swap()
+        elif self.direct and self._newest_ts is not None:
+            self._learned()
+        highwater = self._consumer.highwater(self._tp)
+        if highwater is not None:
+            self.behind = max(0, highwater - self.rules.position)
+        return len(records)
+
+    def _consider(self, offset: int, example: LabelledExample, timestamp: int | None) -> str:
+        verdict = self.rules.admit(offset, example)
+        if verdict == PAUSE:
+            self.paused = True
+            log.info(
+                "following %s paused at offset %d: spec version %s is newer than the "
+                "snapshot's %d; waiting for the next snapshot",
+                self.point.stream,
+                offset,
+                example.spec_version,
+                self.point.config_version,
+            )
+        elif verdict == ADMIT:
+            self._newest_ts = timestamp / 1000 if timestamp else time.time()
+            if not self.direct:
+                self.twin.add(dict(example.features), example.label, example)
+            else:
+                refused = self.twin.learn(dict(example.features), example.label)
+                _yield()
+                if refused is not None:
+                    self.rules.refused(example)
+                    return SKIP
+        return verdict
+
+    def _swap(self) -> None:
+        # A reader still on the standby (rare, for a few ms): the examples wait for the
+        # next swap; nothing waits here.
+        while not self.twin.swap(on_error=self._refused, between=_yield):
+            if not self.twin.pending or self._stop.wait(0.001):
+                return
+        self._learned()
+
+    def _learned(self) -> None:
+        delay = time.time() - self._newest_ts if self._newest_ts is not None else None
+        self._newest_ts = None
+        if self.on_swap is not None:
+            self.on_swap(self, delay)
+
+    def _refused(self, example: Any, exc: Exception) -> None:
+        self.rules.refused(example)
+        log.debug("the followed model refused example %s: %s", example.example_id, exc)
+
+
+class Followers:
+    """Online snapshots loaded by a subscriber, kept learning: ``prepare`` for
+    :class:`~services.common.subscriber.ModelSubscriber`.
+
+    One follower per (model, version), shared by the aliases that hold it; a slot's
+    previous follower stops learning when the slot takes another (it answers until the
+    subscriber swaps it out).
+    """
+
+    def __init__(
+        self,
+        settings: DriftlineSettings,
+        *,
+        metrics: FollowMetrics | None = None,
+        client_id: str = "driftline-follower",
+        catch_up_s: float = 60.0,
+        threaded: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.threaded = threaded
+        self.metrics = metrics
+        self.client_id = client_id
+        self.catch_up_s = catch_up_s
+        self.replace: Callable[[str, LoadedModel], bool] | None = None
+        """The subscriber's ``replace`` (set once it exists): lets a first load answer as
+        a snapshot while its follower catches up."""
+        self._lock = threading.Lock()
+        self._followers: dict[tuple[str, int], OnlineFollower] = {}
+        self._slots: dict[tuple[str, str], tuple[str, int]] = {}
+
+    def prepare(self, loaded: LoadedModel) -> LoadedModel:
+        """``loaded`` with a following predictor when it is a followable online snapshot
+        (caught up before it returns); else ``loaded`` unchanged."""
+        predictor = loaded.predictor
+        if (
+            loaded.alias is None
+            or loaded.meta.kind != "online"
+            or predictor.flavor != "river"
+            or not isinstance(predictor.follow, FollowPoint)
+        ):
+            self._release((loaded.model, loaded.alias or "pinned"))
+            return loaded
+        key = (loaded.model, loaded.version)
+        with self._lock:
+            follower = self._followers.get(key)
+            serving = (loaded.model, loaded.alias) in self._slots
+        if follower is None and self.threaded and not serving and self.replace is not None:
+            # Nothing of this model answers in the slot yet (a start, a new alias): the
+            # snapshot answers at once and the follower replaces it once caught up.
+            threading.Thread(
+                target=self._catch_up_then_replace,
+                args=(loaded,),
+                name=f"catch-up-{loaded.model}",
+                daemon=True,
+            ).start()
+            return loaded
+        return self._follow(loaded)
+
+    def _follow(self, loaded: LoadedModel) -> LoadedModel:
+        """``loaded`` with its (new or shared) follower's predictor; the slot noted."""
+        assert loaded.alias is not None  # noqa: S101 - prepare's guard
+        key = (loaded.model, loaded.version)
+        with self._lock:
+            follower = self._followers.get(key)
+        if follower is None:
+            follower = OnlineFollower(
+                self.settings,
+                loaded.predictor,
+                version=loaded.version,
+                client_id=self.client_id,
+                on_swap=self._swapped_in(loaded.model, loaded.alias),
+            )
+            if self.threaded:
+                try:
+                    if not follower.catch_up(self.catch_up_s):
+                        log.warning(
+                            "%s v%d: not caught up within %.0fs; serving it while it goes on",
+                            loaded.model,
+                            loaded.version,
+                            self.catch_up_s,
+                        )
+                except BaseException:
+                    follower.stop()
+                    raise
+                follower.start()
+            with self._lock:
+                self._followers[key] = follower
+            if self.metrics is not None:
+                self.metrics.resyncs.labels(model=loaded.model, alias=loaded.alias).inc()
+                self.metrics.base.labels(model=loaded.model, alias=loaded.alias).set(loaded.version)
+            log.info(
+                "%s@%s follows v%d from offset %d: %d examples learned (%+d since the snapshot)",
+                loaded.model,
+                loaded.alias,
+                loaded.version,
+                follower.point.next_offset,
+                follower.twin.examples,
+                follower.twin.examples - follower.point.example_count,
+            )
+        self._release((loaded.model, loaded.alias), keep=key)
+        with self._lock:
+            self._slots[(loaded.model, loaded.alias)] = key
+        return replace(loaded, predictor=follower.predictor)
+
+    def _catch_up_then_replace(self, loaded: LoadedModel) -> None:
+        assert loaded.alias is not None and self.replace is not None  # noqa: S101 - prepare's
+        key = (loaded.model, loaded.version)
+        try:
+            prepared = self._follow(loaded)
+        except Exception:  # noqa: BLE001 - the snapshot keeps answering
+            log.exception(
+                "following %s v%d failed; serving the snapshot", loaded.model, loaded.version
+            )
+            return
+        if self.replace(loaded.alias, prepared):
+            return
+        # The slot moved on meanwhile: drop this follower unless a slot uses it.
+        slot = (loaded.model, loaded.alias)
+        with self._lock:
+            if self._slots.get(slot) == key:
+                del self._slots[slot]
+            unused = key not in self._slots.values()
+            follower = self._followers.pop(key, None) if unused else None
+        if follower is not None:
+            follower.stop()
+
+    def feed(self, stream: str, records: Sequence[tuple[int, int, LabelledExample]]) -> None:
+        """Unthreaded followers of ``stream`` learn ``(partition, offset, example)``
+        records the caller has scored (each follower only its own partition's)."""
+        with self._lock:
+            followers = [f for (m, _), f in self._followers.items() if m == stream]
+        for follower in followers:
+            mine = [(o, e) for p, o, e in records if p == follower.point.partition]
+            for offset, example in sorted(mine, key=lambda item: item[0]):
+                follower.feed(offset, example)
+            follower.settle()
+
+    def removed(self, old: LoadedModel) -> None:
+        """The subscriber dropped ``old``'s slot (its alias was removed)."""
+        self._release((old.model, old.alias or "pinned"))
+
+    def following(self) -> dict[tuple[str, int], OnlineFollower]:
+        """The followers running now, by (model, version)."""
+        with self._lock:
+            return dict(self._followers)
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop every follower."""
+        with self._lock:
+            followers = list(self._followers.values())
+            self._followers.clear()
+            self._slots.clear()
+        for follower in followers:
+            follower.stop(timeout_s)
+
+    def _release(self, slot: tuple[str, str], keep: tuple[str, int] | None = None) -> None:
+        with self._lock:
+            key = self._slots.pop(slot, None)
+            if key is None or key == keep or key in self._slots.values():
+                if key is not None and key == keep:
+                    self._slots[slot] = key
+                return
+            follower = self._followers.pop(key, None)
+        if follower is not None:
+            follower.stop()
+
+    def _swapped_in(self, model: str, alias: str) -> Callable[[OnlineFollower, float | None], None]:
+        metrics = self.metrics
+        if metrics is None:
+            return lambda follower, delay: None
+        learned = metrics.learned.labels(model=model, alias=alias)
+        behind = metrics.behind.labels(model=model, alias=alias)
+        histogram = metrics.delay.labels(model=model, alias=alias)
+        paused = metrics.paused.labels(model=model, alias=alias)
+
+        def observe(follower: OnlineFollower, delay: float | None) -> None:
+            learned.set(follower.twin.examples)
+            behind.set(follower.behind)
+            paused.set(1 if follower.paused else 0)
+            if delay is not None:
+                histogram.observe(max(0.0, delay))
+
+        return observe

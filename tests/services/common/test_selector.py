@@ -1,0 +1,79 @@
+"""The selecting online models: they predict with the member of lowest recent loss, switch
+when another member becomes better, pickle, and build from a stream config."""
+
+from __future__ import annotations
+
+import pickle
+import random
+
+from schemas.streams import ModelSpec, Spec
+from services.common.predictor import Predictor
+from services.common.selector import SelectClassifier, SelectRegressor
+from services.learner.pipeline import build_pipeline
+
+
+def test_the_member_with_the_lowest_recent_error_predicts() -> None:
+    model = SelectClassifier(window=100, forest_size=3, seed=1)
+    rng = random.Random(0)
+    for _ in range(600):
+        x = {"a": rng.uniform(-1, 1), "b": rng.uniform(-1, 1)}
+        model.learn_one(x, x["a"] + x["b"] > 0)  # a linear concept
+    assert model.best == "logistic"
+    assert model.losses["logistic"] < model.losses["majority"]
+    x = {"a": 0.9, "b": 0.5}
+    assert model.predict_one(x) == model.members["logistic"].predict_one(x) is True
+    assert model.predict_proba_one(x) == model.members["logistic"].predict_proba_one(x)
+
+
+def test_after_a_change_the_member_that_fits_the_new_concept_takes_over() -> None:
+    model = SelectClassifier(window=100, forest_size=3, seed=1)
+    rng = random.Random(1)
+    for _ in range(500):
+        x = {"a": rng.uniform(-1, 1)}
+        model.learn_one(x, "yes")  # one class only: the majority is perfect
+    before = model.best
+    for _ in range(1500):
+        x = {"a": rng.uniform(-1, 1)}
+        model.learn_one(x, "yes" if x["a"] > 0 else "no")
+    assert model.losses["majority"] > 0.3
+    assert model.best != "majority" and before in model.members
+
+
+def test_the_regressor_selects_by_absolute_error_and_pickles() -> None:
+    model = SelectRegressor(window=100, forest_size=3, seed=1)
+    rng = random.Random(2)
+    for _ in range(500):
+        x = {"x": rng.uniform(0, 10)}
+        model.learn_one(x, 4.0 * x["x"] - 3.0)
+    assert model.losses[model.best] == min(model.losses.values())
+    assert model.losses["linear"] < 0.1 * model.losses["mean"]
+    restored = pickle.loads(pickle.dumps(model))  # noqa: S301 - our own bytes
+    assert restored.predict_one({"x": 5.0}) == model.predict_one({"x": 5.0})
+    assert abs(model.predict_one({"x": 5.0}) - 17.0) < 1.0
+
+
+def test_an_untrained_selector_predicts_nothing_harmful() -> None:
+    assert SelectClassifier().predict_one({"a": 1.0}) is None
+    assert SelectRegressor().predict_one({"a": 1.0}) == 0.0
+
+
+def test_it_builds_from_a_config_and_serves_many_classes_through_the_predictor() -> None:
+    spec = Spec.model_validate(
+        {
+            "features": [{"name": "x", "type": "number"}, {"name": "c", "type": "category"}],
+            "label": {"kind": "class", "classes": ["low", "mid", "high"]},
+        }
+    )
+    model = build_pipeline(
+        ModelSpec.model_validate(
+            {"pipeline": [{"estimator": "driftline.SelectClassifier", "params": {"window": 50}}]}
+        ),
+        spec,
+    )
+    rng = random.Random(3)
+    for _ in range(400):
+        v = rng.uniform(0, 3)
+        model.learn_one({"x": v, "c": "ab"[int(v) % 2]}, ["low", "mid", "high"][int(v)])
+    predictor = Predictor.river(model, spec=spec, spec_sha256="0" * 64)
+    restored = pickle.loads(pickle.dumps(predictor))  # noqa: S301 - our own bytes
+    assert restored.predict_many([{"x": 0.2, "c": "a"}, {"x": 2.8, "c": "a"}]) == ["low", "high"]
