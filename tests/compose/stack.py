@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import socket
+import subprocess  # noqa: S404 - driftline keys generate
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -22,6 +25,18 @@ COMPOSE_FILES = (ROOT / "docker-compose.yml", ROOT / "deploy" / "compose" / "loc
 LONG_RUNNING = ("kafka", "postgres", "registry", "validator", "learner", "trainer", "serving",
                 "evaluator", "prometheus")  # fmt: skip
 SERVING_REPLICAS = 2
+
+
+def signing_keys() -> dict[str, str]:
+    """A fresh Ed25519 pair from ``driftline keys generate --env`` (signing key, its id and
+    the public verify keys)."""
+    driftline = str(Path(sys.executable).with_name("driftline"))
+    out = subprocess.run(  # noqa: S603 - fixed arguments
+        [driftline, "keys", "generate", "--id", "compose-test", "--env"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    pairs = (line.removeprefix("export ").split("=", 1) for line in out.splitlines() if "=" in line)
+    return {k.strip(): shlex.split(v)[0] if v.strip() else "" for k, v in pairs}
 
 
 def free_port() -> int:
@@ -49,8 +64,9 @@ class Stack:
             "DOCKER_HOST": self.docker_host,
             "COMPOSE_PROJECT_NAME": self.project,
             "DRIFTLINE_IMAGE_TAG": IMAGE_TAG,
-            "DRIFTLINE_SIGNING_KEY": secrets.token_hex(32),
-            "DRIFTLINE_SIGNING_KEY_ID": "compose-test",
+            **signing_keys(),
+            "DRIFTLINE_CHECKPOINT_KEY": secrets.token_hex(32),
+            "DRIFTLINE_SERVICE_TOKEN": secrets.token_hex(32),
             "DRIFTLINE_ADMIN_TOKEN": secrets.token_hex(16),
             "POSTGRES_PASSWORD": secrets.token_hex(12),
             "PUBLISH_ADDRESS": "127.0.0.1",
