@@ -273,7 +273,7 @@ def _run(
     config = source.config
     state = DemoState(stream=config.stream)
     observer = Observer(local, state).start()
-    with Supervisor(run_dir / "logs", env={**base_env, **env}) as sup:
+    with Supervisor(run_dir / "logs", env={**base_env, **env}, stop_last=("registry",)) as sup:
         views = []
         for name in SERVICES:
             own = {"DRIFTLINE_REGISTRY_URL": database} if name == "registry" else {}

@@ -100,9 +100,17 @@ class Child:
 class Supervisor:
     """Starts children, checks they stay up, and stops them all (reverse start order)."""
 
-    def __init__(self, log_dir: Path | None, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: Path | None,
+        env: Mapping[str, str] | None = None,
+        *,
+        stop_last: Sequence[str] = (),
+    ) -> None:
         self.log_dir = log_dir
         self.env = dict(os.environ if env is None else env)
+        self.stop_last = tuple(stop_last)
+        """Children stopped only once the others are gone (see :meth:`stop_all`)."""
         self.children: list[Child] = []
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
@@ -181,16 +189,24 @@ class Supervisor:
             child._log = None
         return child.returncode
 
-    def stop_all(self, grace_s: float = GRACE_S) -> dict[str, int | None]:
+    def stop_all(
+        self, grace_s: float = GRACE_S, *, last: Sequence[str] | None = None
+    ) -> dict[str, int | None]:
         """Stop every child: SIGTERM to all at once (newest first), so they wind down side
         by side, then wait for each within one ``grace_s`` deadline and SIGKILL whoever
-        is left. Returns each one's exit status."""
-        newest_first = list(reversed(self.children))
-        for child in newest_first:
-            if child.alive:
-                child.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        return {
-            child.name: self._reap(child, max(0.0, deadline - time.monotonic()))
-            for child in newest_first
-        }
+        is left. The children named in ``last`` (default :attr:`stop_last`: a server the
+        others still write to as they stop, such as the registry) get their SIGTERM only
+        once the others are gone, with a deadline of their own. Returns each one's exit
+        status."""
+        last = self.stop_last if last is None else last
+        statuses: dict[str, int | None] = {}
+        first = [c for c in reversed(self.children) if c.name not in last]
+        final = [c for c in reversed(self.children) if c.name in last]
+        for wave in (first, final):
+            for child in wave:
+                if child.alive:
+                    child.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            for child in wave:
+                statuses[child.name] = self._reap(child, max(0.0, deadline - time.monotonic()))
+        return statuses

@@ -74,3 +74,30 @@ def test_a_background_job_runs_at_a_lower_priority(tmp_path: Path) -> None:
     # its own session's autogroup yields too, or the nice value would not count between
     # sessions
     assert autogroup in ("19", "none")
+
+
+STOP_ORDER = """
+import pathlib, signal, sys, time
+def bye(*_):
+    with open(sys.argv[1], "a") as out:
+        out.write(sys.argv[2] + "\\n")
+    if sys.argv[2] == "writer":
+        time.sleep(0.5)  # still writing to the server as it stops
+        with open(sys.argv[1], "a") as out:
+            out.write("writer done\\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, bye)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_stop_last_children_outlive_the_others(tmp_path: Path) -> None:
+    order = tmp_path / "order.txt"
+    with Supervisor(tmp_path, stop_last=("server",)) as sup:
+        server = sup.start("server", [sys.executable, "-c", STOP_ORDER, str(order), "server"])
+        writer = sup.start("writer", [sys.executable, "-c", STOP_ORDER, str(order), "writer"])
+        assert wait_for(lambda: "ready" in server.tail() and "ready" in writer.tail(), 30)
+        statuses = sup.stop_all()
+    assert statuses == {"writer": 0, "server": 0}
+    assert order.read_text().split("\n")[:3] == ["writer", "writer done", "server"]
