@@ -381,7 +381,10 @@ def _wait_ready(sup: Supervisor, ports: dict[str, int], console: Console) -> Non
         if time.monotonic() > deadline:
             raise DriftlineError(f"services not ready after 120 s: {', '.join(pending)}")
         time.sleep(0.2)
-    console.print(f"[bold]services[/]: {', '.join(ports)} are up")
+    if len(ports) == 1:
+        console.print(f"[bold]service[/]: {next(iter(ports))} is up")
+    else:
+        console.print(f"[bold]services[/]: {', '.join(ports)} are up")
 
 
 def _wait_metric(
