@@ -46,6 +46,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
 import faust
@@ -206,6 +207,18 @@ def _index_record(index: DuplicateIndex, value: bytes | None) -> None:
         log.warning("skipping an unreadable valid example while rebuilding the index: %s", exc)
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """What the validator sends for one raw record: topic, key, value, partition (None:
+    the producer's choice) and headers."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None
+    headers: list[tuple[str, bytes]] | None
+
+
 class Validator:
     """The per-batch work of the agent: judge, send, await every acknowledgement."""
 
@@ -304,8 +317,14 @@ class Validator:
     async def _emit(
         self, message: Any, index: DuplicateIndex, now: Any, send: Callable[..., Any]
     ) -> Any:
-        value = message.value if isinstance(message.value, bytes) else b""
-        position = Position(message.topic, message.partition, message.offset, message.key)
+        out = self.outgoing(message, index, now)
+        return await send(out.topic, out.key, out.value, out.partition, None, out.headers)
+
+    def outgoing(self, record: Any, index: DuplicateIndex, now: Any) -> Outgoing:
+        """Judge one raw record and name what to send for it: the valid example to the
+        stream's partition of the valid topic, or a dead letter (never raises)."""
+        value = record.value if isinstance(record.value, bytes) else b""
+        position = Position(record.topic, record.partition, record.offset, record.key)
         try:
             outcome = judge(
                 value,
@@ -317,13 +336,12 @@ class Validator:
                 stats=self.stats,
             )
             if isinstance(outcome, LabelledExample):
-                source = f"{message.topic}/{message.partition}/{message.offset}".encode()
-                return await send(
+                source = f"{record.topic}/{record.partition}/{record.offset}".encode()
+                return Outgoing(
                     self.valid_topic,
                     outcome.stream.encode(),
                     encode(outcome),
                     self.route(outcome.stream),
-                    None,
                     [(SOURCE_HEADER, source)],
                 )
             letter = outcome
@@ -342,7 +360,7 @@ class Validator:
                 value=value,
             )
         self._log_reject(letter.reason.value, letter.detail, position)
-        return await send(self.dead_topic, event_key(letter), encode(letter), None, None, None)
+        return Outgoing(self.dead_topic, event_key(letter), encode(letter), None, None)
 
     def _log_reject(self, reason: str, detail: str, position: Position) -> None:
         """Log rejections with their position, at most a few per second."""

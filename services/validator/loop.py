@@ -39,15 +39,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from schemas import LabelledExample, ReasonCode, Topics, utcnow
-from services.common.codec import dead_letter, encode, event_key
+from schemas import Topics, utcnow
 from services.common.kafka_backend import is_fenced, open_consumer, open_producer
 from services.common.kafka_types import Consumer, Producer, TopicPartition
-from services.common.logs import at
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.validator.app import (
-    SOURCE_HEADER,
     SpecFeed,
     Validator,
     _crash,
@@ -56,7 +53,6 @@ from services.validator.app import (
 )
 from services.validator.dedupe import DuplicateIndex
 from services.validator.metrics import ValidatorMetrics
-from services.validator.rules import SERVICE, Position, judge
 from services.validator.settings import ValidatorSettings
 from services.validator.specs import SpecRegistry
 
@@ -106,44 +102,10 @@ class BatchValidator(Validator):
     def _send_one(
         self, record: Any, index: DuplicateIndex, now: Any, send: Callable[..., Any]
     ) -> Any:
-        value = record.value if isinstance(record.value, bytes) else b""
-        position = Position(record.topic, record.partition, record.offset, record.key)
-        try:
-            outcome = judge(
-                value,
-                position,
-                self.registry,
-                index,
-                now,
-                max_bytes=self.vsettings.max_message_bytes,
-                stats=self.stats,
-            )
-            if isinstance(outcome, LabelledExample):
-                source = f"{record.topic}/{record.partition}/{record.offset}".encode()
-                return send(
-                    self.valid_topic,
-                    value=encode(outcome),
-                    key=outcome.stream.encode(),
-                    headers=[(SOURCE_HEADER, source)],
-                    partition=self.route(outcome.stream),
-                )
-            letter = outcome
-        except Exception as exc:  # the per-message path never raises: dead-letter it
-            log.exception(
-                "failed on a message", extra=at(position.topic, position.partition, position.offset)
-            )
-            letter = dead_letter(
-                reason=ReasonCode.HANDLER_ERROR,
-                detail=f"the validator failed on this message ({type(exc).__name__}: {exc})",
-                service=SERVICE,
-                topic=position.topic,
-                partition=position.partition,
-                offset=position.offset,
-                key=position.key,
-                value=value,
-            )
-        self._log_reject(letter.reason.value, letter.detail, position)
-        return send(self.dead_topic, value=encode(letter), key=event_key(letter))
+        out = self.outgoing(record, index, now)
+        return send(
+            out.topic, value=out.value, key=out.key, headers=out.headers, partition=out.partition
+        )
 
 
 @dataclass
