@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -27,10 +27,18 @@ class ModelAnswer(Record):
     version: int = Field(ge=1)
     prediction: Label
     probabilities: dict[str, float] | None = None
+    learned_examples: int | None = Field(
+        default=None,
+        ge=0,
+        description="an online model: how many examples of its stream it had learned",
+    )
 
 
 class Prediction(Event):
     """Sent by serving to ``predictions``; names the model version that produced it."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2  # 2: answer.learned_examples
+    schema_version: int = Field(default=2, ge=1, description="version of this event's schema")
 
     event_type: Literal["prediction"] = "prediction"
     stream: str = Field(min_length=1)
@@ -42,6 +50,9 @@ class Prediction(Event):
 
 class ShadowPair(Event):
     """Sent by serving to ``shadow``: champion and challenger on the same request."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2  # 2: champion/challenger.learned_examples
+    schema_version: int = Field(default=2, ge=1, description="version of this event's schema")
 
     event_type: Literal["shadow_pair"] = "shadow_pair"
     stream: str = Field(min_length=1)

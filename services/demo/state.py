@@ -134,13 +134,8 @@ class DemoState:
         version = prediction.answer.version
         self.answered[version] += 1
         if prediction.example_id not in self.answers:
-            params = getattr(prediction.answer, "parameters", None) or {}
-            learned = params.get("learned_examples") if isinstance(params, dict) else None
             self.answers[prediction.example_id] = Answer(
-                prediction.answer.prediction,
-                version,
-                at_ms,
-                int(learned) if isinstance(learned, int | float) else None,
+                prediction.answer.prediction, version, at_ms, prediction.answer.learned_examples
             )
         index = self.index_of.get(prediction.example_id)
         if index is not None and (

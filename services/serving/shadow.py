@@ -35,13 +35,32 @@ class ShadowJob:
 
 
 def answers(loaded: LoadedModel, rows: Sequence[dict[str, Any]]) -> list[ModelAnswer]:
-    """One :class:`ModelAnswer` per row from ``loaded``."""
+    """One :class:`ModelAnswer` per row from ``loaded`` (an online model's answers say how
+    many examples it had learned)."""
     labels = loaded.predictor.predict_many(rows)
     probs = loaded.predictor.predict_proba_many(rows)
+    learned = learned_examples(loaded)
     return [
-        ModelAnswer(model=loaded.model, version=loaded.version, prediction=y, probabilities=p)
+        ModelAnswer(
+            model=loaded.model,
+            version=loaded.version,
+            prediction=y,
+            probabilities=p,
+            learned_examples=learned,
+        )
         for y, p in zip(labels, probs, strict=True)
     ]
+
+
+def learned_examples(loaded: LoadedModel) -> int | None:
+    """How many examples of its stream an online model had learned when it last answered
+    in this thread: its follower's count, or its snapshot's (None: a batch model)."""
+    if loaded.meta.kind != "online":
+        return None
+    following = getattr(loaded.predictor, "following", None)
+    if callable(following):
+        return int(following()["learned_examples"])
+    return loaded.meta.lineage.example_count
 
 
 class ShadowScorer:
