@@ -49,14 +49,14 @@ from typing import Any
 
 from river.datasets import synth
 
-from bench.harness import Result, broker_settings, cpu_seconds, peak_rss_mb
+from bench.harness import SIGNING_KEY, Result, broker_settings, cpu_seconds, peak_rss_mb
 from schemas import LabelledExample, StreamConfig, Topics
 from services.common.codec import encode
 from services.common.kafka_client import ensure_topics, make_admin, make_producer
 from services.localbroker.ports import free_ports
 from services.registry.client import Registry
 
-KEY = "bench-signing-key-0123456789"
+KEY = SIGNING_KEY
 RATE = 150.0  # examples/s
 REQUEST_EVERY_S = 0.01
 FEATURES = ("salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan")
