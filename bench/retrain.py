@@ -68,6 +68,7 @@ def _config(n: int, budget_s: float) -> StreamConfig:
                 "segment_feature": "group",
                 "max_gap": 1.0,
                 "retrain": {
+                    "mode": "last",  # the newest n rows, as the in-process baseline trains
                     "window": n,
                     "min_size": 100,
                     "budget_s": budget_s,
