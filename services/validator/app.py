@@ -280,15 +280,18 @@ class Validator:
 
     async def ensure_index(self, partitions: set[int]) -> DuplicateIndex:
         """The duplicate index, rebuilt from every valid partition at the first batch and
-        after this process's raw partitions changed."""
+        after this process's raw partitions changed (off the event loop)."""
         if self.index is not None and not self.stale and partitions <= self.seen:
             return self.index
-        fresh = self.index is None or self.stale
         loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.rebuild_index, partitions)
+
+    def rebuild_index(self, partitions: set[int]) -> DuplicateIndex:
+        """Read the duplicate index from every valid partition; ``partitions`` are the raw
+        partitions it now covers (added to those it covered unless it was stale)."""
+        fresh = self.index is None or self.stale
         started = time.perf_counter()
-        index, read = await loop.run_in_executor(
-            None,
-            load_index,
+        index, read = load_index(
             self.settings,
             self.valid_topic,
             range(self.valid_partitions),

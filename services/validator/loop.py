@@ -49,7 +49,6 @@ from services.validator.app import (
     Validator,
     _crash,
     check_topics,
-    load_index,
 )
 from services.validator.dedupe import DuplicateIndex
 from services.validator.metrics import ValidatorMetrics
@@ -72,23 +71,7 @@ class BatchValidator(Validator):
         output this process sent) at the first batch and after the raw partitions changed."""
         if self.index is not None and not self.stale and partitions <= self.seen:
             return self.index
-        fresh = self.index is None or self.stale
-        started = time.perf_counter()
-        index, read = load_index(
-            self.settings,
-            self.valid_topic,
-            range(self.valid_partitions),
-            self.vsettings.dedupe_window,
-        )
-        self.seen = set(partitions) if fresh else self.seen | partitions
-        self.index, self.stale = index, False
-        log.info(
-            "duplicate index rebuilt from %d valid examples of %d partitions in %.2fs",
-            read,
-            self.valid_partitions,
-            time.perf_counter() - started,
-        )
-        return index
+        return self.rebuild_index(partitions)
 
     def handle_batch(self, records: Sequence[Any], send: Callable[..., Any]) -> list[Any]:
         """Judge a batch and send every outcome; returns the deliveries."""
