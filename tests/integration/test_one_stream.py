@@ -146,9 +146,12 @@ def test_two_partitioners_and_kill_9_end_in_one_state_each_example_learned_once(
         time.sleep(1.0)  # a last checkpoint that would count a second learning
         assert learned_now() == total
     finally:
+        # stop both whatever happened, and let a failure above speak for itself
         learner.send_signal(signal.SIGTERM)
-        assert learner.wait(timeout=30) == 0, log.read_text()[-3000:]
-        assert validator.terminate() == 0, validator.log_tail()
+        learner_code = learner.wait(timeout=30)
+        validator_code = validator.terminate()
+    assert learner_code == 0, log.read_text()[-3000:]
+    assert validator_code == 0, validator.log_tail()
 
     raw = read_all(settings, "examples.raw")
     assert len({r.partition for r in raw}) >= 2  # the premise: the producers split it
