@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Collection, Sequence
@@ -66,6 +67,7 @@ log = logging.getLogger("services.serving")
 
 GRACE_S = 1.0  # SIGTERM to exit, at most (DESIGN.md)
 HTTP_GRACE_S = 0.4  # of which open HTTP requests get this long
+SWITCH_INTERVAL_S = 0.001  # the GIL switch interval while online models learn in threads
 EXIT_MARGIN_S = 0.2  # of which the process' own exit gets this long
 
 
@@ -117,6 +119,10 @@ class Serving:
         self.configs = StreamConfigs(settings, client_id="driftline-serving")
         self.configs.catch_up()
         self.in_flight = InFlight()  # requests answered now: followers learn between them
+        if service.follow:
+            # A request that arrives while a follower is inside one learn_one waits for
+            # the GIL at most this long (the interpreter's 5 ms by default).
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self.followers = (
             Followers(
                 settings,
