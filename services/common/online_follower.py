@@ -15,10 +15,14 @@ An evaluator, which must score each record before the model learns it, uses unth
 followers (``Followers(threaded=False)``) and feeds them the records it has scored
 (:meth:`Followers.feed`): a gap (records it did not score) is read from the topic.
 
-A follower costs its replica the learner's ``learn_one`` twice per example of its stream
-(once per copy; once while catching up, and once in the evaluator, which predicts in the
-thread that learns), two copies of the model in memory (one in the evaluator), and one
-consumer on one partition.
+A follower reads what arrived at most every ``POLL_EVERY_S`` and learns it between
+requests (:class:`InFlight`: serving counts the requests it is answering). A newer
+snapshot of the state a follower learns becomes its base without a catch-up
+(:meth:`OnlineFollower.rebase`), so a follower costs its replica the learner's
+``learn_one`` twice per example of its stream (once per copy; once while catching up, and
+once in the evaluator, which predicts in the thread that learns), two copies of the model
+in memory (one in the evaluator), and one consumer on one partition, however often the
+learner publishes.
 """
 
 from __future__ import annotations
