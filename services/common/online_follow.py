@@ -275,6 +275,26 @@ class TwinModel:
         self._standby = old
         return True
 
+    def settle(self, before: Callable[[], None] | None = None) -> bool:
+        """Teach the standby now what the live copy learned before it went live (rather
+        than at the next swap), so the next swap learns only what is new: new examples
+        reach readers after one ``learn_one`` each, not two. False when a reader still
+        holds the standby (the next swap or settle does it)."""
+        standby = self._standby
+        if standby is None or standby.readers:
+            return False
+        known = len(standby.pending) - len(self._live.pending)  # the live copy has them
+        for x, y, _ in standby.pending[:known]:
+            if before is not None:
+                before()
+            try:
+                standby.model.learn_one(x, y)
+            except Exception:  # noqa: BLE001, S112 - the live copy reported it already
+                continue
+            standby.learned += 1
+        del standby.pending[:known]
+        return True
+
     def predict(self, use: Callable[[Any], _T]) -> _T:
         """``use(model)`` on the live copy, which no learning touches meanwhile."""
         return self.hold(use)[0]

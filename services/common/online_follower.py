@@ -326,6 +326,8 @@ class OnlineFollower:
     def step(self, timeout_ms: int = 200, *, until: int | None = None) -> int:
         """Read what arrived (before ``until``), learn it on the standby and swap (at
         least every ``SWAP_EVERY`` examples); returns the records read."""
+        if not self.direct:
+            self.twin.settle(before=self._pause)  # if a reader held it at the last swap
         batches = self._consumer.poll(timeout_ms=timeout_ms)
         records = [r for rs in batches.values() for r in rs]
         highwater = self._consumer.highwater(self._tp)
@@ -404,6 +406,7 @@ class OnlineFollower:
             if not self.twin.pending or self._stop.wait(0.001):
                 return
         self._learned()
+        self.twin.settle(before=self._pause)  # the old live copy, while nothing arrives
 
     def _learned(self) -> None:
         delay = time.time() - self._newest_ts if self._newest_ts is not None else None

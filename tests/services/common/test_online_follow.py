@@ -283,3 +283,46 @@ def test_a_follower_passed_a_later_snapshot_is_that_snapshot_learning_on() -> No
         caught_up.predict_proba_one(x) for x in probe
     ]
     assert from_a.count == from_b.count == learner_rules.count
+
+
+class Seen:
+    """A model that remembers what it learned, in order (picklable: the twin forks it)."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def learn_one(self, x: dict[str, Any], y: Any) -> None:
+        self.seen.append(y)
+
+
+def test_settling_teaches_the_old_live_copy_before_new_examples_arrive() -> None:
+    twin = TwinModel(Seen(), examples=0)
+    for y in range(3):
+        twin.add({}, y)
+    assert twin.swap()
+    learned: list[int] = []
+    assert twin.settle(before=lambda: learned.append(0))  # the old live copy: 0..2 now
+    assert len(learned) == 3
+    twin.add({}, 3)
+    assert twin.swap(before=lambda: learned.append(1))
+    assert learned.count(1) == 1  # the swap learned only what is new
+    assert twin.predict(lambda m: list(m.seen)) == [0, 1, 2, 3] and twin.examples == 4
+    assert twin.settle()
+    twin.add({}, 4)
+    assert twin.swap()
+    assert twin.predict(lambda m: list(m.seen)) == [0, 1, 2, 3, 4] and twin.examples == 5
+
+
+def test_a_copy_held_by_a_reader_is_not_settled() -> None:
+    twin = TwinModel(Seen(), examples=0)
+    twin.add({}, 0)
+    assert twin.swap()
+
+    def read(model: Any) -> bool:
+        twin.add({}, 1)
+        assert twin.swap()  # the copy read here is now the standby
+        return twin.settle()
+
+    assert twin.predict(read) is False
+    assert twin.settle()  # the reader left
+    assert twin.predict(lambda m: list(m.seen)) == [0, 1]
