@@ -1,22 +1,24 @@
 """fresh: how far behind the learner is the online model that serving answers with?
 
-The real broker, a learner process and a serving process; this process writes an Agrawal
-stream (9 number features, a concept switch half-way) to ``examples.valid`` at 150
-examples/s, as the validator would, and a load process asks serving for one prediction
-every 10 ms (V2 infer, one row), noting the ``learned_examples`` and ``base_version``
-each answer reports. The learner's own count (``driftline_learner_stream_examples``) is
-sampled every 50 ms from its metrics endpoint.
+The real broker, a learner process and two serving replicas; this process writes an
+Agrawal stream (9 number features, a concept switch half-way) to ``examples.valid`` at
+150 examples/s, as the validator would, and a load process asks each replica for one
+prediction every 10 ms (V2 infer, one row; the two replicas in turn, the first of each
+pair alternating), noting the ``learned_examples`` and ``base_version`` each answer
+reports. The learner's own count (``driftline_learner_stream_examples``) is sampled
+every 50 ms from its metrics endpoint.
 
 For each model (River ARFClassifier(n_models=10), then StandardScaler | LogisticRegression,
-``online_version_every`` 1,000), two phases under the same stream and load:
+``online_version_every`` 1,000), one phase with both replicas under the same stream, load
+and machine (so the comparison holds on a shared, noisy machine):
 
-1. static: serving with ``DRIFTLINE_SERVING_FOLLOW=false`` answers with the online
-   snapshot as the learner registered it (the behaviour before followers);
-2. follow: serving keeps the snapshot learning from ``examples.valid``.
+* static: a replica with ``DRIFTLINE_SERVING_FOLLOW=false`` answers with the online
+  snapshot as the learner registered it (the behaviour before followers);
+* follow: a replica keeps the snapshot learning from ``examples.valid``.
 
-A follow phase starts as serving opens: the first load answers as its snapshot while
-its follower catches up, so the phase's staleness includes the catch-up. Reported per
-model and phase: served staleness (the learner's count at the answer minus
+Both replicas start as the phase starts, while the stream runs; a replica opens once its
+follower has caught up, and the phase's measurements start a second after both are open.
+Reported per model and replica: served staleness (the learner's count at the answer minus
 the answering model's ``learned_examples``, floored at 0; in seconds, how long before the
 answer the learner had learned the example the answering model had not), learner lag
 (examples written minus the learner's count), serving predict p50/p99 and its CPU per
@@ -103,8 +105,9 @@ def _examples(stream: str, n: int) -> list[LabelledExample]:
 
 def _load(commands: Any, started: Any, stop: Any, results: Any) -> None:
     """Runs for the whole benchmark (a process started once: under load, starting one
-    per phase takes long): each command ``(port, model)`` starts a phase on one
-    keep-alive connection, a request every ``REQUEST_EVERY_S`` until ``stop`` is set.
+    per phase takes long): each command ``(ports, model)`` starts a phase, one keep-alive
+    connection per port, a request to each every ``REQUEST_EVERY_S`` until ``stop`` is
+    set; the result is each port's answers.
 
     Each answer: (wall time at the response, latency s, status, base version, learned).
     """
@@ -124,36 +127,46 @@ def _load(commands: Any, started: Any, stop: Any, results: Any) -> None:
     ]
     started.set()
     while (command := commands.get()) is not None:
-        port, model = command
-        results.put(_requests(port, model, bodies, stop))
+        ports, model = command
+        results.put(_requests(ports, model, bodies, stop))
+
+
+Answer = tuple[float, float, int, int, int]
 
 
 def _requests(
-    port: int, model: str, bodies: list[bytes], stop: Any
-) -> list[tuple[float, float, int, int, int]]:
-    out: list[tuple[float, float, int, int, int]] = []
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    ports: Sequence[int], model: str, bodies: list[bytes], stop: Any
+) -> dict[int, list[Answer]]:
+    out: dict[int, list[Answer]] = {port: [] for port in ports}
+    conns = {port: http.client.HTTPConnection("127.0.0.1", port, timeout=10) for port in ports}
     headers = {"content-type": "application/json"}
     next_at = time.perf_counter()
     for i in itertools.count():
         if stop.is_set():
             break
         next_at += REQUEST_EVERY_S
-        t0 = time.perf_counter()
-        try:
-            conn.request("POST", f"/v2/models/{model}/infer", body=bodies[i % 256], headers=headers)
-            response = conn.getresponse()
-            payload = response.read()
-            status = response.status
-            params = json.loads(payload)["parameters"] if status == 200 else {}
-            base, learned = int(params.get("base_version", 0)), int(params["learned_examples"])
-        except (OSError, http.client.HTTPException, ValueError, KeyError):
-            status, base, learned = 0, 0, 0
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        out.append((time.time(), time.perf_counter() - t0, status, base, learned))
+        order = list(ports) if i % 2 == 0 else list(reversed(ports))
+        for port in order:
+            conn = conns[port]
+            t0 = time.perf_counter()
+            try:
+                conn.request(
+                    "POST", f"/v2/models/{model}/infer", body=bodies[i % 256], headers=headers
+                )
+                response = conn.getresponse()
+                payload = response.read()
+                status = response.status
+                params = json.loads(payload)["parameters"] if status == 200 else {}
+                base = int(params.get("base_version", 0))
+                learned = int(params["learned_examples"])
+            except (OSError, http.client.HTTPException, ValueError, KeyError):
+                status, base, learned = 0, 0, 0
+                conn.close()
+                conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            out[port].append((time.time(), time.perf_counter() - t0, status, base, learned))
         time.sleep(max(0.0, next_at - time.perf_counter()))
-    conn.close()
+    for conn in conns.values():
+        conn.close()
     return out
 
 
@@ -298,18 +311,24 @@ def _has_champion(registry: Registry, model: str) -> bool:
 
 def _serving(env: dict[str, str], log: Path, port: int, follow: bool) -> subprocess.Popen[bytes]:
     with open(log, "ab") as err:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "services.serving"],
-            env=env | {"DRIFTLINE_SERVING_FOLLOW": "true" if follow else "false"},
+            env=env
+            | {
+                "DRIFTLINE_SERVING_FOLLOW": "true" if follow else "false",
+                "DRIFTLINE_SERVING_PORT": str(port),
+            },
             stdout=subprocess.DEVNULL,
             stderr=err,
         )
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
     deadline = time.monotonic() + 120
     while not _ready(port):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"serving did not become ready:\n{log.read_text()[-2000:]}")
         time.sleep(0.1)
-    return proc
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -326,30 +345,50 @@ def _phase(
     loader: Loader,
     env: dict[str, str],
     log: Path,
-    port: int,
+    ports: Sequence[int],
     *,
-    follow: bool,
     seconds: float,
-) -> dict[str, float]:
-    server = _serving(env, log, port, follow)
+) -> dict[str, dict[str, float]]:
+    """Both replicas (static on ``ports[0]``, follow on ``ports[1]``) under one load."""
+    phases = ("static", "follow")
+    servers = [
+        _serving(env, log, port, phase == "follow")
+        for port, phase in zip(ports, phases, strict=True)
+    ]
     try:
+        for server, port in zip(servers, ports, strict=True):
+            _wait_ready(server, port, log)
         if not loader.started.wait(300):
             raise RuntimeError("the load process did not start")
         loader.stop.clear()
-        loader.commands.put((port, stream.stream))
+        loader.commands.put((list(ports), stream.stream))
         time.sleep(1.0)
-        t0, cpu0, sent0 = time.time(), cpu_seconds(server.pid), stream.sent
+        t0, sent0 = time.time(), stream.sent
+        cpu0 = [cpu_seconds(server.pid) for server in servers]
         time.sleep(seconds)
-        t1, cpu1, sent1 = time.time(), cpu_seconds(server.pid), stream.sent
-        rss = peak_rss_mb(server.pid)
+        t1, sent1 = time.time(), stream.sent
+        cpu1 = [cpu_seconds(server.pid) for server in servers]
+        rss = [peak_rss_mb(server.pid) for server in servers]
         loader.stop.set()
-        samples: list[tuple[float, float, int, int, int]] = loader.results.get(timeout=60)
+        samples: dict[int, list[Answer]] = loader.results.get(timeout=60)
     finally:
         loader.stop.set()
-        _stop(server)
+        for server in servers:
+            _stop(server)
+    return {
+        phase: _measure(
+            stream.track, samples[port], t0, t1, (cpu1[i] - cpu0[i]) / max(1, sent1 - sent0), rss[i]
+        )
+        for i, (port, phase) in enumerate(zip(ports, phases, strict=True))
+    }
+
+
+def _measure(
+    track: Tracker, samples: list[Answer], t0: float, t1: float, cpu_s: float, rss: float
+) -> dict[str, float]:
+    """One replica's figures over ``[t0, t1)`` (``cpu_s``: its CPU per stream example)."""
     answers = [s for s in samples if t0 <= s[0] < t1]
     ok = [s for s in answers if s[2] == 200]
-    track = stream.track
     behind = [max(0, track.learner_at(wall) - learned) for wall, _, _, _, learned in ok]
     seconds_behind = []
     for wall, _, _, _, learned in ok:
@@ -372,15 +411,15 @@ def _phase(
         "lag_p99": _percentile([float(v) for v in lag], 0.99),
         "p50_ms": _percentile(latency, 0.5),
         "p99_ms": _percentile(latency, 0.99),
-        "cpu_ms_per_example": (cpu1 - cpu0) * 1000 / max(1, sent1 - sent0),
+        "cpu_ms_per_example": cpu_s * 1000,
         "rss_mb": rss,
         "bases": len({s[3] for s in ok}),
     }
 
 
 def run(quick: bool) -> Result:
-    """Run the benchmark (quick: 15 s per phase; else 90 s)."""
-    phase_s = 15.0 if quick else 90.0
+    """Run the benchmark (quick: a 30 s phase per model; else 120 s)."""
+    phase_s = 30.0 if quick else 120.0
     warm_s = 9.0  # the first snapshot (1,000 examples) and champion
     loader = Loader()  # imports while the broker starts
     with broker_settings(signing_key=KEY, signing_key_id="bench") as settings:
@@ -388,7 +427,7 @@ def run(quick: bool) -> Result:
         ensure_topics(admin, Topics(settings.topic_prefix).all())
         admin.close()
         registry = Registry.open(settings)
-        learner_port, serving_port = free_ports(2)
+        learner_port, *serving_ports = free_ports(3)
         base_env = os.environ | {
             "DRIFTLINE_KAFKA_BOOTSTRAP": settings.bootstrap,
             "DRIFTLINE_TOPIC_PREFIX": settings.topic_prefix,
@@ -400,7 +439,6 @@ def run(quick: bool) -> Result:
             "PYTHONPATH": str(Path.cwd()),
         }
         serving_env = base_env | {
-            "DRIFTLINE_SERVING_PORT": str(serving_port),
             "DRIFTLINE_SERVING_KAFKA": "false",
             "DRIFTLINE_SERVING_SHADOW": "false",
         }
@@ -426,7 +464,7 @@ def run(quick: bool) -> Result:
         results: dict[str, dict[str, dict[str, float]]] = {}
         snapshots: dict[str, tuple[float, int, int]] = {}
         try:
-            n = int(RATE * (warm_s + 2 * phase_s + 40))
+            n = int(RATE * (warm_s + phase_s + 40))
             for name, cfg in configs.items():
                 with Stream(settings, cfg.stream, n, learner_port) as stream:
                     deadline = time.monotonic() + 120
@@ -434,18 +472,9 @@ def run(quick: bool) -> Result:
                         if learner.poll() is not None or time.monotonic() > deadline:
                             raise RuntimeError(f"no champion:\n{learner_log.read_text()[-2000:]}")
                         time.sleep(0.2)
-                    results[name] = {
-                        phase: _phase(
-                            stream,
-                            loader,
-                            serving_env,
-                            serving_log,
-                            serving_port,
-                            follow=phase == "follow",
-                            seconds=phase_s,
-                        )
-                        for phase in ("static", "follow")
-                    }
+                    results[name] = _phase(
+                        stream, loader, serving_env, serving_log, serving_ports, seconds=phase_s
+                    )
                 text = _scrape(learner_port)
                 found = registry.list_versions(model=cfg.stream, limit=1000)
                 sizes = [v.artifact.size for v in found]

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import pickle
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -64,6 +64,9 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+MARKS = 20_000
+"""Positions a :class:`FollowRules` remembers with its example count there."""
 
 ADMIT: Final = "admit"  # learn it
 SKIP: Final = "skip"  # the learner does not learn it either (duplicate, nonconforming)
@@ -100,6 +103,9 @@ class FollowRules:
     :meth:`admit` says what to do with the record at ``offset``; call it in offset order
     from ``point.next_offset``. An admitted record's id is remembered; call
     :meth:`refused` when the model then raises on it (the learner forgets it too).
+    ``count`` is the stream's examples learned (the learner's count); the count at each
+    of the last ``MARKS`` positions is remembered, so :meth:`passed` can tell whether a
+    later snapshot of the same learner state is what these rules' model was there.
     """
 
     def __init__(self, point: FollowPoint) -> None:
@@ -107,10 +113,40 @@ class FollowRules:
         self.ids = pickle.loads(pickle.dumps(point.ids))  # noqa: S301 - our own bytes
         self.skipped: Counter[str] = Counter()
         self.position = point.next_offset
+        self.count = point.example_count
+        self._marks: deque[tuple[int, int]] = deque([(self.position, self.count)], maxlen=MARKS)
+
+    def passed(self, other: FollowPoint) -> bool:
+        """``other`` is a snapshot of the same learner state (stream, partition, learner,
+        config and de-duplication window) at a position these rules have passed with
+        exactly ``other``'s example count: a model that followed them from there is
+        ``other``'s model plus what it learned since (``learn_one`` is deterministic)."""
+        mine = self.point
+        same = (
+            other.stream == mine.stream
+            and other.topic == mine.topic
+            and other.partition == mine.partition
+            and other.learner_id == mine.learner_id
+            and other.config_version == mine.config_version
+            and other.dedupe_window == mine.dedupe_window
+        )
+        wanted = (other.next_offset, other.example_count)
+        return same and any(mark == wanted for mark in self._marks.copy())
+
+    def undecodable(self, offset: int) -> None:
+        """The record at ``offset`` cannot be decoded: the learner letters it, skips it."""
+        self.position = offset + 1
+        self._marks.append((self.position, self.count))
 
     def admit(self, offset: int, example: LabelledExample) -> str:
         """``ADMIT``, ``SKIP``, ``OTHER_STREAM`` or ``PAUSE`` (the position stays before
         a paused record, so it is judged again by the next snapshot's follower)."""
+        verdict = self._verdict(offset, example)
+        if verdict != PAUSE:
+            self._marks.append((self.position, self.count))
+        return verdict
+
+    def _verdict(self, offset: int, example: LabelledExample) -> str:
         point = self.point
         if example.stream != point.stream:
             self.position = offset + 1
@@ -126,12 +162,15 @@ class FollowRules:
         if not self.ids.remember(example.example_id, point.dedupe_window):
             self.skipped["duplicate"] += 1
             return SKIP
+        self.count += 1
         return ADMIT
 
     def refused(self, example: LabelledExample) -> None:
-        """The model raised on an admitted example: it is not learned (nor a duplicate)."""
+        """The model raised on an admitted example: it is not learned (nor a duplicate,
+        nor counted)."""
         self.ids.forget(example.example_id)
         self.skipped["refused"] += 1
+        self.count -= 1
 
 
 class _Copy:
@@ -204,21 +243,23 @@ class TwinModel:
     def swap(
         self,
         on_error: Callable[[Any, Exception], None] | None = None,
-        between: Callable[[], None] | None = None,
+        before: Callable[[], None] | None = None,
     ) -> bool:
         """Teach the standby its queue and make it live; False when a reader still
         holds the standby (nothing changes) or there is nothing to learn.
 
         ``on_error(tag, exc)``: an example the model raised on, reported by the first
         copy that meets it; it is not counted as learned (the learner's rule).
-        ``between()``: called after each example (a follower yields the GIL there, so
-        a prediction never waits behind a run of learning).
+        ``before()``: called before each example (a follower lets the requests in
+        flight go first there, so a prediction never waits behind a run of learning).
         """
         standby = self._standby
         if standby is None or not standby.pending or standby.readers:
             return False
         first_new = len(standby.pending) - len(self._live.pending)
         for i, (x, y, tag) in enumerate(standby.pending):
+            if before is not None:
+                before()
             try:
                 standby.model.learn_one(x, y)
             except Exception as exc:  # noqa: BLE001 - the learner refuses it the same way
@@ -226,14 +267,32 @@ class TwinModel:
                     on_error(tag, exc)
             else:
                 standby.learned += 1
-            if between is not None:
-                between()
         standby.pending = []
         standby.live = True
         old = self._live
         self._live = standby
         old.live = False  # readers who took it before now retry on the new copy
         self._standby = old
+        return True
+
+    def settle(self, before: Callable[[], None] | None = None) -> bool:
+        """Teach the standby now what the live copy learned before it went live (rather
+        than at the next swap), so the next swap learns only what is new: new examples
+        reach readers after one ``learn_one`` each, not two. False when a reader still
+        holds the standby (the next swap or settle does it)."""
+        standby = self._standby
+        if standby is None or standby.readers:
+            return False
+        known = len(standby.pending) - len(self._live.pending)  # the live copy has them
+        for x, y, _ in standby.pending[:known]:
+            if before is not None:
+                before()
+            try:
+                standby.model.learn_one(x, y)
+            except Exception:  # noqa: BLE001, S112 - the live copy reported it already
+                continue
+            standby.learned += 1
+        del standby.pending[:known]
         return True
 
     def predict(self, use: Callable[[Any], _T]) -> _T:

@@ -15,10 +15,14 @@ An evaluator, which must score each record before the model learns it, uses unth
 followers (``Followers(threaded=False)``) and feeds them the records it has scored
 (:meth:`Followers.feed`): a gap (records it did not score) is read from the topic.
 
-A follower costs its replica the learner's ``learn_one`` twice per example of its stream
-(once per copy; once while catching up, and once in the evaluator, which predicts in the
-thread that learns), two copies of the model in memory (one in the evaluator), and one
-consumer on one partition.
+A follower reads what arrived at most every ``POLL_EVERY_S`` and learns it between
+requests (:class:`InFlight`: serving counts the requests it is answering). A newer
+snapshot of the state a follower learns becomes its base without a catch-up
+(:meth:`OnlineFollower.rebase`), so a follower costs its replica the learner's
+``learn_one`` twice per example of its stream (once per copy; once while catching up, and
+once in the evaluator, which predicts in the thread that learns), two copies of the model
+in memory (one in the evaluator), and one consumer on one partition, however often the
+learner publishes.
 """
 
 from __future__ import annotations
@@ -51,17 +55,71 @@ from services.common.subscriber import LoadedModel
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FollowMetrics", "Followers", "OnlineFollower"]
+__all__ = ["FollowMetrics", "Followers", "InFlight", "OnlineFollower"]
 
 SWAP_EVERY = 32
 """Examples learned on the standby before it is made live (at most; a poll that brings
 fewer swaps at its end)."""
 
+WAIT_BELOW = 64
+"""A follower with fewer examples than this to learn waits for requests in flight
+before each example; a longer backlog is learned at once (freshness first)."""
 
-def _yield() -> None:
-    """Let a waiting thread (a prediction) take the GIL now rather than after the
-    interpreter's switch interval."""
-    time.sleep(0)
+WAIT_MAX_S = 0.05
+"""The longest a follower waits for the requests in flight before one example."""
+
+POLL_EVERY_S = 0.05
+"""A following thread reads the topic at most this often: what arrived meanwhile is
+learned and swapped in as one batch (a poll and a swap cost the same for one record as
+for fifty), at the price of at most this much added staleness."""
+
+YIELD_EVERY_S = 0.002
+"""Without a gate: learning yields the GIL (``sleep(0)``) at most this often."""
+
+
+class InFlight:
+    """Requests being answered in this process: followers learn between them.
+
+    A server wraps each request in ``with in_flight:``; a follower calls :meth:`wait`
+    before learning one example, which returns at once when nothing is in flight and
+    otherwise blocks (releasing the GIL) until the last request is answered or
+    ``timeout_s`` passes. Learning thus runs in the gaps between requests, and a
+    prediction contends with at most the one ``learn_one`` it arrived during.
+
+    >>> gate = InFlight()
+    >>> with gate:
+    ...     gate.busy, gate.wait(0.0)
+    (True, False)
+    >>> gate.busy, gate.wait(0.0)
+    (False, True)
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def __enter__(self) -> InFlight:
+        with self._lock:
+            self._count += 1
+            self._idle.clear()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.set()
+
+    @property
+    def busy(self) -> bool:
+        """A request is in flight now."""
+        return not self._idle.is_set()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight (True) or ``timeout_s`` passed (False)."""
+        return self._idle.wait(timeout_s)
 
 
 class FollowMetrics:
@@ -122,6 +180,7 @@ class OnlineFollower:
         version: int,
         client_id: str = "driftline-follower",
         on_swap: Callable[[OnlineFollower, float | None], None] | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         point = snapshot.follow
         if not isinstance(point, FollowPoint):
@@ -131,10 +190,15 @@ class OnlineFollower:
         self.rules = FollowRules(point)
         self.twin = TwinModel(clone(snapshot.model), examples=point.example_count)  # 1 copy
         self.predictor = FollowingPredictor(snapshot, self.twin, base_version=version)
+        self.predictors = {version: self.predictor}
+        """One predictor per snapshot version this follower stands for (its base)."""
         self.paused = False
         self.direct = True  # one copy, learned at once: until start() publishes it
         self.behind = 0
         self.on_swap = on_swap
+        self.in_flight = in_flight
+        self._highwater = point.next_offset
+        self._yielded = time.monotonic()
         self._consumer = make_consumer(
             settings, group_id=None, client_id=client_id, max_poll_records=SWAP_EVERY * 8
         )
@@ -155,11 +219,33 @@ class OnlineFollower:
         (excluded), or until paused; False when ``timeout_s`` passed first."""
         end = self._consumer.end_offsets([self._tp])[self._tp] if until is None else until
         deadline = time.monotonic() + timeout_s
+        self._highwater = max(self._highwater, end)
         while self.rules.position < end and not self.paused:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or self._stop.is_set():
                 return False
             self.step(timeout_ms=200, until=until)
         return True
+
+    @property
+    def stopped(self) -> bool:
+        """:meth:`stop` was called (a superseded catch-up gives up)."""
+        return self._stop.is_set()
+
+    def rebase(self, version: int, snapshot: Predictor) -> FollowingPredictor | None:
+        """A predictor for a newer snapshot ``version`` of the same learner state, on
+        this follower's model, without loading it: when the follower has passed the
+        snapshot's offset having learned exactly the snapshot's example count there
+        (same learner, config, stream and partition), its model at that point was the
+        snapshot (``learn_one`` is deterministic) and it has learned on since. None when
+        that cannot be shown (the caller loads the snapshot and catches it up)."""
+        point = snapshot.follow
+        if not isinstance(point, FollowPoint) or not self.rules.passed(point):
+            return None
+        predictor = self.predictors.get(version)
+        if predictor is None:
+            predictor = FollowingPredictor(snapshot, self.twin, base_version=version)
+            self.predictors[version] = predictor
+        return predictor
 
     def feed(self, offset: int, example: LabelledExample) -> None:
         """Learn one record the caller has read (and scored) itself, in offset order: a
@@ -193,6 +279,10 @@ class OnlineFollower:
         self._thread.start()
         return self
 
+    def cancel(self) -> None:
+        """Ask a catch-up running in another thread to give up (it closes the consumer)."""
+        self._stop.set()
+
     def stop(self, timeout_s: float = 2.0) -> None:
         """Stop learning (the model keeps answering as it is) and close the consumer."""
         self._stop.set()
@@ -211,10 +301,14 @@ class OnlineFollower:
     def _run(self) -> None:
         backoff = Backoff(max_s=10.0)
         try:
+            polled = 0.0
             while not self._stop.is_set():
                 if self.paused:
                     self._stop.wait(0.5)
                     continue
+                if self._stop.wait(max(0.0, polled + POLL_EVERY_S - time.monotonic())):
+                    break
+                polled = time.monotonic()
                 try:
                     self.step(timeout_ms=200)
                 except Exception as exc:  # noqa: BLE001 - a broker error: retry, rate-limited
@@ -232,8 +326,13 @@ class OnlineFollower:
     def step(self, timeout_ms: int = 200, *, until: int | None = None) -> int:
         """Read what arrived (before ``until``), learn it on the standby and swap (at
         least every ``SWAP_EVERY`` examples); returns the records read."""
+        if not self.direct:
+            self.twin.settle(before=self._pause)  # if a reader held it at the last swap
         batches = self._consumer.poll(timeout_ms=timeout_ms)
         records = [r for rs in batches.values() for r in rs]
+        highwater = self._consumer.highwater(self._tp)
+        if highwater is not None:
+            self._highwater = max(self._highwater, highwater)
         queued = 0
         for record in records:
             if until is not None and record.offset >= until:
@@ -244,7 +343,7 @@ class OnlineFollower:
             try:
                 example = decode(record.value, LabelledExample)
             except CodecError:
-                self.rules.position = record.offset + 1  # the learner letters it, skips it
+                self.rules.undecodable(record.offset)
                 continue
             assert isinstance(example, LabelledExample)  # noqa: S101 - decode's target
             verdict = self._consider(record.offset, example, record.timestamp)
@@ -259,9 +358,7 @@ class OnlineFollower:
             self._swap()
         elif self.direct and self._newest_ts is not None:
             self._learned()
-        highwater = self._consumer.highwater(self._tp)
-        if highwater is not None:
-            self.behind = max(0, highwater - self.rules.position)
+        self.behind = max(0, self._highwater - self.rules.position)
         return len(records)
 
     def _consider(self, offset: int, example: LabelledExample, timestamp: int | None) -> str:
@@ -276,25 +373,40 @@ class OnlineFollower:
                 example.spec_version,
                 self.point.config_version,
             )
+            return verdict
         elif verdict == ADMIT:
             self._newest_ts = timestamp / 1000 if timestamp else time.time()
             if not self.direct:
                 self.twin.add(dict(example.features), example.label, example)
             else:
+                self._pause()
                 refused = self.twin.learn(dict(example.features), example.label)
-                _yield()
                 if refused is not None:
                     self.rules.refused(example)
                     return SKIP
         return verdict
 
+    def _pause(self) -> None:
+        """Before learning one example: let requests go first while the backlog is
+        short (wait for those in flight), else only yield the GIL now and then."""
+        in_flight = self.in_flight
+        backlog = self._highwater - self.rules.position + self.twin.pending
+        if in_flight is not None and backlog < WAIT_BELOW:
+            in_flight.wait(WAIT_MAX_S)
+            return
+        now = time.monotonic()
+        if now - self._yielded >= YIELD_EVERY_S:
+            time.sleep(0)
+            self._yielded = now
+
     def _swap(self) -> None:
         # A reader still on the standby (rare, for a few ms): the examples wait for the
         # next swap; nothing waits here.
-        while not self.twin.swap(on_error=self._refused, between=_yield):
+        while not self.twin.swap(on_error=self._refused, before=self._pause):
             if not self.twin.pending or self._stop.wait(0.001):
                 return
         self._learned()
+        self.twin.settle(before=self._pause)  # the old live copy, while nothing arrives
 
     def _learned(self) -> None:
         delay = time.time() - self._newest_ts if self._newest_ts is not None else None
@@ -307,13 +419,23 @@ class OnlineFollower:
         log.debug("the followed model refused example %s: %s", example.example_id, exc)
 
 
+class _Superseded(Exception):
+    """A newer snapshot of the slot started catching up: this one gives up."""
+
+
 class Followers:
     """Online snapshots loaded by a subscriber, kept learning: ``prepare`` for
     :class:`~services.common.subscriber.ModelSubscriber`.
 
-    One follower per (model, version), shared by the aliases that hold it; a slot's
-    previous follower stops learning when the slot takes another (it answers until the
-    subscriber swaps it out).
+    One follower per learner state, shared by the aliases and versions that hold it: a
+    newer snapshot of the state a follower already learns (same learner and config, an
+    offset it has passed with the same example count) is taken as its new base without
+    loading or catching up anything (:meth:`OnlineFollower.rebase`), so a replica learns
+    each example twice (once per copy) however often the learner publishes. Any other
+    snapshot starts a follower of its own, caught up before it answers; a slot's
+    previous follower stops learning once no slot uses it (it answers until the
+    subscriber swaps it out), and a catch-up is abandoned when a newer snapshot of its
+    slot starts one.
     """
 
     def __init__(
@@ -324,18 +446,25 @@ class Followers:
         client_id: str = "driftline-follower",
         catch_up_s: float = 60.0,
         threaded: bool = True,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.settings = settings
         self.threaded = threaded
         self.metrics = metrics
         self.client_id = client_id
         self.catch_up_s = catch_up_s
+        self.in_flight = in_flight
         self.replace: Callable[[str, LoadedModel], bool] | None = None
         """The subscriber's ``replace`` (set once it exists): lets a first load answer as
         a snapshot while its follower catches up."""
         self._lock = threading.Lock()
         self._followers: dict[tuple[str, int], OnlineFollower] = {}
         self._slots: dict[tuple[str, str], tuple[str, int]] = {}
+        self._catching: dict[tuple[str, str], OnlineFollower] = {}
+        self._background = 0  # catch-ups in their own thread, not finished
+        self._wanted: dict[tuple[str, str], LoadedModel] = {}  # newer, for a catch-up
+        self.rebases = 0
+        """Snapshots taken as a running follower's new base (nothing caught up)."""
 
     def prepare(self, loaded: LoadedModel) -> LoadedModel:
         """``loaded`` with a following predictor when it is a followable online snapshot
@@ -349,13 +478,25 @@ class Followers:
         ):
             self._release((loaded.model, loaded.alias or "pinned"))
             return loaded
-        key = (loaded.model, loaded.version)
+        key, slot = (loaded.model, loaded.version), (loaded.model, loaded.alias)
         with self._lock:
             follower = self._followers.get(key)
-            serving = (loaded.model, loaded.alias) in self._slots
+            serving = slot in self._slots
+        if follower is None:
+            rebased = self._rebase(loaded)
+            if rebased is not None:
+                return rebased
         if follower is None and self.threaded and not serving and self.replace is not None:
             # Nothing of this model answers in the slot yet (a start, a new alias): the
             # snapshot answers at once and the follower replaces it once caught up.
+            with self._lock:
+                older = self._catching.get(slot)
+                if older is not None and older.rules.position >= predictor.follow.next_offset:
+                    # the catch-up under way has passed this snapshot: it takes this one
+                    # as its base when it is done (catching up again would be slower)
+                    self._wanted[slot] = loaded
+                    return loaded
+                self._background += 1
             threading.Thread(
                 target=self._catch_up_then_replace,
                 args=(loaded,),
@@ -365,10 +506,44 @@ class Followers:
             return loaded
         return self._follow(loaded)
 
+    def catching_up(self) -> int:
+        """Snapshots catching up in the background (a replica opens once none is)."""
+        with self._lock:
+            return self._background
+
+    def _rebase(self, loaded: LoadedModel) -> LoadedModel | None:
+        """``loaded`` answered by a running follower of the same learner state, or None."""
+        assert loaded.alias is not None  # noqa: S101 - prepare's guard
+        key, slot = (loaded.model, loaded.version), (loaded.model, loaded.alias)
+        with self._lock:
+            mine = self._followers.get(self._slots.get(slot, ("", -1)))
+            others = [f for (m, _), f in self._followers.items() if m == loaded.model]
+        for follower in dict.fromkeys([f for f in (mine, *others) if f is not None]):
+            predictor = follower.rebase(loaded.version, loaded.predictor)
+            if predictor is None:
+                continue
+            with self._lock:
+                self._followers[key] = follower
+            self._release(slot, keep=key)
+            self.rebases += 1
+            if self.metrics is not None:
+                self.metrics.base.labels(model=loaded.model, alias=loaded.alias).set(loaded.version)
+            log.info(
+                "%s@%s v%d: the follower of v%d has passed it (%d examples learned): "
+                "taken as its base, nothing to catch up",
+                loaded.model,
+                loaded.alias,
+                loaded.version,
+                follower.version,
+                follower.twin.examples,
+            )
+            return replace(loaded, predictor=predictor)
+        return None
+
     def _follow(self, loaded: LoadedModel) -> LoadedModel:
         """``loaded`` with its (new or shared) follower's predictor; the slot noted."""
         assert loaded.alias is not None  # noqa: S101 - prepare's guard
-        key = (loaded.model, loaded.version)
+        key, slot = (loaded.model, loaded.version), (loaded.model, loaded.alias)
         with self._lock:
             follower = self._followers.get(key)
         if follower is None:
@@ -378,10 +553,19 @@ class Followers:
                 version=loaded.version,
                 client_id=self.client_id,
                 on_swap=self._swapped_in(loaded.model, loaded.alias),
+                in_flight=self.in_flight,
             )
             if self.threaded:
+                with self._lock:
+                    older = self._catching.get(slot)
+                    self._catching[slot] = follower
+                if older is not None:
+                    older.cancel()
                 try:
-                    if not follower.catch_up(self.catch_up_s):
+                    caught_up = follower.catch_up(self.catch_up_s)
+                    if follower.stopped:
+                        raise _Superseded
+                    if not caught_up:
                         log.warning(
                             "%s v%d: not caught up within %.0fs; serving it while it goes on",
                             loaded.model,
@@ -391,6 +575,10 @@ class Followers:
                 except BaseException:
                     follower.stop()
                     raise
+                finally:
+                    with self._lock:
+                        if self._catching.get(slot) is follower:
+                            del self._catching[slot]
                 follower.start()
             with self._lock:
                 self._followers[key] = follower
@@ -406,39 +594,48 @@ class Followers:
                 follower.twin.examples,
                 follower.twin.examples - follower.point.example_count,
             )
-        self._release((loaded.model, loaded.alias), keep=key)
-        with self._lock:
-            self._slots[(loaded.model, loaded.alias)] = key
-        return replace(loaded, predictor=follower.predictor)
+        self._release(slot, keep=key)
+        predictor = follower.predictors.get(loaded.version, follower.predictor)
+        return replace(loaded, predictor=predictor)
 
     def _catch_up_then_replace(self, loaded: LoadedModel) -> None:
+        try:
+            self._replace_once_caught_up(loaded)
+        finally:
+            with self._lock:
+                self._background -= 1
+
+    def _replace_once_caught_up(self, loaded: LoadedModel) -> None:
         assert loaded.alias is not None and self.replace is not None  # noqa: S101 - prepare's
         key = (loaded.model, loaded.version)
         try:
             prepared = self._follow(loaded)
+        except _Superseded:
+            log.info("%s v%d: a newer snapshot superseded its catch-up", *key)
+            return
         except Exception:  # noqa: BLE001 - the snapshot keeps answering
             log.exception(
                 "following %s v%d failed; serving the snapshot", loaded.model, loaded.version
             )
             return
+        slot = (loaded.model, loaded.alias)
+        with self._lock:
+            wanted = self._wanted.pop(slot, None)
+        if wanted is not None and wanted.version > loaded.version:
+            newer = self._rebase(wanted)  # the snapshot that came meanwhile, if passed
+            if newer is not None:
+                prepared = newer
         if self.replace(loaded.alias, prepared):
             return
         # The slot moved on meanwhile: drop this follower unless a slot uses it.
-        slot = (loaded.model, loaded.alias)
-        with self._lock:
-            if self._slots.get(slot) == key:
-                del self._slots[slot]
-            unused = key not in self._slots.values()
-            follower = self._followers.pop(key, None) if unused else None
-        if follower is not None:
-            follower.stop()
+        self._release(slot, drop=key)
 
     def feed(self, stream: str, records: Sequence[tuple[int, int, LabelledExample]]) -> None:
         """Unthreaded followers of ``stream`` learn ``(partition, offset, example)``
         records the caller has scored (each follower only its own partition's)."""
         with self._lock:
             followers = [f for (m, _), f in self._followers.items() if m == stream]
-        for follower in followers:
+        for follower in dict.fromkeys(followers):
             mine = [(o, e) for p, o, e in records if p == follower.point.partition]
             for offset, example in sorted(mine, key=lambda item: item[0]):
                 follower.feed(offset, example)
@@ -449,29 +646,49 @@ class Followers:
         self._release((old.model, old.alias or "pinned"))
 
     def following(self) -> dict[tuple[str, int], OnlineFollower]:
-        """The followers running now, by (model, version)."""
+        """The followers running now, by (model, version) (a follower that took newer
+        snapshots as its base appears under each)."""
         with self._lock:
             return dict(self._followers)
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """Stop every follower."""
         with self._lock:
-            followers = list(self._followers.values())
+            followers = list(dict.fromkeys(self._followers.values()))
+            catching = list(self._catching.values())
             self._followers.clear()
             self._slots.clear()
+        for follower in catching:
+            follower.cancel()
         for follower in followers:
             follower.stop(timeout_s)
 
-    def _release(self, slot: tuple[str, str], keep: tuple[str, int] | None = None) -> None:
+    def _release(
+        self,
+        slot: tuple[str, str],
+        keep: tuple[str, int] | None = None,
+        *,
+        drop: tuple[str, int] | None = None,
+    ) -> None:
+        """The slot now holds ``keep`` (or nothing; ``drop``: only if it still holds
+        that); a follower no slot uses any more stops."""
         with self._lock:
-            key = self._slots.pop(slot, None)
-            if key is None or key == keep or key in self._slots.values():
-                if key is not None and key == keep:
-                    self._slots[slot] = key
+            if drop is not None and self._slots.get(slot) != drop:
+                key: tuple[str, int] | None = drop
+            else:
+                key = self._slots.pop(slot, None)
+                if keep is not None:
+                    self._slots[slot] = keep
+            used = set(self._slots.values())
+            if key is None or key in used:
                 return
-            follower = self._followers.pop(key, None)
-        if follower is not None:
-            follower.stop()
+            follower = self._followers.get(key)
+            if follower is None:
+                return
+            del self._followers[key]
+            if any(f is follower for f in self._followers.values()):
+                return  # the slot of another version it stands for still uses it
+        follower.stop()
 
     def _swapped_in(self, model: str, alias: str) -> Callable[[OnlineFollower, float | None], None]:
         metrics = self.metrics

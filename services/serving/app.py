@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Collection, Sequence
@@ -49,7 +50,7 @@ from services.common.errors import BrokerError, CodecError, ConfigError
 from services.common.kafka_backend import open_consumer, open_producer
 from services.common.listen import BACKLOG, listen
 from services.common.metrics import Metrics
-from services.common.online_follower import Followers, FollowMetrics
+from services.common.online_follower import Followers, FollowMetrics, InFlight
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.signing import Keyring
@@ -66,6 +67,7 @@ log = logging.getLogger("services.serving")
 
 GRACE_S = 1.0  # SIGTERM to exit, at most (DESIGN.md)
 HTTP_GRACE_S = 0.4  # of which open HTTP requests get this long
+SWITCH_INTERVAL_S = 0.001  # the GIL switch interval while online models learn in threads
 EXIT_MARGIN_S = 0.2  # of which the process' own exit gets this long
 
 
@@ -116,12 +118,18 @@ class Serving:
         )
         self.configs = StreamConfigs(settings, client_id="driftline-serving")
         self.configs.catch_up()
+        self.in_flight = InFlight()  # requests answered now: followers learn between them
+        if service.follow:
+            # A request that arrives while a follower is inside one learn_one waits for
+            # the GIL at most this long (the interpreter's 5 ms by default).
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         self.followers = (
             Followers(
                 settings,
                 metrics=FollowMetrics(self.metrics.metrics, "serving"),
                 client_id=f"driftline-serving-follow-{self.replica_id}",
                 catch_up_s=service.follow_catch_up_s,
+                in_flight=self.in_flight,
             )
             if service.follow
             else None
@@ -324,6 +332,10 @@ class RequestLoop:
 
     def handle(self, records: list[Any]) -> None:
         """Answer a batch of request records (grouped by stream, one predict per group)."""
+        with self.serving.in_flight:
+            self._handle(records)
+
+    def _handle(self, records: list[Any]) -> None:
         by_stream: dict[str, list[tuple[Any, PredictionRequest]]] = {}
         for record in records:
             try:
@@ -460,20 +472,38 @@ def _preload() -> None:
             log.debug("cannot preload %s", name)
 
 
+class _Counted:
+    """ASGI middleware: each HTTP request counts as in flight from its first byte read
+    to its last byte sent (followers learn between requests)."""
+
+    def __init__(self, app: Any, in_flight: InFlight) -> None:
+        self.app = app
+        self.in_flight = in_flight
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with self.in_flight:
+            await self.app(scope, receive, send)
+
+
 class _Stopped(Exception):
     """SIGTERM arrived while the replica was still starting."""
 
 
 def _wait_until_ready(serving: Serving, stop: GracefulShutdown, timeout_s: float) -> bool:
-    """Wait until the subscriber has read the models topic and loaded the served versions
-    (or ``timeout_s`` passes: HTTP then opens and ``/readyz`` says what is missing).
+    """Wait until the subscriber has read the models topic and loaded the served versions,
+    and their online followers have caught up with the stream (or ``timeout_s`` passes:
+    HTTP then opens and ``/readyz`` says what is missing), so a starting replica never
+    answers with a snapshot far behind the learner.
 
     Returns False when a shutdown was requested meanwhile. HTTP stays closed (connections
     refused) until then, so a client never meets a starting replica's 503 or 404.
     """
     started = time.monotonic()
-    subscriber = serving.subscriber
-    while not subscriber.caught_up():
+    subscriber, followers = serving.subscriber, serving.followers
+    while not subscriber.caught_up() or (followers is not None and followers.catching_up()):
         if stop.wait(0.01):
             return False
         if not subscriber.running:
@@ -523,7 +553,7 @@ def serve(settings: DriftlineSettings, service: ServingSettings) -> int:
         )
         server = uvicorn.Server(
             uvicorn.Config(
-                app,
+                _Counted(app, serving.in_flight),
                 log_config=None,
                 lifespan="off",
                 access_log=False,

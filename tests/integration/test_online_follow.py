@@ -120,6 +120,21 @@ def test_a_follower_predicts_exactly_like_the_learner(
         registry.close()
 
 
+def _champion(registry: Registry, model: str) -> int | None:
+    info = registry.get_model(name=model)
+    return None if info is None else info.aliases.get("champion")
+
+
+def _metric(client: httpx.Client, name: str) -> float:
+    """The sum of a metric's samples on serving's ``/metrics``."""
+    text = client.get("/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + " ", name + "{"))
+    )
+
+
 def _infer(client: httpx.Client, model: str) -> dict[str, Any] | None:
     row = dict(examples("probe", 1, seed=5)[0].features)
     body = {
@@ -171,11 +186,30 @@ def test_serving_follows_resyncs_and_resumes_after_kill_9(
 
     try:
         publish(settings, "examples.valid", data[:600])  # v1 at 500 becomes champion
+        registry = Registry.open(settings, relay=False)
+        try:
+            wait_for(
+                lambda: _champion(registry, stream) == 1, 120, "v1 champion", procs, learner_log
+            )
+        finally:
+            registry.close()
         procs.append(start_service("serving", serving, serving_log))
-        wait_for(answers(1, 600), 120, "v1 followed to 600 examples", procs, serving_log)
+        first: list[dict[str, Any]] = []
 
-        publish(settings, "examples.valid", data[600:1100])  # v2 at 1000: a resync
+        def answered() -> bool:
+            got = _infer(client, stream)
+            if got is not None:
+                first.append(got)
+            return got is not None
+
+        wait_for(answered, 120, "serving to answer", procs, serving_log)
+        # it opens once its follower has caught up: never an answer from the bare snapshot
+        assert (first[0]["base_version"], first[0]["learned_examples"]) == (1, 600)
+
+        publish(settings, "examples.valid", data[600:1100])  # v2 at 1000: a rebase
         wait_for(answers(2, 1100), 120, "v2 followed to 1100 examples", procs, serving_log)
+        # v2 was taken as the running follower's base: one follower loaded, none since
+        assert _metric(client, "driftline_serving_online_resyncs_total") == 1.0
 
         procs[1].send_signal(signal.SIGKILL)
         procs[1].wait(timeout=30)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import pickle
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -216,3 +217,112 @@ def test_a_refusal_in_one_copy_mode_is_returned_and_not_counted() -> None:
     twin = TwinModel(Picky(), examples=3)
     assert isinstance(twin.learn({}, None), ValueError)
     assert twin.learn({}, True) is None and twin.examples == 4
+
+
+def _follow(rules: FollowRules, model: Any, data: list[LabelledExample], start: int) -> Any:
+    """Feed ``data[start:]`` (offset = index) through ``rules`` into ``model``."""
+    for offset in range(start, len(data)):
+        row = data[offset]
+        if rules.admit(offset, row) == ADMIT:
+            model.learn_one(dict(row.features), row.label)
+    return model
+
+
+def test_rules_know_a_later_snapshot_of_the_same_state() -> None:
+    data = [example(i, x, y) for i, (x, y) in enumerate(rows(60))]
+    data[20] = data[3]  # a duplicate: skipped, not counted
+    data[30] = example(30, {"x0": 99.0, "x1": 1.0, "x2": 1.0}, True)  # out of range: skipped
+    rules = FollowRules(point(next_offset=0, example_count=0, learner_id="L"))
+    for offset, row in enumerate(data):
+        rules.admit(offset, row)
+    assert rules.count == 58
+    later = point(next_offset=40, example_count=38, learner_id="L")
+    assert rules.passed(later)
+    assert rules.passed(point(next_offset=0, example_count=0, learner_id="L"))
+    assert not rules.passed(replace(later, example_count=39))  # not the state it had there
+    assert not rules.passed(replace(later, learner_id="M"))  # another learner state
+    assert not rules.passed(replace(later, config_version=2))
+    assert not rules.passed(replace(later, next_offset=61, example_count=59))  # not reached
+
+
+def test_a_refusal_corrects_the_count_for_later_positions() -> None:
+    data = [example(i, x, y) for i, (x, y) in enumerate(rows(10))]
+    rules = FollowRules(point(next_offset=0, example_count=0))
+    for offset in range(5):
+        rules.admit(offset, data[offset])
+    rules.refused(data[4])
+    for offset in range(5, 10):
+        rules.admit(offset, data[offset])
+    assert rules.count == 9
+    assert rules.passed(point(next_offset=10, example_count=9))
+
+
+def test_a_follower_passed_a_later_snapshot_is_that_snapshot_learning_on() -> None:
+    """What rebasing relies on: a model followed from snapshot A, once past snapshot B's
+    offset with B's count, predicts exactly like B followed from its own offset."""
+    data = [example(i, x, y) for i, (x, y) in enumerate(rows(900))]
+    data[500] = data[450]  # a duplicate after the first snapshot
+    learner = forest.ARFClassifier(n_models=3, seed=1)
+    learner_rules = FollowRules(point(next_offset=0, example_count=0, learner_id="L"))
+    snapshots = {}
+    for offset, row in enumerate(data):
+        if offset in (300, 700):
+            copy = pickle.loads(pickle.dumps((learner, learner_rules.ids)))  # noqa: S301
+            snapshots[offset] = (*copy, learner_rules.count)
+        if learner_rules.admit(offset, row) == ADMIT:
+            learner.learn_one(dict(row.features), row.label)
+    (a, a_ids, a_count), (b, b_ids, b_count) = snapshots[300], snapshots[700]
+    from_a = FollowRules(point(next_offset=300, example_count=a_count, learner_id="L", ids=a_ids))
+    followed = _follow(from_a, a, data, 300)
+    b_point = point(next_offset=700, example_count=b_count, learner_id="L", ids=b_ids)
+    assert from_a.passed(b_point)
+    from_b = FollowRules(b_point)
+    caught_up = _follow(from_b, b, data, 700)
+    probe = [x for x, _ in rows(200, seed=4)]
+    assert [followed.predict_proba_one(x) for x in probe] == [
+        caught_up.predict_proba_one(x) for x in probe
+    ]
+    assert from_a.count == from_b.count == learner_rules.count
+
+
+class Seen:
+    """A model that remembers what it learned, in order (picklable: the twin forks it)."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def learn_one(self, x: dict[str, Any], y: Any) -> None:
+        self.seen.append(y)
+
+
+def test_settling_teaches_the_old_live_copy_before_new_examples_arrive() -> None:
+    twin = TwinModel(Seen(), examples=0)
+    for y in range(3):
+        twin.add({}, y)
+    assert twin.swap()
+    learned: list[int] = []
+    assert twin.settle(before=lambda: learned.append(0))  # the old live copy: 0..2 now
+    assert len(learned) == 3
+    twin.add({}, 3)
+    assert twin.swap(before=lambda: learned.append(1))
+    assert learned.count(1) == 1  # the swap learned only what is new
+    assert twin.predict(lambda m: list(m.seen)) == [0, 1, 2, 3] and twin.examples == 4
+    assert twin.settle()
+    twin.add({}, 4)
+    assert twin.swap()
+    assert twin.predict(lambda m: list(m.seen)) == [0, 1, 2, 3, 4] and twin.examples == 5
+
+
+def test_a_copy_held_by_a_reader_is_not_settled() -> None:
+    twin = TwinModel(Seen(), examples=0)
+    twin.add({}, 0)
+    assert twin.swap()
+
+    def read(model: Any) -> bool:
+        twin.add({}, 1)
+        assert twin.swap()  # the copy read here is now the standby
+        return twin.settle()
+
+    assert twin.predict(read) is False
+    assert twin.settle()  # the reader left
+    assert twin.predict(lambda m: list(m.seen)) == [0, 1]
