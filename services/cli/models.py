@@ -27,11 +27,11 @@ from typing import Any
 from rich.console import Console
 
 from schemas import CATALOGUE, AliasReason, Event, ModelLoaded, ModelLoadFailed, Topics
-from services.cli.output import print_table
 from services.common.codec import decode
 from services.common.errors import CodecError
 from services.common.kafka_client import end_offsets, make_producer, read_between
 from services.common.settings import DriftlineSettings
+from services.console.output import print_table
 from services.registry.client import AliasMove, ModelInfo, ModelVersion, Registry, is_remote
 from services.registry.errors import AliasConflict, NotFound, RegistryError
 

@@ -26,13 +26,12 @@ from rich.live import Live
 
 from schemas import LabelledExample, Topics
 from schemas.predictions import PredictionRequest
-from services.cli.output import print_table
-from services.cli.spec import publish_config
 from services.common import keys
 from services.common.codec import encode
 from services.common.errors import DriftlineError
 from services.common.kafka_client import ensure_topics, make_admin, make_producer
 from services.common.settings import DriftlineSettings
+from services.console.output import print_table
 from services.demo import live, report
 from services.demo.baselines_job import load as load_baselines
 from services.demo.baselines_job import stream_args
@@ -43,6 +42,7 @@ from services.demo.stream import BAD_EVERY, DEFAULT_SEED, DemoStream, is_malform
 from services.demo.supervisor import Supervisor
 from services.ingest.producer import encode_raw
 from services.ingest.sources import Columns, csv_header, unnamed_columns
+from services.ingest.spec_publish import publish_config
 from services.localbroker.ports import free_ports
 from services.localbroker.process import LocalBroker
 from services.registry.client import Registry, is_remote
