@@ -33,6 +33,7 @@ PURE = {
     "services/trainer/gate.py",
     "services/demo/stream.py",
     "services/demo/baselines.py",
+    "services/demo/analysis.py",
     "services/demo/report.py",
     "services/evaluator/scoring.py",
     "services/evaluator/decision.py",

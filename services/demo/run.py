@@ -32,7 +32,7 @@ from services.common.errors import DriftlineError
 from services.common.kafka_client import ensure_topics, make_admin, make_producer
 from services.common.settings import DriftlineSettings
 from services.console.output import print_table
-from services.demo import live, report
+from services.demo import analysis, live, report
 from services.demo.baselines_job import load as load_baselines
 from services.demo.baselines_job import stream_args
 from services.demo.checks import LAG_WARNING, Check, LagSample, end_checks
@@ -98,7 +98,7 @@ class LoopOutcome:
     samples: list[LagSample]
     run_dir: Path
     report_path: Path
-    summary: list[report.SummaryRow]
+    summary: list[analysis.SummaryRow]
     statuses: dict[str, int | None]
 
     @property
@@ -583,7 +583,9 @@ def _at(positions: list[int], count: int) -> int:
     return positions[min(count, len(positions)) - 1] + 1
 
 
-def _served_curve(state: DemoState, positions: list[int], metric: str = "accuracy") -> report.Curve:
+def _served_curve(
+    state: DemoState, positions: list[int], metric: str = "accuracy"
+) -> analysis.Curve:
     """The served model's ``metric`` from the evaluator's ``served`` track (across swaps).
 
     The track counts the valid examples the evaluator scored with the champion of the
@@ -603,12 +605,12 @@ def _served_curve(state: DemoState, positions: list[int], metric: str = "accurac
         if total is not None:
             cumulative.append((x, snap.example_count, total * snap.example_count))
     window = snaps[-1].window if snaps else 1
-    return report.Curve("driftline (served)", "served", tuple(rolling), window, tuple(cumulative))
+    return analysis.Curve("driftline (served)", "served", tuple(rolling), window, tuple(cumulative))
 
 
 def _report(
     state: DemoState, source: DemoStream, run_dir: Path, elapsed_s: float, checks: list[Check]
-) -> tuple[Path, list[report.SummaryRow]]:
+) -> tuple[Path, list[analysis.SummaryRow]]:
     positions = _valid_positions(state)
     metric = "accuracy" if source.config.spec.label.kind == "class" else "mae"
     served = _served_curve(state, positions, metric)
@@ -619,7 +621,7 @@ def _report(
         version = state.alias(name)
         if version is not None:
             aliases.setdefault(version, []).append(name)
-    data = report.build_report(
+    data = analysis.build_report(
         source,
         baselines,
         served=served,
@@ -655,7 +657,7 @@ def _report(
         ),
     )
     path = report.write_report(run_dir / "report.html", data)
-    return path, report.summarize_data(data)
+    return path, analysis.summarize_data(data)
 
 
 def _print_summary(console: Console, outcome: LoopOutcome) -> None:
