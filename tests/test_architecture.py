@@ -26,7 +26,6 @@ PURE = {
     "services/learner/prequential.py",
     "services/learner/drift.py",
     "services/learner/core.py",
-    "services/learner/quality.py",
     "services/learner/errors.py",
     "services/trainer/window.py",
     "services/trainer/train.py",
