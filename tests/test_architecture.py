@@ -26,13 +26,13 @@ PURE = {
     "services/learner/prequential.py",
     "services/learner/drift.py",
     "services/learner/core.py",
-    "services/learner/quality.py",
     "services/learner/errors.py",
     "services/trainer/window.py",
     "services/trainer/train.py",
     "services/trainer/gate.py",
     "services/demo/stream.py",
     "services/demo/baselines.py",
+    "services/demo/analysis.py",
     "services/demo/report.py",
     "services/evaluator/scoring.py",
     "services/evaluator/decision.py",
@@ -121,3 +121,58 @@ def test_services_open_the_registry_over_http() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout.split()
     assert out == ["RestStore", "False"]
+
+
+def package_graph() -> dict[str, set[str]]:
+    """``services`` package -> the other ``services`` packages its modules import
+    (inside functions too: a deferred import is still a dependency)."""
+    graph: dict[str, set[str]] = {}
+    for path in SOURCES:
+        name = rel(path)
+        if not name.startswith("services/") or name.count("/") < 2:
+            continue
+        package = name.split("/")[1]
+        targets = graph.setdefault(package, set())
+        for mod in imports(path):
+            parts = mod.split(".")
+            if parts[0] == "services" and len(parts) > 1 and parts[1] != package:
+                targets.add(parts[1])
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of ``graph`` as a path that starts and ends at the same node (None: acyclic).
+
+    >>> find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    True
+    >>> find_cycle({"cli": {"demo"}, "demo": {"cli", "common"}, "common": set()})
+    ['cli', 'demo', 'cli']
+    """
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return None
+        for nxt in sorted(graph.get(node, ())):
+            if (cycle := visit(nxt, [*path, node])) is not None:
+                return cycle
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        if (cycle := visit(start, [])) is not None:
+            return cycle
+    return None
+
+
+def test_no_import_cycle_between_packages() -> None:
+    """The packages under ``services/`` form layers: no package imports, through any chain,
+    one that imports it back (what both sides need lives below both, as
+    :mod:`services.console` does for the CLI and the demo)."""
+    graph = package_graph()
+    assert {"cli", "demo", "common"} <= graph.keys()
+    assert "demo" in graph["cli"]  # the CLI starts the demo: the walk sees real edges
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle between packages: " + " -> ".join(cycle or [])

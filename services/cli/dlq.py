@@ -34,7 +34,6 @@ from typing import Any
 from rich.console import Console
 
 from schemas import DeadLetter, ReasonCode, Topics
-from services.cli.output import print_table
 from services.common.codec import decode
 from services.common.errors import BrokerError, BrokerUnavailable, CodecError
 from services.common.kafka_client import (
@@ -45,6 +44,7 @@ from services.common.kafka_client import (
     subscribe_from_beginning,
 )
 from services.common.settings import DriftlineSettings
+from services.console.output import print_table
 
 REPLAY_HEADER = "driftline-replayed-from"
 _READ_TIMEOUT_S = 120.0

@@ -21,11 +21,11 @@ from typing import Any
 from rich.console import Console
 
 from schemas import LabelledExample, Topics
-from services.cli.output import print_table, progress_bar
 from services.common.errors import BrokerUnavailable, ConfigError
 from services.common.kafka_backend import open_producer
 from services.common.kafka_client import end_offsets
 from services.common.settings import DriftlineSettings
+from services.console.output import print_table, progress_bar
 from services.ingest.producer import PRODUCE_OVERRIDES, SendReport, encode_raw, send_all
 from services.ingest.sources import (
     SYNTHETIC,

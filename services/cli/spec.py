@@ -3,7 +3,7 @@
 ``infer`` proposes a config from data (a file or a dataset) and writes it as YAML;
 ``publish`` validates YAML configs (files or directories of them), gives each the next
 version of its stream and sends them to the compacted ``streams`` topic (unchanged configs
-are not re-published unless ``--force``; see :mod:`services.cli.spec_publish`); ``show``
+are not re-published unless ``--force``; see :mod:`services.ingest.spec_publish`); ``show``
 prints the current config of a stream; ``list`` the streams.
 """
 
@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,20 +23,11 @@ from typing import Any
 from rich.console import Console
 
 from schemas import StreamConfig
-from services.cli.output import print_table, progress_bar
 from services.cli.produce import add_source_options, open_source, stream_name
-from services.cli.spec_publish import (
-    FAILED,
-    PUBLISHED,
-    UNCHANGED,
-    Outcome,
-    load_config_files,
-    publish_configs,
-    read_configs,
-)
-from services.common.config_files import config_to_yaml
-from services.common.errors import ConfigError, DriftlineError
+from services.common.config_files import config_paths, config_to_yaml, read_config_files
+from services.common.errors import ConfigError
 from services.common.settings import DriftlineSettings
+from services.console.output import print_table, progress_bar
 from services.ingest.infer import (
     DEFAULT_MARGIN,
     DEFAULT_MAX_CATEGORIES,
@@ -43,6 +35,14 @@ from services.ingest.infer import (
     infer_config,
 )
 from services.ingest.sources import Record, csv_header, is_dataset, unnamed_columns
+from services.ingest.spec_publish import (
+    FAILED,
+    PUBLISHED,
+    UNCHANGED,
+    Outcome,
+    publish_configs,
+    read_configs,
+)
 
 # Fields of a StreamConfig that a YAML file holds (the envelope is added on publish).
 INFER_DEFAULT_ROWS = 100_000
@@ -178,6 +178,20 @@ def infer_cmd(args: argparse.Namespace) -> int:
 PROGRESS_FROM = 20
 
 
+def load_config_files(paths: Sequence[Path]) -> list[tuple[Path, StreamConfig]]:
+    """The configs of ``paths`` (files and directories of ``*.yaml``/``*.yml``), all
+    validated first: any bad file raises a ConfigError naming it, before anything is sent.
+    A ``version`` in a file is ignored, with a note."""
+    loaded = read_config_files(config_paths(list(paths)))
+    for path, _config, had_version in loaded:
+        if had_version:
+            print(
+                f"note: {path}: version is assigned on publish; the file's is ignored",
+                file=sys.stderr,
+            )
+    return [(path, config) for path, config, _ in loaded]
+
+
 def load_config_file(path: Path) -> StreamConfig:
     """A YAML stream config, validated (any ``version`` in the file is ignored, with a note)."""
     return load_config_files([path])[0][1]
@@ -205,20 +219,6 @@ def publish_cmd(args: argparse.Namespace) -> int:
         )
     _print_published(args, outcomes, time.perf_counter() - started, console)
     return 1 if any(o.status == FAILED for o in outcomes) else 0
-
-
-def publish_config(
-    settings: DriftlineSettings, config: StreamConfig, *, force: bool = False
-) -> tuple[StreamConfig, str]:
-    """Publish ``config`` as the next version of its stream and record it in the registry.
-
-    An unchanged config is not published again unless ``force``; returns the config in
-    force and what happened. Raises DriftlineError when the broker did not acknowledge it.
-    """
-    [outcome] = publish_configs(settings, [config], force=force)
-    if outcome.status == FAILED:
-        raise DriftlineError(f"{config.stream}: {outcome.message}")
-    return outcome.config, outcome.message
 
 
 def _print_published(

@@ -6,9 +6,9 @@ import argparse
 from typing import Any
 
 from schemas import Topics
-from services.cli.output import print_table
 from services.common.kafka_client import ensure_topics, make_admin
 from services.common.settings import DriftlineSettings
+from services.console.output import print_table
 
 
 def register(sub: Any) -> None:

@@ -11,7 +11,6 @@ report compares the served model with in-process baselines on the same stream.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -24,28 +23,26 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-from schemas import LabelledExample, Topics
-from schemas.predictions import PredictionRequest
-from services.cli.output import print_table
-from services.cli.spec import publish_config
-from services.common import keys
-from services.common.codec import encode
+from schemas import Topics
 from services.common.errors import DriftlineError
-from services.common.kafka_client import ensure_topics, make_admin, make_producer
+from services.common.kafka_client import ensure_topics, make_admin
 from services.common.settings import DriftlineSettings
-from services.demo import live, report
-from services.demo.baselines_job import load as load_baselines
+from services.console.output import print_table
+from services.demo import analysis, live
 from services.demo.baselines_job import stream_args
-from services.demo.checks import LAG_WARNING, Check, LagSample, end_checks
+from services.demo.checks import Check, LagSample, end_checks
+from services.demo.credentials import PRIVATE_VARS, service_token_env, signing_env
 from services.demo.observer import Observer
+from services.demo.replay import ReplayView, produce, settle
+from services.demo.run_report import write_run_report
 from services.demo.state import DemoState
-from services.demo.stream import BAD_EVERY, DEFAULT_SEED, DemoStream, is_malformed, load_stream
+from services.demo.stream import DEFAULT_SEED, DemoStream, load_stream
 from services.demo.supervisor import Supervisor
-from services.ingest.producer import encode_raw
 from services.ingest.sources import Columns, csv_header, unnamed_columns
+from services.ingest.spec_publish import publish_config
 from services.localbroker.ports import free_ports
 from services.localbroker.process import LocalBroker
-from services.registry.client import Registry, is_remote
+from services.registry.client import is_remote
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +65,6 @@ COUNTERS = {
     "evaluator": (("driftline_evaluator_examples_total",), "examples"),
 }
 RATE, RATE_QUICK = 150.0, 150.0  # examples/s replayed: the loop keeps up on 2 cores
-GARBAGE_EVERY = 2000  # one undecodable message in this many examples
 
 
 @dataclass(frozen=True)
@@ -98,86 +94,13 @@ class LoopOutcome:
     samples: list[LagSample]
     run_dir: Path
     report_path: Path
-    summary: list[report.SummaryRow]
+    summary: list[analysis.SummaryRow]
     statuses: dict[str, int | None]
 
     @property
     def ok(self) -> bool:
         """Every required check passed."""
         return all(c.ok for c in self.checks if c.required)
-
-
-SIGNERS = frozenset({"registry", "learner", "trainer"})  # hold the private key
-STATE_KEEPERS = frozenset({"evaluator"})  # checkpoint without a private key
-PRIVATE_VARS = ("DRIFTLINE_SIGNING_KEY", "DRIFTLINE_SIGNING_KEY_ID")
-
-
-@dataclass(frozen=True)
-class KeyEnv:
-    """The key settings of the demo's services: ``signer`` for the registry, the learner
-    and the trainer only; ``state`` (the checkpoint key) for the evaluator only;
-    ``verifier`` (public keys) for every service."""
-
-    signer: dict[str, str]
-    verifier: dict[str, str]
-    state: dict[str, str]
-
-    def of(self, service: str) -> dict[str, str]:
-        """The key settings ``service`` gets."""
-        env = dict(self.verifier)
-        if service in SIGNERS:
-            env.update(self.signer)
-        if service in STATE_KEEPERS:
-            env.update(self.state)
-        return env
-
-
-def signing_env(settings: DriftlineSettings, console: Console) -> KeyEnv:
-    """The configured signing key, or a key pair kept in the data dir (generated once):
-    the private key goes to signers only, its public key to every service."""
-    if settings.signing_key is not None and settings.signing_key_id is not None:
-        private = settings.signing_key.get_secret_value()
-        key_id = settings.signing_key_id
-    else:
-        key_id = "demo"
-        path = settings.data_path / "demo-ed25519.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(keys.generate()[0], encoding="utf-8")
-            path.chmod(0o600)
-            console.print(f"[bold]signing[/]: generated an Ed25519 key pair into {path}")
-        else:
-            console.print(f"[bold]signing[/]: using the demo key pair in {path}")
-        private = path.read_text(encoding="utf-8").strip()
-    public = keys.public_text(keys.load_private_key(private).public_key())
-    listed = settings.verify_keys.get_secret_value() if settings.verify_keys else ""
-    checkpoint = settings.checkpoint_key.get_secret_value() if settings.checkpoint_key else None
-    if checkpoint is None:
-        cp_path = settings.data_path / "demo-checkpoint.key"
-        if not cp_path.exists():
-            cp_path.write_text(secrets.token_hex(32), encoding="utf-8")
-            cp_path.chmod(0o600)
-        checkpoint = cp_path.read_text(encoding="utf-8").strip()
-    console.print(
-        f"[bold]signing[/]: key id {key_id!r}: the private key to "
-        f"{', '.join(sorted(SIGNERS))}; serving and the evaluator get its public key only"
-    )
-    return KeyEnv(
-        signer={"DRIFTLINE_SIGNING_KEY": private, "DRIFTLINE_SIGNING_KEY_ID": key_id},
-        verifier={
-            "DRIFTLINE_VERIFY_KEYS": ",".join(k for k in (f"{key_id}:{public}", listed) if k),
-        },
-        state={"DRIFTLINE_CHECKPOINT_KEY": checkpoint},
-    )
-
-
-def service_token_env(settings: DriftlineSettings, console: Console) -> dict[str, str]:
-    """The token the services write to the registry with: the configured one, or one
-    made for this run (handed to the registry and the services like the signing key)."""
-    if settings.service_token is not None:
-        return {}
-    console.print("[bold]registry[/]: generated a service token for this run's services")
-    return {"DRIFTLINE_SERVICE_TOKEN": secrets.token_urlsafe(32)}
 
 
 def run_demo(settings: DriftlineSettings, options: DemoOptions, console: Console) -> int:
@@ -327,7 +250,7 @@ def _run(
         )
         started = time.monotonic()
         display = Live(console=console, refresh_per_second=4) if options.live else None
-        view = _View(
+        view = ReplayView(
             sup,
             observer,
             views,
@@ -341,8 +264,10 @@ def _run(
         if display is not None:
             display.start()
         try:
-            produced = _produce(local, source, view, options)
-            learned = _settle(local, view, ports, timeout_s=180.0 if options.quick else 300.0)
+            produced = produce(
+                local, source, view, options.rate or (RATE_QUICK if options.quick else RATE)
+            )
+            learned = settle(local, view, ports, timeout_s=180.0 if options.quick else 300.0)
             view.tick(force=True)
         finally:
             if display is not None:
@@ -362,7 +287,9 @@ def _run(
             checks = end_checks(
                 local, snapshot, learned, expect_drift=bool(source.drifts), samples=view.samples
             )
-            path, summary = _report(snapshot, source, run_dir, time.monotonic() - started, checks)
+            path, summary = write_run_report(
+                snapshot, source, run_dir, time.monotonic() - started, checks
+            )
         statuses = sup.stop_all()
     observer.stop()
     return LoopOutcome(
@@ -396,266 +323,6 @@ def _wait_metric(
         if time.monotonic() > deadline:
             raise DriftlineError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(0.2)
-
-
-class _View:
-    """Refreshes the live view (and checks the children) at most every ``every_s``."""
-
-    def __init__(
-        self,
-        sup: Supervisor,
-        observer: Observer,
-        views: list[live.ServiceView],
-        display: Live | None,
-        total: int,
-        started: float,
-        every_s: float = 0.5,
-        *,
-        learner_url: str | None = None,
-        console: Console | None = None,
-        metric: str = "accuracy",
-    ) -> None:
-        self.sup, self.observer, self.views, self.display = sup, observer, views, display
-        self.total, self.started, self.every_s = total, started, every_s
-        self.learner_url, self.console, self.metric = learner_url, console, metric
-        self._last = 0.0
-        self.produced = 0
-        self.phase = "producing"
-        self.samples: list[LagSample] = []
-        self._warned = False
-
-    def tick(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < self.every_s:
-            return
-        self._last = now
-        self.sup.check()
-        if self.observer.error is not None:
-            raise DriftlineError(f"the demo's topic observer failed: {self.observer.error}")
-        lag = self._sample()
-        if self.display is None:
-            return
-        for view, child in zip(self.views, self.sup.children, strict=False):
-            view.alive = child.alive
-        live.refresh(self.views)
-        with self.observer.locked() as state:
-            self.display.update(
-                live.render(
-                    state,
-                    self.views,
-                    produced=self.produced,
-                    total=self.total,
-                    elapsed_s=now - self.started,
-                    phase=self.phase,
-                    lag=lag,
-                    lag_warning=LAG_WARNING,
-                    metric=self.metric,
-                )
-            )
-
-    def _sample(self) -> int | None:
-        """Read the learner's position; warn (once per episode) when it lags the replay."""
-        if self.learner_url is None or self.phase != "producing":
-            return None
-        learned = live.scrape(self.learner_url, ("driftline_learner_examples_total",))
-        if learned is None:
-            return None
-        replayed = self.produced - self.produced // BAD_EVERY  # less the malformed ones
-        sample = LagSample(int(time.time() * 1000), replayed, int(learned))
-        self.samples.append(sample)
-        if sample.lag > LAG_WARNING and not self._warned:
-            self._warned = True
-            if self.console is not None:
-                self.console.print(
-                    f"[yellow]warning[/]: the learner lags the replay by {sample.lag:,} "
-                    f"examples (more than {LAG_WARNING}); the served model is that far behind"
-                )
-        elif sample.lag <= LAG_WARNING // 2:
-            self._warned = False
-        return sample.lag
-
-
-def _malformed(example: LabelledExample, index: int) -> bytes:
-    """A broken copy of ``example`` that the validator must dead-letter (not lose)."""
-    doc = example.model_dump(mode="json")
-    features = doc["features"]
-    kind = index // BAD_EVERY % 3
-    if kind == 0 and features:
-        features.pop(sorted(features)[0])  # missing_feature
-    elif kind == 1:
-        features["not_in_the_spec"] = 1.0  # unexpected_feature
-    else:
-        doc["label"] = "not-a-label"  # bad_label
-    return json.dumps(doc).encode()
-
-
-def _produce(
-    settings: DriftlineSettings,
-    source: DemoStream,
-    view: _View,
-    options: DemoOptions,
-) -> int:
-    topics = Topics(settings.topic_prefix)
-    raw, requests = topics.name("examples.raw"), topics.name("predictions.requests")
-    producer = make_producer(settings, client_id="driftline-demo", linger_ms=5)
-    rate = options.rate or (RATE_QUICK if options.quick else RATE)
-    stream = source.name
-    key = stream.encode()
-    sent = 0
-    try:
-        for index, (example_id, features, label) in enumerate(source.identified()):
-            delay = view.started + index / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)  # pacing the replay, not waiting for a result
-            now = datetime.now(UTC)
-            example = LabelledExample(
-                stream=stream,
-                example_id=example_id,
-                features=features,
-                label=label,
-                event_time=now,
-            )
-            with view.observer.locked() as state:
-                state.expect(example_id, index)
-                serving = bool(state.loads)
-            if is_malformed(index):
-                producer.send(raw, key=key, value=_malformed(example, index))
-            else:
-                if serving:  # the request comes first; its label follows
-                    request = PredictionRequest(
-                        stream=stream, example_id=example_id, features=features
-                    )
-                    producer.send(requests, key=key, value=encode(request))
-                producer.send(raw, key=key, value=encode_raw(example))
-            if index % GARBAGE_EVERY == GARBAGE_EVERY // 2:
-                producer.send(raw, key=key, value=b"\xff\xfe not an event")
-                with view.observer.locked() as state:
-                    state.garbage_sent += 1
-            sent = index + 1
-            view.produced = sent
-            view.tick()
-        producer.flush()
-    finally:
-        producer.close()
-    return sent
-
-
-def _settle(
-    settings: DriftlineSettings,
-    view: _View,
-    ports: dict[str, int],
-    timeout_s: float,
-) -> float | None:
-    """Wait until every example is accounted for, learned, and no training run is open."""
-    view.phase = "settling"
-    learner_url = f"http://127.0.0.1:{ports['learner']}/metrics"
-    registry = Registry.open(settings, relay=False)
-    deadline = time.monotonic() + timeout_s
-    learned: float | None = None
-    try:
-        while time.monotonic() < deadline:
-            view.tick(force=True)
-            learned = live.scrape(learner_url, ("driftline_learner_examples_total",))
-            with view.observer.locked() as state:
-                accounted = not state.unaccounted() and (
-                    state.rejected_unreadable >= state.garbage_sent
-                )
-                valid = len(state.valid_ids)
-                stream = state.stream
-            running = [r for r in registry.list_runs(model=stream) if r.status == "running"]
-            if accounted and learned is not None and learned >= valid and not running:
-                return learned
-            time.sleep(0.5)
-    finally:
-        registry.close()
-    return learned
-
-
-def _valid_positions(state: DemoState) -> list[int]:
-    """Stream index of the k-th valid example (the valid topic keeps the stream's order)."""
-    return sorted(state.index_of[i] for i in state.valid_ids if i in state.index_of)
-
-
-def _at(positions: list[int], count: int) -> int:
-    """The stream index just after the ``count``-th valid example."""
-    if not positions or count <= 0:
-        return 0
-    return positions[min(count, len(positions)) - 1] + 1
-
-
-def _served_curve(state: DemoState, positions: list[int], metric: str = "accuracy") -> report.Curve:
-    """The served model's ``metric`` from the evaluator's ``served`` track (across swaps).
-
-    The track counts the valid examples the evaluator scored with the champion of the
-    moment; they run without a gap from the first champion to the end of the stream, so
-    the k-th scored one is valid example ``skipped + k``.
-    """
-    snaps = sorted((s for s in state.served if s.role == "served"), key=lambda s: s.example_count)
-    skipped = max(0, len(positions) - (snaps[-1].example_count if snaps else 0))
-    rolling: list[tuple[int, float]] = []
-    cumulative: list[tuple[int, int, float]] = []
-    for snap in snaps:
-        x = _at(positions, skipped + snap.example_count)
-        value = snap.values.get(f"rolling_{metric}")
-        if value is not None:
-            rolling.append((x, value))
-        total = snap.values.get(metric)
-        if total is not None:
-            cumulative.append((x, snap.example_count, total * snap.example_count))
-    window = snaps[-1].window if snaps else 1
-    return report.Curve("driftline (served)", "served", tuple(rolling), window, tuple(cumulative))
-
-
-def _report(
-    state: DemoState, source: DemoStream, run_dir: Path, elapsed_s: float, checks: list[Check]
-) -> tuple[Path, list[report.SummaryRow]]:
-    positions = _valid_positions(state)
-    metric = "accuracy" if source.config.spec.label.kind == "class" else "mae"
-    served = _served_curve(state, positions, metric)
-    baselines_file = run_dir / "baselines.json"
-    baselines = load_baselines(baselines_file) if baselines_file.exists() else []
-    aliases: dict[int, list[str]] = {}
-    for name in ("champion", "challenger", "online"):
-        version = state.alias(name)
-        if version is not None:
-            aliases.setdefault(version, []).append(name)
-    data = report.build_report(
-        source,
-        baselines,
-        served=served,
-        drift_events=[
-            d.model_copy(update={"example_count": _at(positions, d.example_count)})
-            for d in state.drifts
-        ],
-        swaps=[
-            (move, state.first_answer[move.to_version])
-            for move in state.alias_moves
-            if move.alias == "champion"
-            and move.to_version is not None
-            and move.to_version in state.first_answer
-        ],
-        versions=[state.versions[v] for v in sorted(state.versions)],
-        aliases={v: ", ".join(names) for v, names in aliases.items()},
-        metadata=(
-            ("run directory", str(run_dir)),
-            ("duration", f"{elapsed_s:,.0f} s"),
-            ("examples produced", f"{state.produced:,}"),
-            ("valid / rejected", f"{len(state.valid_ids):,} / {len(state.rejected_ids):,}"),
-            ("dead letters", ", ".join(f"{r} {n}" for r, n in state.dead_reasons.items())),
-            ("drift events", str(len(state.drifts))),
-            ("promotions", str(len(state.promotions()))),
-            ("swaps seen by serving", str(len(state.swaps()))),
-            *(
-                (
-                    f"check: {c.name}",
-                    ("ok: " if c.ok else "FAILED: " if c.required else "WARNING: ") + c.detail,
-                )
-                for c in checks
-            ),
-        ),
-    )
-    path = report.write_report(run_dir / "report.html", data)
-    return path, report.summarize_data(data)
 
 
 def _print_summary(console: Console, outcome: LoopOutcome) -> None:

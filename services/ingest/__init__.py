@@ -1,1 +1,2 @@
-"""Getting labelled examples into Kafka: data sources (pure) and the producer (edge)."""
+"""Getting labelled examples and their stream configs into Kafka: data sources (pure), the
+example producer and the stream-config publisher (edges)."""

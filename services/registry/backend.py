@@ -16,6 +16,8 @@ Kafka writes an outbox row in its own transaction.
 
 >>> describe_expect(ANY), describe_expect(None), describe_expect([3, None])
 (None, [None], [None, 3])
+>>> expect_from(describe_expect({3, None})) == {3, None}
+True
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ from services.registry.domain import (
     VersionDraft,
 )
 
-__all__ = ["ANY", "CheckpointBlob", "RegistryStore", "describe_expect", "expect_from"]
+__all__ = [
+    "ANY",
+    "CheckpointBlob",
+    "RegistryStore",
+    "describe_expect",
+    "expect_from",
+    "expect_text",
+]
 
 ANY: Any = object()  # "expect" sentinel: move whatever the alias points at now
 
@@ -64,6 +73,18 @@ def describe_expect(expect: Any) -> list[int | None] | None:
 def expect_from(accepted: list[int | None] | None) -> Any:
     """The inverse of :func:`describe_expect`."""
     return ANY if accepted is None else set(accepted)
+
+
+def expect_text(expect: Any) -> str:
+    """An ``expect`` as a person reads it in a conflict.
+
+    >>> expect_text(ANY), expect_text(None), expect_text({4, None, 3})
+    ('anything', 'nothing', 'nothing or v3 or v4')
+    """
+    accepted = describe_expect(expect)
+    if accepted is None:
+        return "anything"
+    return " or ".join("nothing" if v is None else f"v{v}" for v in accepted)
 
 
 class RegistryStore(Protocol):

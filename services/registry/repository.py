@@ -25,7 +25,7 @@ from schemas import (
     utcnow,
 )
 from services.common.codec import encode, event_key
-from services.registry.backend import ANY
+from services.registry.backend import describe_expect, expect_text
 from services.registry.domain import (
     AliasMove,
     Candidate,
@@ -33,6 +33,7 @@ from services.registry.domain import (
     ModelVersion,
     SpecVersion,
     TrainingRun,
+    VersionDraft,
 )
 from services.registry.errors import AliasConflict, FrozenModel, NotFound, SpecConflict
 from services.registry.tables import (
@@ -168,42 +169,32 @@ def insert_version(
     *,
     model: str,
     version: int,
-    kind: str,
-    flavor: str,
-    algorithm: str,
-    params: dict[str, Any],
-    metrics: dict[str, float],
-    evaluation: dict[str, Any],
-    spec_sha256: str,
+    draft: VersionDraft,
     artifact: ArtifactRef,
-    lineage: Lineage,
-    parent_version: int | None,
-    run_id: str | None,
-    training_duration_s: float | None,
-    idempotency_key: str | None = None,
     http_url: str | None = None,
 ) -> ModelVersion:
-    """Insert a version row and queue its ModelVersionPublished event."""
+    """Insert a version row (``draft`` numbered ``version``, its bytes stored as
+    ``artifact``) and queue its ModelVersionPublished event."""
     row = ModelVersionRow(
         model=model,
         version=version,
-        kind=kind,
-        flavor=flavor,
-        algorithm=algorithm,
-        params=params,
-        metrics=metrics,
-        evaluation=evaluation,
-        spec_sha256=spec_sha256,
+        kind=draft.kind,
+        flavor=draft.flavor,
+        algorithm=draft.algorithm,
+        params=draft.params,
+        metrics=draft.metrics,
+        evaluation=draft.evaluation,
+        spec_sha256=draft.spec_sha256,
         sha256=artifact.sha256,
         signature=artifact.signature,
         key_id=artifact.key_id,
         artifact_uri=artifact.uri,
         size=artifact.size,
-        lineage=lineage.model_dump(mode="json"),
-        parent_version=parent_version,
-        run_id=run_id,
-        idempotency_key=idempotency_key,
-        training_duration_s=training_duration_s,
+        lineage=draft.lineage.model_dump(mode="json"),
+        parent_version=draft.parent_version,
+        run_id=draft.run_id,
+        idempotency_key=draft.idempotency_key,
+        training_duration_s=draft.training_duration_s,
         status="registered",
         created_at=utcnow(),
     )
@@ -358,8 +349,9 @@ def move_alias(
     """Compare-and-set an alias and queue its AliasMoved event.
 
     ``expect`` is the version the caller saw (None: unset), a collection of acceptable
-    versions, or :data:`ANY`. ``move_id`` (a UUID) becomes the event id; a move already
-    recorded under it is returned as it was, so a retried request moves nothing twice.
+    versions, or :data:`~services.registry.backend.ANY`. ``move_id`` (a UUID) becomes the
+    event id; a move already recorded under it is returned as it was, so a retried
+    request moves nothing twice.
     """
     if move_id is not None:
         recorded = move_by_event_id(session, event_id=move_id)
@@ -376,7 +368,7 @@ def move_alias(
     current = row.version if row else None
     accepted = _accepted(expect)
     if accepted is not None and current not in accepted:
-        raise AliasConflict(model, alias, _describe(expect), current)
+        raise AliasConflict(model, alias, expect_text(expect), current)
     now = utcnow()
     if row is None:
         session.add(AliasRow(model=model, alias=alias, version=to_version, updated_at=now))
@@ -390,7 +382,7 @@ def move_alias(
         )
         if done.rowcount != 1:  # type: ignore[attr-defined]
             raise AliasConflict(
-                model, alias, _describe(expect), get_alias(session, model=model, alias=alias)
+                model, alias, expect_text(expect), get_alias(session, model=model, alias=alias)
             )
     event = AliasMoved(
         model=model,
@@ -427,21 +419,8 @@ def move_by_event_id(session: Session, *, event_id: str) -> AliasMove | None:
 
 
 def _accepted(expect: Any) -> set[int | None] | None:
-    if expect is ANY:
-        return None
-    if isinstance(expect, Collection) and not isinstance(expect, str):
-        return set(expect)
-    return {expect}
-
-
-def _describe(expect: Any) -> str:
-    accepted = _accepted(expect)
-    if accepted is None:
-        return "anything"
-    return " or ".join(
-        "nothing" if v is None else f"v{v}"
-        for v in sorted(accepted, key=lambda v: -1 if v is None else v)
-    )
+    accepted = describe_expect(expect)
+    return None if accepted is None else set(accepted)
 
 
 def alias_history(

@@ -36,7 +36,7 @@ import httpx
 
 from schemas import AliasReason, StreamConfig, Topics
 from services.common.settings import DriftlineSettings
-from services.registry.backend import CheckpointBlob, describe_expect
+from services.registry.backend import CheckpointBlob, describe_expect, expect_text
 from services.registry.domain import (
     AliasMove,
     GcReport,
@@ -279,7 +279,7 @@ class RestStore:
         try:
             return AliasMove.model_validate(self._json("POST", path, json=body))
         except AliasConflict as exc:
-            raise AliasConflict(model, alias, _expected(expect), exc.actual) from None
+            raise AliasConflict(model, alias, expect_text(expect), exc.actual) from None
 
     def alias_history(
         self, *, model: str, alias: str | None = None, limit: int = 100
@@ -456,10 +456,3 @@ def _error(response: httpx.Response) -> RegistryError:
             "check DRIFTLINE_SERVICE_TOKEN (DRIFTLINE_ADMIN_TOKEN to freeze)"
         )
     return RegistryError(f"the registry answered HTTP {status}: {detail}")
-
-
-def _expected(expect: Any) -> str:
-    accepted = describe_expect(expect)
-    if accepted is None:
-        return "anything"
-    return " or ".join("nothing" if v is None else f"v{v}" for v in accepted)

@@ -25,7 +25,8 @@ from services.common.errors import DriftlineError
 from services.common.predictor import Predictor, Vectorizer
 from services.registry.client import Registry
 from services.trainer import train, window
-from services.trainer.runner import canonical, content_sha256, labels, normalized
+from services.trainer.fingerprint import canonical, content_sha256, normalized
+from services.trainer.runner import labels
 from services.trainer.window import Row
 
 ReadRanges = Callable[[str, Sequence[OffsetRange]], list[Row]]

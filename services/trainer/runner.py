@@ -16,12 +16,9 @@ process pool. Every step can be repeated after a crash:
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
-import io
 import itertools
 import logging
 import math
-import pickle
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,21 +28,27 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from schemas import AliasReason, Lineage, StreamConfig
+from schemas import StreamConfig
 from schemas.drift import DriftDetected, RetrainRequested
 from schemas.streams import Spec
 from services.common.errors import BrokerError, DataExpired, DriftlineError
 from services.common.metrics import BoundedStreams, Metrics
-from services.common.predictor import Predictor, Vectorizer
+from services.common.predictor import Vectorizer
 from services.registry.client import (
-    AliasConflict,
-    FrozenModel,
     ModelVersion,
     Registry,
     RegistryUnavailable,
     TrainingRun,
 )
-from services.trainer import gate, train, window
+from services.trainer import gate, promotion, window
+from services.trainer.candidates import (
+    Candidate,
+    Timings,
+    champion_at_start,
+    fit_candidates,
+    online_scored,
+    score_version,
+)
 from services.trainer.replay import Bounds, ReplayStats
 from services.trainer.window import Row
 
@@ -138,17 +141,6 @@ class TrainerMetrics:
         self.in_progress = m.gauge("trainer_runs_in_progress", "Runs under way.")
 
 
-@dataclass
-class Timings:
-    """Seconds per phase of one run (for logs, metrics and the benchmark)."""
-
-    phases: dict[str, float] = field(default_factory=dict)
-
-    def add(self, phase: str, seconds: float) -> None:
-        """Add ``seconds`` to ``phase``."""
-        self.phases[phase] = self.phases.get(phase, 0.0) + seconds
-
-
 @dataclass(frozen=True)
 class Result:
     """What :meth:`Trainer.handle` did."""
@@ -158,14 +150,6 @@ class Result:
     winner_version: int | None = None
     decision: str = ""
     timings: Timings = field(default_factory=Timings)
-
-
-@dataclass
-class _Candidate:
-    name: str
-    version: ModelVersion
-    scored: gate.Scored
-    fit_s: float
 
 
 class Trainer:
@@ -459,7 +443,9 @@ class Trainer:
             "records_read": stats.records,
             "skipped": dict(sorted(stats.skipped.items())),
         }
-        candidates = self._candidates(
+        candidates = fit_candidates(
+            self.registry,
+            self.pool,
             run=run,
             config=config,
             lineage=lineage,
@@ -471,12 +457,12 @@ class Trainer:
         t2 = time.perf_counter()
 
         def rescore(version: ModelVersion) -> gate.Scored:
-            return self._score_version(
-                stream, version, holdout, y_hold, segments, task, metric, vec
+            return score_version(
+                self.registry, stream, version, holdout, y_hold, segments, task, metric, vec
             )
 
-        champ_version, champ = self._champion(stream, run, rescore)
-        online = self._online(stream, champ_version, rescore)
+        champ_version, champ = champion_at_start(self.registry, stream, run, rescore)
+        online = online_scored(self.registry, stream, champ_version, rescore)
         timings.add("score", time.perf_counter() - t2)
         reference = gate.stronger(metric, champ, online)
         decision = gate.decide(
@@ -506,221 +492,12 @@ class Trainer:
             newest=newest,
         )
 
-    def _candidates(
-        self,
-        *,
-        run: TrainingRun,
-        config: StreamConfig,
-        lineage: Lineage,
-        window_doc: dict[str, Any],
-        data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any] | None],
-        timings: Timings,
-    ) -> list[_Candidate]:
-        """Fit (or find, when resuming) every candidate, score it and register it."""
-        X_train, y_train, X_hold, y_hold, segments = data
-        stream, rp = config.stream, config.policy.retrain
-        task = config.spec.label.kind
-        metric = config.policy.primary_metric_for(task)
-        names: list[str] = [n for n in dict.fromkeys(rp.candidates) if train.supports(n, task)]
-        done = {
-            str(v.params.get("candidate")): v
-            for v in self.registry.list_versions(model=stream, limit=500)
-            if v.run_id == run.id
-        }
-        futures: dict[cf.Future[train.Fitted], str] = {}
-        t0 = time.perf_counter()
-        for name in names:
-            if name not in done:
-                futures[
-                    self.pool.submit(
-                        train.search_and_fit,
-                        name,
-                        task,
-                        X_train,
-                        y_train,
-                        metric=metric,
-                        seed=rp.seed,
-                        budget_s=rp.budget_s,
-                    )
-                ] = name
-        out: dict[str, _Candidate] = {}
-        for name, version in done.items():
-            scored = gate.Scored(
-                name,
-                version.metrics,
-                version.evaluation.get("gap"),
-                version.evaluation.get("segments", {}),
-            )
-            out[name] = _Candidate(name, version, scored, version.training_duration_s or 0.0)
-        fit_wall = 0.0
-        for future in cf.as_completed(futures):
-            name = futures[future]
-            fitted = future.result()
-            fit_wall = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            model = fitted.model
-            proba = (
-                model.predict_proba(X_hold)
-                if task == "class" and hasattr(model, "predict_proba")
-                else None
-            )
-            preds = [_plain(v) for v in model.predict(X_hold)]
-            scored = gate.score_predictions(
-                name,
-                task,
-                metric,
-                list(y_hold),
-                preds,
-                segments,
-                proba=proba,
-                classes=getattr(model, "classes_", None),
-            )
-            timings.add("score", time.perf_counter() - t1)
-            t2 = time.perf_counter()
-            predictor = normalized(
-                Predictor.sklearn(
-                    model, spec=canonical(config.spec), spec_sha256=config.spec_sha256()
-                )
-            )
-            version = self.registry.register_version(
-                model=stream,
-                kind="batch",
-                predictor=predictor,
-                params={
-                    "candidate": name,
-                    "estimator": fitted.found.params,
-                    "seed": rp.seed,
-                    "holdout_fraction": rp.holdout_fraction,
-                    "search": {
-                        "trials": [
-                            {"params": t.params, "rows": t.rows, "score": _finite(t.score)}
-                            for t in fitted.found.trials
-                        ],
-                        "budget_s": rp.budget_s,
-                        "budget_hit": fitted.found.budget_hit,
-                    },
-                    "config_version": config.version,
-                },
-                metrics={k: v for k, v in scored.metrics.items() if math.isfinite(v)},
-                evaluation={
-                    "holdout_rows": len(y_hold),
-                    "train_rows": len(y_train),
-                    "rows_sha256": window_doc["rows_sha256"],
-                    "segment_feature": config.policy.segment_feature,
-                    "segments": {k: _finite(v) for k, v in scored.segments.items()},
-                    "gap": scored.gap,
-                    "max_gap": config.policy.max_gap,
-                    "model_sha256": content_sha256(predictor),
-                    "search_s": fitted.search_s,
-                    "final_fit_s": fitted.final_fit_s,
-                },
-                lineage=lineage,
-                run_id=run.id,
-                training_duration_s=fitted.fit_s,
-                idempotency_key=f"trainer:{run.id}:{name}",
-            )
-            timings.add("register", time.perf_counter() - t2)
-            out[name] = _Candidate(name, version, scored, fitted.fit_s)
-            log.info(
-                "run %s: %s v%d %s=%.4f gap=%s fit %.2fs",
-                run.id,
-                name,
-                version.version,
-                metric,
-                scored.metrics.get(metric, math.nan),
-                "n/a" if scored.gap is None else f"{scored.gap:.3f}",
-                fitted.fit_s,
-            )
-        timings.add("fit", fit_wall)
-        return [out[n] for n in names if n in out]
-
-    def _champion(
-        self, stream: str, run: TrainingRun, rescore: Callable[[ModelVersion], gate.Scored]
-    ) -> tuple[ModelVersion | None, gate.Scored | None]:
-        """The champion live at the drift, scored on the holdout as it would have served."""
-        at_start = run.window.get("champion_at_start")
-        if at_start is None:
-            return None, None
-        version = self.registry.get_version(model=stream, version=int(at_start))
-        if version is None:
-            return None, None
-        return version, rescore(version)
-
-    def _online(
-        self,
-        stream: str,
-        champ_version: ModelVersion | None,
-        rescore: Callable[[ModelVersion], gate.Scored],
-    ) -> gate.Scored | None:
-        """The current online model scored on the holdout as it would have served, when it
-        is not the champion already scored (None: no online model, or it is that one)."""
-        online = self.registry.get_alias(model=stream, alias="online")
-        if online is None:
-            return None
-        if champ_version is not None and champ_version.kind == "online":
-            return None  # an online champion is scored from the same snapshots
-        version = self.registry.get_version(model=stream, version=online)
-        if version is None or version.status == "archived":
-            return None
-        return rescore(version)
-
-    def _score_version(
-        self,
-        stream: str,
-        version: ModelVersion,
-        holdout: Sequence[Row],
-        y_hold: np.ndarray,
-        segments: list[Any] | None,
-        task: train.Task,
-        metric: str,
-        vec: Vectorizer,
-    ) -> gate.Scored:
-        """``version`` scored on the holdout as it would have served.
-
-        An online version is scored prequentially from the newest online snapshot taken
-        before the holdout begins (it kept learning as labels came); a batch version by
-        plain prediction.
-        """
-        snapshot = version
-        if version.kind == "online" and holdout:
-            first = holdout[0].event_time
-            before = [
-                v
-                for v in self.registry.list_versions(model=stream, limit=500)
-                if v.kind == "online"
-                and v.status != "archived"  # its artifact was pruned by retention
-                and v.lineage.event_time_end is not None
-                and v.lineage.event_time_end < first
-            ]
-            if before:
-                snapshot = max(before, key=lambda v: v.version)
-        predictor = self.registry.load_predictor(model=stream, version=snapshot.version)
-        xs = [r.features for r in holdout]
-        proba = None
-        if predictor.flavor == "river":
-            raw = gate.prequential(predictor.model, xs, list(y_hold))
-            default = predictor.classes[0] if predictor.classes else 0.0
-            preds = [default if p is None else _plain(p) for p in raw]
-        else:
-            preds = predictor.predict_many(xs)
-            if task == "class" and hasattr(predictor.model, "predict_proba"):
-                proba = predictor.model.predict_proba(vec.matrix(xs))
-        name = f"{version.kind} v{version.version}" + (
-            f" (scored from snapshot v{snapshot.version})"
-            if snapshot.version != version.version
-            else ""
-        )
-        classes = getattr(predictor.model, "classes_", None) if proba is not None else None
-        return gate.score_predictions(
-            name, task, metric, list(y_hold), preds, segments, proba=proba, classes=classes
-        )
-
     def _conclude(
         self,
         trigger: Trigger,
         config: StreamConfig,
         run: TrainingRun,
-        candidates: list[_Candidate],
+        candidates: list[Candidate],
         champ_version: ModelVersion | None,
         champ: gate.Scored | None,
         decision: gate.Decision,
@@ -745,7 +522,10 @@ class Trainer:
         outcome: Outcome = "rejected"
         summary = decision.summary
         t0 = time.perf_counter()
-        if winner is not None and (superseded := self._superseded(trigger, newest)):
+        superseded = (
+            promotion.superseded(trigger, newest, self.newer_drift) if winner is not None else None
+        )
+        if winner is not None and superseded:
             outcome, summary = (
                 "superseded",
                 (
@@ -762,7 +542,8 @@ class Trainer:
                     f"{alias} ({decision.summary}); no alias moved"
                 )
             else:
-                outcome, summary = self._move(
+                outcome, summary = promotion.promote(
+                    self.registry,
                     stream,
                     alias,
                     run,
@@ -774,6 +555,8 @@ class Trainer:
                     policy.margin,
                     rescore=rescore,
                     max_gap=policy.max_gap,
+                    actor=SERVICE,
+                    pause=self.pause,
                 )
         timings.add("promote", time.perf_counter() - t0)
         recorded = {c.name for c in (self.registry.get_run(run_id=run.id) or run).candidates}
@@ -813,146 +596,6 @@ class Trainer:
             timings,
         )
 
-    def _move(
-        self,
-        stream: str,
-        alias: str,
-        run: TrainingRun,
-        winner: _Candidate,
-        champ_version: ModelVersion | None,
-        champ: gate.Scored | None,
-        decision: gate.Decision,
-        metric: str,
-        margin: float,
-        *,
-        rescore: Callable[[ModelVersion], gate.Scored] | None = None,
-        max_gap: float = math.inf,
-    ) -> tuple[Outcome, str]:
-        """Compare-and-set ``alias`` to the winner, once per run.
-
-        When the champion moved during the run to a version that is not a later online
-        snapshot of the one scored, the winner is compared again, on the same holdout, with
-        the new champion: it is promoted over it only if it beats it too.
-        """
-        to = winner.version.version
-        for move in self.registry.alias_history(model=stream, alias=alias, limit=50):
-            if move.evidence.get("run_id") == run.id:  # moved before a crash: not again
-                return "promoted", f"{winner.name} v{to} -> {alias}: {decision.summary}"
-        evidence = {
-            "run_id": run.id,
-            "trigger_event_id": run.trigger_event_id,
-            "metric": metric,
-            "candidate": winner.name,
-            "value": winner.scored.metrics.get(metric),
-            "champion_version": champ_version.version if champ_version else None,
-            "champion_value": champ.metrics.get(metric) if champ else None,
-            "margin": margin,
-            "gap": winner.scored.gap,
-        }
-        expect_override: int | None = None
-        for _ in range(3):
-            expect = (
-                expect_override
-                if expect_override is not None
-                else self._expected(stream, alias, run, champ_version)
-            )
-            try:
-                self.registry.move_alias(
-                    model=stream,
-                    alias=alias,
-                    to_version=to,
-                    expect=expect,
-                    reason=AliasReason.PROMOTED,
-                    actor=SERVICE,
-                    evidence=evidence,
-                )
-            except AliasConflict as exc:
-                if alias == "champion" and self._replaced_by_online(stream, champ_version):
-                    continue  # a newer online snapshot arrived between the look and the move
-                now = self.registry.get_alias(model=stream, alias=alias)
-                moved_to = (
-                    self.registry.get_version(model=stream, version=now)
-                    if now is not None
-                    else None
-                )
-                if alias != "champion" or rescore is None or moved_to is None:
-                    return "conflict", (
-                        f"{winner.name} v{to} won the gate but {stream}@{alias} moved during "
-                        f"the run ({exc}); not promoted"
-                    )
-                again = rescore(moved_to)
-                verdict = gate.decide(
-                    metric=metric,
-                    champion=again,
-                    candidates=[winner.scored],
-                    margin=margin,
-                    max_gap=max_gap,
-                )
-                if verdict.winner is None:
-                    return "rejected", (
-                        f"{winner.name} v{to} won the gate, but {stream}@{alias} moved during "
-                        f"the run to v{moved_to.version}, which it does not beat on the same "
-                        f"holdout ({verdict.summary}); not promoted"
-                    )
-                evidence = {
-                    **evidence,
-                    "champion_version": moved_to.version,
-                    "champion_value": again.metrics.get(metric),
-                    "compared_again": True,
-                }
-                decision = verdict
-                expect_override = moved_to.version
-                continue
-            except FrozenModel as exc:
-                return "frozen", f"frozen: {winner.name} v{to} not moved ({exc})"
-            self.pause("moved")
-            return "promoted", f"{winner.name} v{to} -> {alias}: {decision.summary}"
-        return "conflict", f"{winner.name} v{to}: {stream}@{alias} kept moving; not promoted"
-
-    def _superseded(self, trigger: Trigger, newest: datetime | None) -> str | None:
-        """Why a scheduled run must not promote: a drift was detected after its window."""
-        if (
-            not isinstance(trigger, RetrainRequested)
-            or trigger.requested_by != "learner"
-            or self.newer_drift is None
-            or newest is None
-        ):
-            return None
-        if self.newer_drift(trigger.stream, newest):
-            return (
-                f"a drift of {trigger.stream} was detected after this scheduled window "
-                f"(ending {newest.isoformat()}); the drift's own run trains on newer data"
-            )
-        return None
-
-    def _expected(
-        self, stream: str, alias: str, run: TrainingRun, champ_version: ModelVersion | None
-    ) -> Any:
-        """What the compare-and-set accepts: the champion live at the drift or any later
-        online snapshot that replaced it (a challenger may replace any challenger)."""
-        if alias != "champion":
-            return self.registry.get_alias(model=stream, alias=alias)
-        if champ_version is None:
-            return None
-        accepted = {champ_version.version}
-        if champ_version.kind == "online":
-            accepted |= {
-                v.version
-                for v in self.registry.list_versions(model=stream, limit=500)
-                if v.kind == "online" and v.version > champ_version.version
-            }
-        return accepted
-
-    def _replaced_by_online(self, stream: str, champ_version: ModelVersion | None) -> bool:
-        """Whether the champion now is an online snapshot newer than the one at the drift."""
-        if champ_version is None or champ_version.kind != "online":
-            return False
-        now = self.registry.get_alias(model=stream, alias="champion")
-        if now is None:
-            return False
-        found = self.registry.get_version(model=stream, version=now)
-        return found is not None and found.kind == "online" and now > champ_version.version
-
 
 def retrains(event: DriftDetected, config: StreamConfig | None) -> bool:
     """Whether a drift event starts a run (a data drift only when the policy asks)."""
@@ -982,46 +625,6 @@ def coalesce_with(
     return None
 
 
-def canonical(spec: Spec) -> Spec:
-    """The spec with every field written out and no record of which ones were set.
-
-    pydantic keeps the names of explicitly set fields in a set, and a set of strings
-    pickles in an order that changes with each process's hash seed; emptied, the
-    artifact's bytes depend only on the model, so a rebuilt model has the same sha256.
-    """
-    out = Spec.model_validate(spec.model_dump(mode="json"))
-    for part in (out, out.label, *out.features):
-        object.__setattr__(part, "__pydantic_fields_set__", set())
-    return out
-
-
-def normalized(predictor: Predictor) -> Predictor:
-    """The predictor rebuilt from a memo-free pickle of itself.
-
-    Pickle shares equal strings by object identity, and identity depends on the path
-    that made an object (a search before the fit, a JSON round trip of the params), so
-    two identical models could pack to different bytes. Rebuilt this way, sharing
-    depends only on the content, and a reproduced model has the same artifact sha256.
-    """
-    buffer = io.BytesIO()
-    pickler = pickle.Pickler(buffer, protocol=5)
-    pickler.fast = True  # no memo: every string written out; sklearn models are acyclic
-    pickler.dump(predictor)
-    rebuilt = pickle.loads(buffer.getvalue())  # noqa: S301 - bytes made just above
-    assert isinstance(rebuilt, Predictor)  # noqa: S101
-    return rebuilt
-
-
-def content_sha256(predictor: Predictor) -> str:
-    """sha256 of the predictor's memo-free pickle: the same for the same fitted model in any
-    process (the artifact's own bytes may differ in how pickle shared equal strings)."""
-    buffer = io.BytesIO()
-    pickler = pickle.Pickler(buffer, protocol=5)
-    pickler.fast = True
-    pickler.dump(predictor)
-    return hashlib.sha256(buffer.getvalue()).hexdigest()
-
-
 def describe(trigger: Trigger) -> dict[str, Any]:
     """The trigger as recorded with its run."""
     return trigger.model_dump(mode="json")
@@ -1039,13 +642,5 @@ def labels(rows: Sequence[Row]) -> np.ndarray:
     return np.asarray(values, dtype=object)
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if math.isfinite(v)}
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value

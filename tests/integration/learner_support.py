@@ -17,31 +17,26 @@ from services.learner.runtime import PartitionState
 from services.registry.client import Registry
 from tests.integration.processes import service_env, start_service
 from tests.keys import private_key_for
+from tests.streams import AGRAWAL_FEATURES, agrawal_stream
 
 KEY = private_key_for("learner-test-signing-key")
-FEATURES = ("salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan")
+FEATURES = AGRAWAL_FEATURES
 
 
 def config(
     stream: str, *, online_every: int = 1000, retrain_every: int | None = None
 ) -> StreamConfig:
     """A published (version 1) config for an Agrawal stream."""
-    return StreamConfig.model_validate(
-        {
-            "stream": stream,
-            "version": 1,
-            "spec": {
-                "features": [{"name": f, "type": "number"} for f in FEATURES],
-                "label": {"kind": "class", "classes": [0, 1]},
-            },
-            "model": {"pipeline": "preprocessing.StandardScaler | linear_model.LogisticRegression"},
-            "policy": {
-                "online_version_every": online_every,
-                "rolling_window": 500,
-                "drift": {"data_drift": False},
-                "retrain": {"every": retrain_every},
-            },
-        }
+    return agrawal_stream(
+        stream,
+        version=1,
+        pipeline="preprocessing.StandardScaler | linear_model.LogisticRegression",
+        policy={
+            "online_version_every": online_every,
+            "rolling_window": 500,
+            "drift": {"data_drift": False},
+            "retrain": {"every": retrain_every},
+        },
     )
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas import AliasMoved, AliasReason, Topics
@@ -77,155 +78,157 @@ def subscriber(settings: DriftlineSettings, failures: list[LoadFailure]) -> Mode
     )
 
 
-def test_a_forged_alias_move_is_refused_and_counted(
+class SignedRegistry(NamedTuple):
+    """A registry that signs with its private key, its settings, and the load failures a
+    subscriber reports into."""
+
+    settings: DriftlineSettings
+    registry: Registry
+    failures: list[LoadFailure]
+
+
+@pytest.fixture
+def signed_registry(
     settings_factory: Callable[..., DriftlineSettings],
-) -> None:
+) -> Iterator[SignedRegistry]:
+    """The set-up of every test here: a signing registry on the test's own topics."""
     settings = signed(settings_factory)
     registry = Registry.open(settings)
-    failures: list[LoadFailure] = []
     try:
-        register(registry, "sea", 1)
-        register(registry, "sea", 2)
-        move(registry, "sea", "champion", 2)
-        with subscriber(settings, failures) as sub:
-            assert sub.wait_until(lambda s: serving(s, 2), TIMEOUT_S)
-            back = AliasMoved(
-                model="sea", alias="champion", from_version=2, to_version=1,
-                reason=AliasReason.ROLLED_BACK, actor="mallory",
-            )  # fmt: skip
-            unsigned = encode(back)
-            send(settings, back.key, unsigned)  # no signature at all
-            # signed with the public key's bytes, as an HMAC key and as a private key
-            doc = canonical_json(back.model_dump(mode="json"))
-            mac = hmac.new(PUBLIC.encode(), doc, hashlib.sha256).hexdigest()
-            send(settings, back.key, _with_signature(unsigned, "k1", mac))
-            fake = Ed25519PrivateKey.from_private_bytes(_raw(PUBLIC))
-            forged = Keyring(signing_key_id="k1", private_key=fake).sign_event(unsigned)
-            send(settings, back.key, forged)
-            send(settings, back.key, Keyring.generate("mallory").sign_event(unsigned))
-            send(settings, back.key, b"\xff not json")
-            move(registry, "sea", "challenger", 1)  # the barrier: read after the forgeries
-            assert sub.wait_until(at("challenger", 1), TIMEOUT_S)
-            assert sub.aliases("sea")["champion"] == 2 and serving(sub, 2)
-            refused = {k: v for k, v in sub.refused.items() if v}
-            assert refused == {
-                "missing_signature": 1,
-                "bad_signature": 2,
-                "unknown_key_id": 1,
-                "unparseable_event": 1,
-            }
-            # the registry's own move back is followed
-            move(registry, "sea", "champion", 1)
-            assert sub.wait_until(lambda s: serving(s, 1), TIMEOUT_S)
-        assert failures == []
+        yield SignedRegistry(settings, registry, [])
     finally:
         registry.close()
+
+
+def test_a_forged_alias_move_is_refused_and_counted(
+    signed_registry: SignedRegistry,
+) -> None:
+    settings, registry, failures = signed_registry
+    register(registry, "sea", 1)
+    register(registry, "sea", 2)
+    move(registry, "sea", "champion", 2)
+    with subscriber(settings, failures) as sub:
+        assert sub.wait_until(lambda s: serving(s, 2), TIMEOUT_S)
+        back = AliasMoved(
+            model="sea", alias="champion", from_version=2, to_version=1,
+            reason=AliasReason.ROLLED_BACK, actor="mallory",
+        )  # fmt: skip
+        unsigned = encode(back)
+        send(settings, back.key, unsigned)  # no signature at all
+        # signed with the public key's bytes, as an HMAC key and as a private key
+        doc = canonical_json(back.model_dump(mode="json"))
+        mac = hmac.new(PUBLIC.encode(), doc, hashlib.sha256).hexdigest()
+        send(settings, back.key, _with_signature(unsigned, "k1", mac))
+        fake = Ed25519PrivateKey.from_private_bytes(_raw(PUBLIC))
+        forged = Keyring(signing_key_id="k1", private_key=fake).sign_event(unsigned)
+        send(settings, back.key, forged)
+        send(settings, back.key, Keyring.generate("mallory").sign_event(unsigned))
+        send(settings, back.key, b"\xff not json")
+        move(registry, "sea", "challenger", 1)  # the barrier: read after the forgeries
+        assert sub.wait_until(at("challenger", 1), TIMEOUT_S)
+        assert sub.aliases("sea")["champion"] == 2 and serving(sub, 2)
+        refused = {k: v for k, v in sub.refused.items() if v}
+        assert refused == {
+            "missing_signature": 1,
+            "bad_signature": 2,
+            "unknown_key_id": 1,
+            "unparseable_event": 1,
+        }
+        # the registry's own move back is followed
+        move(registry, "sea", "champion", 1)
+        assert sub.wait_until(lambda s: serving(s, 1), TIMEOUT_S)
+    assert failures == []
 
 
 def test_signed_bytes_cannot_be_relabelled_or_signed_with_public_material(
-    settings_factory: Callable[..., DriftlineSettings],
+    signed_registry: SignedRegistry,
 ) -> None:
-    settings = signed(settings_factory)
-    registry = Registry.open(settings)
-    failures: list[LoadFailure] = []
-    try:
-        register(registry, "sea", 1)
-        move(registry, "sea", "champion", 1)
-        v2 = register(registry, "sea", 2)
-        v3 = register(registry, "sea", 3)
-        with subscriber(settings, failures) as sub:
-            assert sub.wait_until(lambda s: serving(s, 1) and len(s.versions("sea")) == 3, 60)
-            events = sub.versions("sea")
-            # v2 re-announced with v1's signed artifact (a registry whose version row was
-            # altered: its relay signs the event, but the artifact says it is v1)
-            relabelled = events[v2].model_copy(
-                update={"artifact": events[1].artifact, "event_id": uuid.uuid4()}
-            )
-            send(settings, relabelled.key, registry.keyring.sign_event(encode(relabelled)))
-            # v3's bytes signed with the consumer's public key as an HMAC key
-            data = artifacts.pack(predictor(300, 3))
-            sha = hashlib.sha256(data).hexdigest()
-            mac = hmac.new(
-                PUBLIC.encode(), statement(artifact_subject("sea", v3), sha, "k1"), hashlib.sha256
-            ).hexdigest()
-            path = Path(settings.data_path) / "mallory.bin"
-            path.write_bytes(data)
-            art = events[v3].artifact.model_copy(
-                update={"uri": path.as_uri(), "sha256": sha, "signature": mac, "size": len(data)}
-            )
-            hmac_signed = events[v3].model_copy(update={"artifact": art, "event_id": uuid.uuid4()})
-            send(settings, hmac_signed.key, registry.keyring.sign_event(encode(hmac_signed)))
-            move(registry, "sea", "challenger", v3)  # barrier
-            assert sub.wait_until(at("challenger", v3), TIMEOUT_S)
-            move(registry, "sea", "champion", v2)
-            assert sub.wait_until(lambda s: _failed(failures, v2), TIMEOUT_S)
-            move(registry, "sea", "champion", v3)
-            assert sub.wait_until(lambda s: _failed(failures, v3), TIMEOUT_S)
-            assert serving(sub, 1)
-            assert [(f.version, f.reason) for f in failures] == [
-                (v2, "bad_signature"),
-                (v3, "bad_signature"),
-            ]
-    finally:
-        registry.close()
+    settings, registry, failures = signed_registry
+    register(registry, "sea", 1)
+    move(registry, "sea", "champion", 1)
+    v2 = register(registry, "sea", 2)
+    v3 = register(registry, "sea", 3)
+    with subscriber(settings, failures) as sub:
+        assert sub.wait_until(lambda s: serving(s, 1) and len(s.versions("sea")) == 3, 60)
+        events = sub.versions("sea")
+        # v2 re-announced with v1's signed artifact (a registry whose version row was
+        # altered: its relay signs the event, but the artifact says it is v1)
+        relabelled = events[v2].model_copy(
+            update={"artifact": events[1].artifact, "event_id": uuid.uuid4()}
+        )
+        send(settings, relabelled.key, registry.keyring.sign_event(encode(relabelled)))
+        # v3's bytes signed with the consumer's public key as an HMAC key
+        data = artifacts.pack(predictor(300, 3))
+        sha = hashlib.sha256(data).hexdigest()
+        mac = hmac.new(
+            PUBLIC.encode(), statement(artifact_subject("sea", v3), sha, "k1"), hashlib.sha256
+        ).hexdigest()
+        path = Path(settings.data_path) / "mallory.bin"
+        path.write_bytes(data)
+        art = events[v3].artifact.model_copy(
+            update={"uri": path.as_uri(), "sha256": sha, "signature": mac, "size": len(data)}
+        )
+        hmac_signed = events[v3].model_copy(update={"artifact": art, "event_id": uuid.uuid4()})
+        send(settings, hmac_signed.key, registry.keyring.sign_event(encode(hmac_signed)))
+        move(registry, "sea", "challenger", v3)  # barrier
+        assert sub.wait_until(at("challenger", v3), TIMEOUT_S)
+        move(registry, "sea", "champion", v2)
+        assert sub.wait_until(lambda s: _failed(failures, v2), TIMEOUT_S)
+        move(registry, "sea", "champion", v3)
+        assert sub.wait_until(lambda s: _failed(failures, v3), TIMEOUT_S)
+        assert serving(sub, 1)
+        assert [(f.version, f.reason) for f in failures] == [
+            (v2, "bad_signature"),
+            (v3, "bad_signature"),
+        ]
 
 
 def test_a_repaired_artifact_is_served_once_its_alias_moves_back(
-    settings_factory: Callable[..., DriftlineSettings],
+    signed_registry: SignedRegistry,
 ) -> None:
-    settings = signed(settings_factory)
-    registry = Registry.open(settings)
-    failures: list[LoadFailure] = []
-    try:
-        register(registry, "sea", 1)
-        bad = register(registry, "sea", 2)
-        found = registry.get_version(model="sea", version=bad)
-        assert found is not None
-        path = Path(found.artifact.uri.removeprefix("file://"))
-        good = path.read_bytes()
+    settings, registry, failures = signed_registry
+    register(registry, "sea", 1)
+    bad = register(registry, "sea", 2)
+    found = registry.get_version(model="sea", version=bad)
+    assert found is not None
+    path = Path(found.artifact.uri.removeprefix("file://"))
+    good = path.read_bytes()
+    move(registry, "sea", "champion", 1)
+    with subscriber(settings, failures) as sub:
+        assert sub.wait_until(lambda s: serving(s, 1), TIMEOUT_S)
+        tamper(registry, "sea", bad)
+        move(registry, "sea", "champion", bad)
+        assert sub.wait_until(lambda s: _failed(failures, bad), TIMEOUT_S)
+        assert serving(sub, 1)  # refused: the last good version stays
+        path.write_bytes(good)  # repaired
         move(registry, "sea", "champion", 1)
-        with subscriber(settings, failures) as sub:
-            assert sub.wait_until(lambda s: serving(s, 1), TIMEOUT_S)
-            tamper(registry, "sea", bad)
-            move(registry, "sea", "champion", bad)
-            assert sub.wait_until(lambda s: _failed(failures, bad), TIMEOUT_S)
-            assert serving(sub, 1)  # refused: the last good version stays
-            path.write_bytes(good)  # repaired
-            move(registry, "sea", "champion", 1)
-            move(registry, "sea", "champion", bad)  # the alias moves back to it
-            assert sub.wait_until(lambda s: serving(s, bad), TIMEOUT_S)
-            assert [(f.version, f.reason) for f in failures] == [(bad, "sha256_mismatch")]
-    finally:
-        registry.close()
+        move(registry, "sea", "champion", bad)  # the alias moves back to it
+        assert sub.wait_until(lambda s: serving(s, bad), TIMEOUT_S)
+        assert [(f.version, f.reason) for f in failures] == [(bad, "sha256_mismatch")]
 
 
 def test_a_repaired_artifact_is_retried_with_backoff(
-    settings_factory: Callable[..., DriftlineSettings],
+    signed_registry: SignedRegistry,
 ) -> None:
-    settings = signed(settings_factory)
-    registry = Registry.open(settings)
-    failures: list[LoadFailure] = []
-    try:
-        register(registry, "sea", 1)
-        found = registry.get_version(model="sea", version=1)
-        assert found is not None
-        path = Path(found.artifact.uri.removeprefix("file://"))
-        good = path.read_bytes()
-        tamper(registry, "sea", 1)
-        move(registry, "sea", "champion", 1)
-        with ModelSubscriber(
-            consumer_settings(settings),
-            models=["sea"],
-            on_failure=failures.append,
-            retry_interval_s=0.2,
-            max_retry_interval_s=0.5,
-        ) as sub:
-            assert sub.wait_until(lambda s: _failed(failures, 1), TIMEOUT_S)
-            assert sub.get("sea") is None
-            path.write_bytes(good)  # repaired; no alias moves
-            assert sub.wait_until(lambda s: serving(s, 1), TIMEOUT_S)
-    finally:
-        registry.close()
+    settings, registry, failures = signed_registry
+    register(registry, "sea", 1)
+    found = registry.get_version(model="sea", version=1)
+    assert found is not None
+    path = Path(found.artifact.uri.removeprefix("file://"))
+    good = path.read_bytes()
+    tamper(registry, "sea", 1)
+    move(registry, "sea", "champion", 1)
+    with ModelSubscriber(
+        consumer_settings(settings),
+        models=["sea"],
+        on_failure=failures.append,
+        retry_interval_s=0.2,
+        max_retry_interval_s=0.5,
+    ) as sub:
+        assert sub.wait_until(lambda s: _failed(failures, 1), TIMEOUT_S)
+        assert sub.get("sea") is None
+        path.write_bytes(good)  # repaired; no alias moves
+        assert sub.wait_until(lambda s: serving(s, 1), TIMEOUT_S)
 
 
 def _failed(failures: list[LoadFailure], version: int) -> bool:

@@ -12,7 +12,6 @@ from pathlib import Path
 from schemas import CATALOGUE, DriftDetected, LabelledExample, StreamConfig, Topics
 from services.common.codec import decode
 from services.common.settings import DriftlineSettings
-from services.learner.quality import agrawal, agrawal_config
 from services.registry.client import Registry
 from tests.integration.learner_support import (
     KEY,
@@ -23,6 +22,7 @@ from tests.integration.learner_support import (
 from tests.integration.polling import wait_for
 from tests.integration.processes import publish
 from tests.integration.validator_support import read_all, running_validator
+from tests.streams import agrawal, agrawal_config
 
 N, SWITCH = 8000, 4000
 

@@ -21,11 +21,11 @@ from schemas import (
     StreamConfig,
     Topics,
 )
-from services.cli.spec import publish_config
 from services.common.codec import decode, encode
 from services.common.errors import CodecError
 from services.common.kafka_client import make_producer
 from services.common.settings import DriftlineSettings
+from services.ingest.spec_publish import publish_config
 from services.localbroker.ports import free_ports
 from services.registry.client import Registry
 from tests.integration.learner_support import config, examples, learned

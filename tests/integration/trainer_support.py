@@ -30,37 +30,30 @@ from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
 from tests.integration.processes import service_env, start_service
 from tests.keys import private_key_for
+from tests.streams import AGRAWAL_NUMBERS, agrawal_stream, segment_features
 
 KEY = private_key_for("trainer-it-signing-key-0123456")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-NUMBERS = ("salary", "commission", "age", "hvalue", "hyears", "loan")
+NUMBERS = AGRAWAL_NUMBERS
 
 
 def config(stream: str, **policy: Any) -> StreamConfig:
     """A published config of an Agrawal stream with a category segment ``group``."""
-    return StreamConfig.model_validate(
-        {
-            "stream": stream,
-            "version": 1,
-            "spec": {
-                "features": [
-                    *({"name": f, "type": "number"} for f in NUMBERS),
-                    {"name": "group", "type": "category", "categories": ["low", "high"]},
-                ],
-                "label": {"kind": "class", "classes": [0, 1]},
+    return agrawal_stream(
+        stream,
+        version=1,
+        segmented=True,
+        policy={
+            "segment_feature": "group",
+            "max_gap": 1.0,
+            "retrain": {
+                "window": 2000,
+                "min_size": 500,
+                "budget_s": 2,
+                "candidates": ["logistic_regression", "hist_gradient_boosting"],
             },
-            "policy": {
-                "segment_feature": "group",
-                "max_gap": 1.0,
-                "retrain": {
-                    "window": 2000,
-                    "min_size": 500,
-                    "budget_s": 2,
-                    "candidates": ["logistic_regression", "hist_gradient_boosting"],
-                },
-                **policy,
-            },
-        }
+            **policy,
+        },
     )
 
 
@@ -70,8 +63,7 @@ def examples(stream: str, n: int, *, before: int) -> list[LabelledExample]:
     new = itertools.islice(synth.Agrawal(classification_function=2, seed=6), n - before)
     out = []
     for i, (x, y) in enumerate(itertools.chain(old, new)):
-        features: dict[str, Any] = {f: float(x[f]) for f in NUMBERS}
-        features["group"] = "low" if x["elevel"] < 2 else "high"
+        features = segment_features(x)
         out.append(
             LabelledExample(
                 stream=stream,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from schemas import AliasReason, Lineage, ModelLoaded, ModelLoadFailed, OffsetRange
+from services.cli.fleet import fleet_state
 from services.cli.main import main
-from services.cli.models import fleet_state
 from services.common.settings import DriftlineSettings
 from services.registry.client import Registry
 from services.registry.errors import FrozenModel

@@ -10,16 +10,15 @@ from schemas.drift import DriftDetected
 from schemas.lineage import Lineage, OffsetRange
 from schemas.metrics import MetricSnapshot
 from schemas.models import AliasMoved, AliasReason, ArtifactRef, ModelVersionPublished
-from services.demo.report import (
+from services.demo.analysis import (
     Curve,
     Marker,
     ModelVersionInfo,
     ReportData,
     build_report,
-    render_html,
     summarize,
-    write_report,
 )
+from services.demo.report import render_html, write_report
 from services.demo.stream import DriftPoint
 
 ABRUPT = DriftPoint(1000, 1, "abrupt")

@@ -12,30 +12,25 @@ from sklearn.tree import DecisionTreeClassifier
 
 from schemas import LabelledExample, StreamConfig
 from services.common.predictor import Predictor
+from tests.streams import AGRAWAL_FEATURES, agrawal_stream
 
-FEATURES = ("salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan")
+FEATURES = AGRAWAL_FEATURES
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def config(stream: str = "loans", **policy: Any) -> StreamConfig:
     """A published config of an Agrawal stream (numbers only, label 0/1)."""
-    return StreamConfig.model_validate(
-        {
-            "stream": stream,
-            "version": 1,
-            "spec": {
-                "features": [{"name": f, "type": "number"} for f in FEATURES],
-                "label": {"kind": "class", "classes": [0, 1]},
-            },
-            "policy": {
-                "promotion": "shadow",
-                "rolling_window": 300,
-                "shadow_min_examples": 200,
-                "shadow_confidence": 0.95,
-                "rollback_margin": 0.05,
-                **policy,
-            },
-        }
+    return agrawal_stream(
+        stream,
+        version=1,
+        policy={
+            "promotion": "shadow",
+            "rolling_window": 300,
+            "shadow_min_examples": 200,
+            "shadow_confidence": 0.95,
+            "rollback_margin": 0.05,
+            **policy,
+        },
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from schemas import AliasReason
 from services.common.settings import DriftlineSettings
-from services.evaluator.app import AliasMover
+from services.evaluator.alias_mover import AliasMover
 from services.evaluator.decision import Verdict
 from services.evaluator.runtime import Decision
 from services.registry.client import Registry

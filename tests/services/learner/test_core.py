@@ -6,7 +6,7 @@ import pickle
 
 from services.common.predictor import Predictor
 from services.learner.core import StreamLearner
-from services.learner.quality import agrawal, agrawal_config
+from tests.streams import agrawal, agrawal_config
 
 
 def test_a_restored_learner_continues_exactly_like_an_uninterrupted_one() -> None:

@@ -12,6 +12,7 @@ from river.datasets import synth
 from schemas.streams import ModelSpec, Spec
 from services.learner.pipeline import build_pipeline
 from services.learner.prequential import Prequential
+from tests.streams import agrawal_stream
 
 PHISHING = Spec.model_validate(
     {
@@ -32,25 +33,7 @@ PHISHING = Spec.model_validate(
         "label": {"kind": "class", "classes": [False, True]},
     }
 )
-AGRAWAL = Spec.model_validate(
-    {
-        "features": [
-            {"name": n, "type": "number"}
-            for n in (
-                "salary",
-                "commission",
-                "age",
-                "elevel",
-                "car",
-                "zipcode",
-                "hvalue",
-                "hyears",
-                "loan",
-            )
-        ],
-        "label": {"kind": "class", "classes": [0, 1]},
-    }
-)
+AGRAWAL = agrawal_stream("agrawal").spec
 FRIEDMAN = Spec.model_validate(
     {
         "features": [{"name": str(i), "type": "number"} for i in range(10)],

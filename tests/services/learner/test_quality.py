@@ -10,14 +10,8 @@
 from __future__ import annotations
 
 from schemas.streams import StreamConfig
-from services.learner.quality import (
-    DetectionReport,
-    agrawal,
-    agrawal_config,
-    evaluate_detection,
-    hyperplane,
-    hyperplane_config,
-)
+from tests.services.learner.detection import DetectionReport, evaluate_detection
+from tests.streams import agrawal, agrawal_config, hyperplane, hyperplane_config
 
 SEEDS = range(1, 6)
 

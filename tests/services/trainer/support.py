@@ -17,9 +17,10 @@ from services.common.predictor import Predictor
 from services.registry.client import Registry
 from services.trainer.replay import Bounds, ReplayStats
 from services.trainer.window import Row, conforming
+from tests.streams import AGRAWAL_NUMBERS, agrawal_stream, segment_features
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-NUMBERS = ("salary", "commission", "age", "hvalue", "hyears", "loan")
+NUMBERS = AGRAWAL_NUMBERS
 
 
 def config(stream: str = "agr", **policy: Any) -> StreamConfig:
@@ -27,43 +28,29 @@ def config(stream: str = "agr", **policy: Any) -> StreamConfig:
     # "last": most runs here are about something else than which rows a drift trains on
     retrain = {"mode": "last", "window": 2000, "min_size": 500, "budget_s": 1, "seed": 7}
     retrain.update(policy.pop("retrain", {}))
-    return StreamConfig.model_validate(
-        {
-            "stream": stream,
-            "version": 1,
-            "spec": {
-                "features": [
-                    *({"name": f, "type": "number"} for f in NUMBERS),
-                    {"name": "group", "type": "category", "categories": ["low", "high"]},
-                ],
-                "label": {"kind": "class", "classes": [0, 1]},
+    return agrawal_stream(
+        stream,
+        version=1,
+        segmented=True,
+        policy={
+            "segment_feature": "group",
+            "max_gap": 1.0,
+            "drift": {"cooldown": 1000},
+            "retrain": {
+                "candidates": ["logistic_regression", "hist_gradient_boosting"],
+                **retrain,
             },
-            "policy": {
-                "segment_feature": "group",
-                "max_gap": 1.0,
-                "drift": {"cooldown": 1000},
-                "retrain": {
-                    "candidates": ["logistic_regression", "hist_gradient_boosting"],
-                    **retrain,
-                },
-                **policy,
-            },
-        }
+            **policy,
+        },
     )
-
-
-def features(x: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {f: float(x[f]) for f in NUMBERS}
-    out["group"] = "low" if x["elevel"] < 2 else "high"
-    return out
 
 
 def data(n: int, *, before: int, seed: int = 3) -> list[tuple[dict[str, Any], int]]:
     """``before`` examples of Agrawal function 0, then an abrupt switch to function 2."""
     old = synth.Agrawal(classification_function=0, seed=seed)
     new = synth.Agrawal(classification_function=2, seed=seed + 1)
-    first = [(features(x), int(y)) for x, y in itertools.islice(old, before)]
-    return first + [(features(x), int(y)) for x, y in itertools.islice(new, n - before)]
+    first = [(segment_features(x), int(y)) for x, y in itertools.islice(old, before)]
+    return first + [(segment_features(x), int(y)) for x, y in itertools.islice(new, n - before)]
 
 
 def rows(stream: str, pairs: Sequence[tuple[dict[str, Any], int]], partition: int = 0) -> list[Row]:

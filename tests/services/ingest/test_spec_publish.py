@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from schemas import StreamConfig
-from services.cli import spec_publish
-from services.cli.spec_publish import FAILED, PUBLISHED, UNCHANGED, _send, next_versions
 from services.common.settings import DriftlineSettings
+from services.ingest import spec_publish
+from services.ingest.spec_publish import FAILED, PUBLISHED, UNCHANGED, _send, next_versions
 
 
 def config(stream: str, **policy: Any) -> StreamConfig:

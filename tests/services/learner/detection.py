@@ -1,12 +1,13 @@
-"""Drift-detection quality of the pure core: detection delays and false-alarm rates.
+"""Drift-detection quality of the learner's pure core: detection delays and false-alarm
+rates over seeds.
 
 :func:`evaluate_detection` runs a :class:`~services.learner.core.StreamLearner` over a
 synthetic stream per seed and attributes each alarm either to a known change (the first
 alarm at or after a change, within ``tolerance`` examples, detects it) or counts it as a
 false alarm; the false-alarm rate is per 100,000 examples outside the changes' tolerance
-windows. The stream builders (:func:`agrawal`, :func:`hyperplane`) make the usual River
-synthetic streams with string feature names and a spec to match.
+windows. The streams come from :mod:`tests.streams`.
 
+>>> from tests.streams import agrawal, agrawal_config
 >>> cfg = agrawal_config(detector="ADWIN")
 >>> report = evaluate_detection(
 ...     lambda seed: agrawal(seed, n=3000, switch_at=1500), cfg, seeds=[1], changes=[1500],
@@ -18,40 +19,13 @@ synthetic streams with string feature names and a spec to match.
 
 from __future__ import annotations
 
-import itertools
-import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from river.datasets import synth
 
 from schemas.streams import StreamConfig
 from services.learner.core import StreamLearner
 from services.learner.drift import Alarm
-
-__all__ = [
-    "DetectionReport",
-    "SeedResult",
-    "agrawal",
-    "agrawal_config",
-    "evaluate_detection",
-    "hyperplane",
-    "hyperplane_config",
-]
-
-Example = tuple[dict[str, Any], Any]
-AGRAWAL_FEATURES = (
-    "salary",
-    "commission",
-    "age",
-    "elevel",
-    "car",
-    "zipcode",
-    "hvalue",
-    "hyears",
-    "loan",
-)
+from tests.streams import Example
 
 
 @dataclass(frozen=True)
@@ -163,90 +137,4 @@ def _score(
         false_alarms=len(alarms) - len(attributed),
         stationary_examples=n - len(covered),
         alarms=tuple(alarms),
-    )
-
-
-# -- streams ----------------------------------------------------------------------------
-
-
-def agrawal(
-    seed: int,
-    *,
-    n: int,
-    switch_at: int | None = None,
-    functions: tuple[int, int] = (0, 2),
-    label_noise: tuple[float, float] = (0.0, 0.0),
-) -> Iterator[Example]:
-    """Agrawal examples: ``functions[0]`` then, from ``switch_at``, ``functions[1]``.
-
-    The features keep their distribution across the switch (pure concept drift);
-    ``label_noise`` flips that fraction of labels before/after the switch.
-    """
-    switch = n if switch_at is None else switch_at
-    rng = random.Random(seed)  # noqa: S311 - simulation, not security
-    first = synth.Agrawal(classification_function=functions[0], seed=seed)
-    second = synth.Agrawal(classification_function=functions[1], seed=seed + 10_000)
-    for i, (x, y) in enumerate(
-        itertools.chain(first.take(switch), second.take(max(n - switch, 0)))
-    ):
-        noise = label_noise[0] if i < switch else label_noise[1]
-        label = bool(y)
-        if noise and rng.random() < noise:
-            label = not label
-        yield {k: float(v) for k, v in x.items()}, label
-
-
-def agrawal_config(detector: str = "ADWIN", **policy: Any) -> StreamConfig:
-    """A config for :func:`agrawal` streams (a Hoeffding tree, the given detector)."""
-    drift = {"detector": detector, **policy.pop("drift", {})}
-    return StreamConfig.model_validate(
-        {
-            "stream": "agrawal",
-            "spec": {
-                "features": [{"name": f, "type": "number"} for f in AGRAWAL_FEATURES],
-                "label": {"kind": "class", "classes": [False, True]},
-            },
-            "model": {"pipeline": "tree.HoeffdingTreeClassifier"},
-            "policy": {"drift": drift, **policy},
-        }
-    )
-
-
-def hyperplane(
-    seed: int,
-    *,
-    n: int,
-    n_features: int = 10,
-    n_drift_features: int = 2,
-    mag_change: float = 0.0,
-    noise: float = 0.05,
-) -> Iterator[Example]:
-    """River's rotating Hyperplane (gradual drift when ``mag_change`` > 0)."""
-    stream = synth.Hyperplane(
-        seed=seed,
-        n_features=n_features,
-        n_drift_features=n_drift_features,
-        mag_change=mag_change,
-        noise_percentage=noise,
-    )
-    for x, y in stream.take(n):
-        yield {f"x{k}": float(v) for k, v in x.items()}, bool(y)
-
-
-def hyperplane_config(n_features: int = 10, detector: str = "ADWIN", **policy: Any) -> StreamConfig:
-    """A config for :func:`hyperplane` streams (scaled logistic regression)."""
-    drift = {"detector": detector, **policy.pop("drift", {})}
-    return StreamConfig.model_validate(
-        {
-            "stream": "hyperplane",
-            "spec": {
-                "features": [
-                    {"name": f"x{k}", "type": "number", "min": 0, "max": 1}
-                    for k in range(n_features)
-                ],
-                "label": {"kind": "class", "classes": [False, True]},
-            },
-            "model": {"pipeline": "preprocessing.StandardScaler | linear_model.LogisticRegression"},
-            "policy": {"drift": drift, **policy},
-        }
     )

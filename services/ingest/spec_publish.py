@@ -1,4 +1,6 @@
-"""``driftline spec publish DIR|FILES...``: publish many stream configs in one run.
+"""Publishing stream configs to the ``streams`` topic, for ``driftline spec publish
+DIR|FILES...`` and the demo: many configs in one run (:func:`publish_configs`) or one
+(:func:`publish_config`).
 
 Every file is validated before anything is sent (a bad file is named with its problem and
 nothing is published). The ``streams`` topic is then read once to learn each stream's
@@ -9,7 +11,6 @@ acknowledged versions are recorded in the registry in one transaction.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 
 from schemas import StreamConfig, Topics
 from services.common.codec import encode
-from services.common.config_files import config_paths, read_config_files
+from services.common.errors import DriftlineError
 from services.common.kafka_client import make_producer
 from services.common.settings import DriftlineSettings
 from services.common.stream_configs import StreamConfigs
@@ -46,20 +47,6 @@ class Outcome:
     def message(self) -> str:
         """The status and its detail, for people."""
         return f"{self.status} {self.detail}" if self.detail else self.status
-
-
-def load_config_files(paths: Sequence[Path]) -> list[tuple[Path, StreamConfig]]:
-    """The configs of ``paths`` (files and directories of ``*.yaml``/``*.yml``), all
-    validated first: any bad file raises a ConfigError naming it, before anything is sent.
-    A ``version`` in a file is ignored, with a note."""
-    loaded = read_config_files(config_paths(list(paths)))
-    for path, _config, had_version in loaded:
-        if had_version:
-            print(
-                f"note: {path}: version is assigned on publish; the file's is ignored",
-                file=sys.stderr,
-            )
-    return [(path, config) for path, config, _ in loaded]
 
 
 def read_configs(settings: DriftlineSettings) -> dict[str, StreamConfig]:
@@ -194,3 +181,17 @@ def record_published_specs(settings: DriftlineSettings, configs: Sequence[Stream
         registry.record_specs(configs=configs)
     finally:
         registry.close()
+
+
+def publish_config(
+    settings: DriftlineSettings, config: StreamConfig, *, force: bool = False
+) -> tuple[StreamConfig, str]:
+    """Publish ``config`` as the next version of its stream and record it in the registry.
+
+    An unchanged config is not published again unless ``force``; returns the config in
+    force and what happened. Raises DriftlineError when the broker did not acknowledge it.
+    """
+    [outcome] = publish_configs(settings, [config], force=force)
+    if outcome.status == FAILED:
+        raise DriftlineError(f"{config.stream}: {outcome.message}")
+    return outcome.config, outcome.message
