@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -22,6 +23,7 @@ from typing import Any
 
 from schemas import Event, LabelledExample
 from services.common.codec import encode, event_key
+from services.common.shutdown import GracefulShutdown
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +84,8 @@ def send_all(
     """Send every event (keyed by the topic rules), flush, and count acks and failures.
 
     ``rate`` (events/s) paces the sending; ``encoder`` turns an event into bytes.
-    A KeyboardInterrupt stops reading ``events`` but still flushes what was sent,
-    then re-raises with the report attached as ``exc.report``.
+    Ctrl-C (SIGINT, in the main thread) stops reading ``events`` but still flushes what
+    was sent, then raises KeyboardInterrupt with the report attached as ``exc.report``.
     """
     report = SendReport()
     started = time.perf_counter()
@@ -101,29 +103,37 @@ def send_all(
 
     pending = 0
     count = 0
-    try:
-        for event in events:
-            if rate:
-                delay = started + count / rate - time.perf_counter()
-                if delay > 0.001:
-                    time.sleep(delay)
-            key = event_key(event)
-            stream = "" if key is None else key.decode(errors="replace")
-            future = producer.send(topic, key=key, value=encoder(event))
-            future.add_callback(lambda _metadata, s=stream: ok(s))
-            future.add_errback(lambda exc, s=stream: failed(s, exc))
-            pending += 1
-            count += 1
-            if on_progress is not None:
-                on_progress(1)
-            if pending >= flush_every:
-                producer.flush()
-                pending = 0
-    except KeyboardInterrupt as exc:
-        producer.flush()
-        report.elapsed_s = time.perf_counter() - started
-        exc.report = report  # type: ignore[attr-defined]
-        raise
+    # Ctrl-C only raises a flag, seen between two events: a KeyboardInterrupt raised inside
+    # ``send`` (after the record was queued, before its callback was attached) would leave
+    # a delivered event out of the report.
+    interrupted = False
+    with GracefulShutdown(signals=(signal.SIGINT,)) as stop:
+        try:
+            for event in events:
+                if stop.requested:
+                    break
+                if rate:
+                    delay = started + count / rate - time.perf_counter()
+                    if delay > 0.001:
+                        time.sleep(delay)
+                key = event_key(event)
+                stream = "" if key is None else key.decode(errors="replace")
+                future = producer.send(topic, key=key, value=encoder(event))
+                future.add_callback(lambda _metadata, s=stream: ok(s))
+                future.add_errback(lambda exc, s=stream: failed(s, exc))
+                pending += 1
+                count += 1
+                if on_progress is not None:
+                    on_progress(1)
+                if pending >= flush_every:
+                    producer.flush()
+                    pending = 0
+        except KeyboardInterrupt:  # raised by the source itself (between two events)
+            interrupted = True
     producer.flush()
     report.elapsed_s = time.perf_counter() - started
+    if interrupted or stop.requested:
+        interrupt = KeyboardInterrupt()
+        interrupt.report = report  # type: ignore[attr-defined]
+        raise interrupt
     return report

@@ -40,12 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"validator: error: {exc}", file=sys.stderr)  # noqa: T201 - before logging
         return 2
     configure_logging("validator", fmt=settings.log_format, level=settings.log_level)
-    from services.validator.app import run  # faust is imported only when it runs
+    from services.validator.loop import run_loop
 
     group = vsettings.group(settings.topic_prefix)
     log.info("group %s as static member %s", group, member)
     try:
-        code = run(settings, vsettings)
+        code = run_loop(settings, vsettings)
     except DriftlineError as exc:
         log.error("%s", exc)
         return 2

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -258,6 +260,26 @@ def test_send_all_flushes_and_reports_on_ctrl_c() -> None:
         send_all(producer, "t", interrupted())
     assert info.value.report.sent == 5  # type: ignore[attr-defined]
     assert producer.flushes == 1
+
+
+def test_ctrl_c_during_a_send_still_counts_that_event() -> None:
+    """SIGINT arriving inside ``send`` (the record queued, its callback not attached yet)
+    only stops the loop: every event handed to the producer is counted."""
+    producer = FakeProducer()
+    send = producer.send
+
+    def send_then_ctrl_c(topic: str, key: bytes | None, value: bytes) -> FakeFuture:
+        future = send(topic, key, value)
+        if len(producer.sent) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return future
+
+    producer.send = send_then_ctrl_c  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt) as info:
+        send_all(producer, "t", examples(10))
+    assert info.value.report.sent == len(producer.sent) == 3  # type: ignore[attr-defined]
+    assert producer.flushes == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 def test_rows_name_their_stream(tmp_path: Path) -> None:
