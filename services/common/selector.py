@@ -164,7 +164,7 @@ class SelectClassifier(_Selector, base.Classifier):
         Seed of the tree and forest members.
     rest_every
         A resting member (recent error more than ``margin`` above the best's, after
-        ``2 * window`` examples) predicts and learns one example in ``rest_every``.
+        ``window`` examples) predicts and learns one example in ``rest_every``.
     margin
         How much worse than the best (relative) a member's recent error must be to rest.
     keep
@@ -233,7 +233,7 @@ class SelectRegressor(_Selector, base.Regressor):
         Seed of the tree and forest members.
     rest_every
         A resting member (recent error more than ``margin`` above the best's, after
-        ``2 * window`` examples) predicts and learns one example in ``rest_every``.
+        ``window`` examples) predicts and learns one example in ``rest_every``.
     margin
         How much worse than the best (relative) a member's recent error must be to rest.
     keep
