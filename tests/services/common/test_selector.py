@@ -141,3 +141,21 @@ def test_it_builds_from_a_config_and_serves_many_classes_through_the_predictor()
     predictor = Predictor.river(model, spec=spec, spec_sha256="0" * 64)
     restored = pickle.loads(pickle.dumps(predictor))  # noqa: S301 - our own bytes
     assert restored.predict_many([{"x": 0.2, "c": "a"}, {"x": 2.8, "c": "a"}]) == ["low", "high"]
+
+
+def test_a_selector_pickled_before_resting_existed_restores_and_learns_as_before() -> None:
+    model = SelectRegressor(window=50, forest_size=3, seed=1)
+    for i in range(100):
+        model.learn_one({"x": float(i % 10)}, 2.0 * (i % 10))
+    state = dict(model.__dict__)
+    for name in ("rest_every", "patience", "margin", "keep", "resting", "own", "own_square"):
+        state.pop(name)
+    state.pop("floor", None)
+    state.pop("woken", None)
+    state["scaler"] = state.pop("view")  # what an older selector called its one transformer
+    old = SelectRegressor.__new__(SelectRegressor)
+    old.__setstate__(state)
+    for i in range(300):
+        old.learn_one({"x": float(i % 10)}, 2.0 * (i % 10))
+    assert not old.resting  # no resting without the settings: every member learns
+    assert abs(old.predict_one({"x": 4.0}) - 8.0) < 1.0
