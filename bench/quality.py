@@ -64,6 +64,7 @@ class StreamScore:
     metric: str
     rows: int
     served_rows: int
+    answered_rows: int  # answered at all; served ones came before their label
     served_overall: float | None
     served_after: float | None
     best_name: str
@@ -183,6 +184,7 @@ def score_run(source: DemoStream, outcome: LoopOutcome, seconds: float, seed: in
         metric=metric,
         rows=len(rows),
         served_rows=len(served),
+        answered_rows=sum(1 for i in order if i in state.answers),
         served_overall=value(None, list(served)),
         served_after=mine,
         best_name=best_name,
@@ -226,6 +228,7 @@ def _failed(source: DemoStream, seed: int, seconds: float, error: str) -> Stream
         metric="mae" if number else "accuracy",
         rows=source.size,
         served_rows=0,
+        answered_rows=0,
         served_overall=None,
         served_after=None,
         best_name="-",
@@ -253,6 +256,7 @@ def _line(s: StreamScore) -> str:
             "best_after": s.best_after,
             "score": s.score,
             "served_rows": s.served_rows,
+            "answered_rows": s.answered_rows,
             "rows": s.rows,
             "baselines_after": s.baselines_after,
             "per_drift": s.per_drift,

@@ -20,7 +20,9 @@ Feature values, the rule (:class:`FeatureEncoder`, always the first step):
   category features are one-hot encoded in parallel (by the spec's
   ``preprocessing.OneHotEncoder`` with its params if it lists one, else a default one),
   the two joined before the last step. ``preprocessing.OneHotEncoder`` applies only to
-  category features (without any it is left out).
+  category features (without any it is left out). A last step that encodes categories
+  itself (``takes_categories``: driftline's selectors) gets their values as strings when
+  the spec lists no ``preprocessing.OneHotEncoder``.
 
 A binary-only classifier (``LogisticRegression``, ``Perceptron``, ``PAClassifier``,
 ``ALMAClassifier``) predicts the stream's own class values: with two classes of any type
@@ -144,9 +146,14 @@ def build_pipeline(model: ModelSpec, spec: Spec, *, smoke_test: bool = True) -> 
     numeric = [est for path, est in transformer_steps if path != _OHE]
     if categories:
         ohe = next((est for path, est in transformer_steps if path == _OHE), None)
-        cat_branch = compose.Pipeline(
-            compose.Discard(*numbers, *bools), ohe or preprocessing.OneHotEncoder()
-        )
+        cat_branch: Any
+        if ohe is None and getattr(final, "takes_categories", False):
+            # a selector encodes categories per member itself (trees split on them)
+            cat_branch = compose.Select(*categories)
+        else:
+            cat_branch = compose.Pipeline(
+                compose.Discard(*numbers, *bools), ohe or preprocessing.OneHotEncoder()
+            )
         if numbers or bools:
             num_branch = compose.Pipeline(compose.Discard(*categories), *numeric)
             pipeline = compose.Pipeline(
