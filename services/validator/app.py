@@ -49,14 +49,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
-import faust
 from kafka import TopicPartition
 
 from schemas import LabelledExample, ReasonCode, StreamConfig, Topics, utcnow
 from services.common.backoff import Backoff
+from services.common.bootstrap import Startup
 from services.common.codec import dead_letter, encode, event_key
 from services.common.errors import BrokerError, ConfigError
-from services.common.faust_app import make_app, raw_topic
+from services.common.faust_app import make_app, raw_topic, run_worker
 from services.common.kafka_client import canonical_partition, make_consumer
 from services.common.logs import at
 from services.common.settings import DriftlineSettings
@@ -492,16 +492,17 @@ def check_topics(settings: DriftlineSettings) -> int:
     return counts["examples.valid"]
 
 
-def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
+def run(boot: Startup, vsettings: ValidatorSettings) -> int:
     """Run the validator until SIGTERM/SIGINT; returns the exit code.
 
     ``DRIFTLINE_VALIDATOR_ENGINE`` (auto: the batch loop of :mod:`services.validator.loop`
     with ``DRIFTLINE_KAFKA_CLIENT=confluent``, this faust app with kafka-python).
     """
+    settings = boot.settings
     if vsettings.uses_loop(settings.kafka_client):
         from services.validator.loop import run_loop
 
-        return run_loop(settings, vsettings)
+        return run_loop(boot, vsettings)
     topics = Topics(settings.topic_prefix)
     if settings.log_level != "DEBUG":
         # faust and mode narrate every service start and stop at INFO; ours says what matters.
@@ -519,20 +520,11 @@ def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
             read,
             ", ".join(f"{s} v{v}" for s, v in registry.versions().items()) or "none yet",
         )
-        if vsettings.metrics_port:
-            port = metrics.metrics.serve(vsettings.metrics_port, vsettings.metrics_host)
-            log.info("metrics on http://%s:%d/metrics", vsettings.metrics_host, port)
+        boot.serve_metrics(metrics.metrics, vsettings.metrics_port, vsettings.metrics_host)
+        boot.check()
         feed.start()
         validator = Validator(settings, vsettings, registry, feed, metrics, valid_partitions)
         app = build_app(settings, vsettings, validator)
-        worker = faust.Worker(
-            app,
-            quiet=True,
-            loglevel=settings.log_level,
-            override_logging=False,
-            redirect_stdouts=False,
-        )
-        worker.spinner = None  # no terminal spinner: stdout/stderr are logs
         log.info(
             "validating %s -> %s | %s (group %s)",
             topics.name("examples.raw"),
@@ -540,11 +532,6 @@ def run(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
             validator.dead_topic,
             vsettings.group(settings.topic_prefix),
         )
-        try:
-            worker.execute_from_commandline()
-        except SystemExit as exc:
-            return exc.code if isinstance(exc.code, int) else 1
-        return 0
+        return run_worker(app, boot.stop, loglevel=settings.log_level)
     finally:
         feed.close()
-        metrics.metrics.close()

@@ -1,0 +1,183 @@
+"""The one start-up of every service: signals first, exit codes, the error prefix, the
+metrics endpoint (in this process; tests/integration/test_service_shutdown.py runs each
+service for real)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from services.common import bootstrap, log_throttle
+from services.common.errors import ConfigError, DriftlineError, Fenced
+from services.common.metrics import Metrics
+from services.common.settings import DriftlineSettings
+from services.common.shutdown import GracefulShutdown
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The bootstrap configures the root logger: give the next test back its own."""
+    for name in [n for n in os.environ if n.startswith("DRIFTLINE_")]:
+        monkeypatch.delenv(name)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            log_throttle.uninstall(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+
+
+def returns(code: int) -> Any:
+    def start(boot: bootstrap.Startup) -> int:
+        return code
+
+    return start
+
+
+def raises(exc: BaseException) -> Any:
+    def start(boot: bootstrap.Startup) -> int:
+        raise exc
+
+    return start
+
+
+def test_a_bad_shared_setting_exits_2_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"DRIFTLINE_LOG_LEVEL": "LOUD"}
+    assert bootstrap.run("learner", returns(0), argv=[], env=env) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("driftline learner: error: DRIFTLINE_LOG_LEVEL: ")
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "message"),
+    [
+        (ConfigError("DRIFTLINE_X_PORT", "is not a port"), 2, "DRIFTLINE_X_PORT: is not a port"),
+        (DriftlineError("the broker went away"), 1, "the broker went away"),
+        (Fenced("another x took this one's id"), 3, "another x took this one's id"),
+        (RuntimeError("a bug"), 1, "RuntimeError: a bug"),
+    ],
+)
+def test_errors_of_the_start_map_to_exit_codes_with_one_prefix(
+    capsys: pytest.CaptureFixture[str], exc: BaseException, code: int, message: str
+) -> None:
+    assert bootstrap.run("trainer", raises(exc), argv=[], env={}) == code
+    assert f"driftline trainer: error: {message}\n" in capsys.readouterr().err
+
+
+def test_the_start_functions_code_is_the_exit_code() -> None:
+    assert bootstrap.run("evaluator", returns(0), argv=[], env={}) == 0
+    assert bootstrap.run("evaluator", returns(1), argv=[], env={}) == 1
+
+
+def test_the_handlers_are_in_place_before_the_settings_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A SIGTERM while the settings load (without a handler: the test run would die)
+    ends the start-up with 0 before the service starts."""
+    real = DriftlineSettings.load.__func__  # type: ignore[attr-defined]
+
+    def load(cls: type[DriftlineSettings], *args: Any, **kwargs: Any) -> DriftlineSettings:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(cls, *args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(DriftlineSettings, "load", classmethod(load))
+    started: list[str] = []
+
+    def start(boot: bootstrap.Startup) -> int:
+        started.append(boot.name)
+        return 1
+
+    assert bootstrap.run("registry", start, argv=[], env={}) == 0
+    assert started == []
+
+
+def test_a_signal_during_start_up_stops_at_the_next_check() -> None:
+    steps: list[str] = []
+
+    def start(boot: bootstrap.Startup) -> int:
+        steps.append("migrations")
+        os.kill(os.getpid(), signal.SIGTERM)
+        steps.append("migrations done")  # the step under way finishes
+        boot.check()
+        steps.append("consuming")
+        return 1
+
+    assert bootstrap.run("learner", start, argv=[], env={}) == 0
+    assert steps == ["migrations", "migrations done"]
+
+
+def test_with_interrupt_start_a_signal_ends_the_start_up_where_it_is() -> None:
+    steps: list[str] = []
+
+    def start(boot: bootstrap.Startup) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        steps.append("importing the models' libraries")
+        return 1
+
+    assert bootstrap.run("serving", start, argv=[], env={}, interrupt_start=True) == 0
+    assert steps == []
+
+
+def test_the_services_own_handlers_share_the_bootstraps_request() -> None:
+    """serve() and the validator's loop enter a GracefulShutdown of their own: a signal
+    caught by the bootstrap's handler just before is not lost to them."""
+
+    def start(boot: bootstrap.Startup) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        with GracefulShutdown() as own:
+            return 0 if own.requested else 1
+
+    assert bootstrap.run("validator", start, argv=[], env={}) == 0
+
+
+def test_the_metrics_endpoint_lives_as_long_as_the_service() -> None:
+    metrics = Metrics("doc")
+    ports: list[int] = []
+    bodies: list[bytes] = []
+
+    def start(boot: bootstrap.Startup) -> int:
+        assert boot.serve_metrics(metrics, 0) is None  # 0: no endpoint
+        port = _free_port()
+        assert boot.serve_metrics(metrics, port) == port
+        ports.append(port)
+        bodies.append(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read())  # noqa: S310
+        return 0
+
+    assert bootstrap.run("learner", start, argv=[], env={}) == 0
+    assert b"driftline_service_info" in bodies[0]
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics", timeout=5)  # noqa: S310
+
+
+def test_arguments_are_parsed_before_the_start() -> None:
+    arguments = bootstrap.parser("registry", "doc")
+    arguments.add_argument("--port", type=int)
+    got: list[int] = []
+
+    def start(boot: bootstrap.Startup) -> int:
+        got.append(boot.args.port)
+        return 0
+
+    assert bootstrap.run("registry", start, argv=["--port", "7"], arguments=arguments) == 0
+    assert got == [7]
+    with pytest.raises(SystemExit) as exited:
+        bootstrap.run("registry", start, argv=["--port", "x"], arguments=arguments)
+    assert exited.value.code == 2
+
+
+def _free_port() -> int:
+    from services.localbroker.ports import free_ports
+
+    return free_ports(1)[0]
