@@ -15,6 +15,7 @@ from typing import Any
 
 from services.common.metrics import Metrics
 from services.registry.client import Registry
+from services.registry.metrics import RelayMetrics
 
 log = logging.getLogger("services.registry")
 
@@ -42,12 +43,8 @@ class OutboxRelay:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
-        self._relayed = metrics.counter(
-            "registry_outbox_relayed_total", "Outbox events published to Kafka."
-        )
-        self._failures = metrics.counter(
-            "registry_outbox_relay_failures_total", "Outbox relay attempts that failed."
-        )
+        own = RelayMetrics(metrics)
+        self._relayed, self._failures = own.relayed, own.failures
 
     def start(self) -> None:
         """Start relaying (the first attempt happens at once)."""

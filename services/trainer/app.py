@@ -37,8 +37,9 @@ from services.common.stream_configs import StreamConfigs
 from services.registry.client import Registry
 from services.trainer import train
 from services.trainer.drift_tail import DriftTail
+from services.trainer.metrics import TrainerMetrics
 from services.trainer.replay import KafkaReplay
-from services.trainer.runner import SERVICE, Trainer, TrainerMetrics, UnknownStream
+from services.trainer.runner import SERVICE, Trainer, UnknownStream
 from services.trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -257,14 +258,14 @@ def run(boot: Startup, tsettings: TrainerSettings) -> int:
     importlib.import_module("river")
     metrics = TrainerMetrics(streams=tsettings.metrics_streams or None)
     configs = Configs(settings, counter=metrics.config_rejects)
-    registry = Registry.open(settings)
+    with boot.uninterrupted():  # the registry's migrations, when it is opened in-process
+        registry = Registry.open(settings)
     pool = make_pool(tsettings.workers)
     try:
         log.info("read %d stream configs", configs.catch_up())
         for _ in range(tsettings.workers):
             pool.submit(train.warm)  # import scikit-learn in every worker before a run
         boot.serve_metrics(metrics.metrics, tsettings.metrics_port, tsettings.metrics_host)
-        boot.check()
         trainer = Trainer(
             registry=registry,
             configs=configs,
@@ -283,6 +284,7 @@ def run(boot: Startup, tsettings: TrainerSettings) -> int:
             tsettings.group(settings.topic_prefix),
             tsettings.workers,
         )
+        boot.running()
         return run_worker(app, boot.stop, loglevel=settings.log_level)
     finally:
         stop_pool(pool)
