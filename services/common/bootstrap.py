@@ -9,9 +9,14 @@ function to :func:`run`, which, in this order:
 2. parses the arguments and loads :class:`~services.common.settings.DriftlineSettings`;
 3. configures logging, once;
 4. calls the start function with a :class:`Startup` (the stop flag, the settings, the
-   arguments, the metrics endpoint), which checks :meth:`Startup.check` between the
-   steps of its start-up and runs until the stop flag is set;
+   arguments, the metrics endpoint), which runs until the stop flag is set;
 5. stops the metrics endpoint and turns the outcome into the exit code.
+
+Until the service says it runs (:meth:`Startup.running`), there is nothing to finish: a
+signal ends the start-up where it is (:class:`StopRequested` is raised in the main
+thread), except inside :meth:`Startup.uninterrupted` (the registry's migrations), which
+ends first. From :meth:`Startup.running` on, a signal only sets the flag, which the
+service's loop polls (its own handlers, if it installs any, share the request).
 
 Exit codes, with every error on stderr as ``driftline <name>: error: ...``:
 
@@ -39,7 +44,8 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 from services.common.shutdown import GracefulShutdown
@@ -78,10 +84,28 @@ class Startup:
         self._served: list[Metrics] = []
 
     def check(self) -> None:
-        """Raise :class:`StopRequested` when SIGTERM/SIGINT arrived: call it between the
-        steps of a start-up, so a stop asked for meanwhile ends it (exit 0)."""
+        """Raise :class:`StopRequested` when SIGTERM/SIGINT arrived (exit 0)."""
         if self.stop.requested:
             raise StopRequested
+
+    def running(self) -> None:
+        """The start-up is over: from now on a signal only sets the flag, which the
+        service polls to finish its work in order. Raises :class:`StopRequested` if one
+        came before."""
+        self.stop.interrupt = None
+        self.check()
+
+    @contextmanager
+    def uninterrupted(self) -> Iterator[None]:
+        """A step of the start-up that a signal must not cut short (a migration): the
+        signal waits for its end, then ends the start-up."""
+        interrupt, self.stop.interrupt = self.stop.interrupt, None
+        try:
+            yield
+        finally:
+            self.stop.interrupt = interrupt
+        if interrupt is not None:
+            self.check()
 
     def serve_metrics(self, metrics: Metrics, port: int, host: str = "127.0.0.1") -> int | None:
         """Serve ``metrics`` on ``host:port`` until the service ends (0: no endpoint);
@@ -118,7 +142,6 @@ def run(
     arguments: argparse.ArgumentParser | None = None,
     env: Mapping[str, str] | None = None,
     exit_now: bool = False,
-    interrupt_start: bool = False,
 ) -> int:
     """Start the service ``name`` with ``start`` and return its exit code (see the module).
 
@@ -126,13 +149,9 @@ def run(
     ``os.environ`` for the shared settings (tests). With ``exit_now`` an orderly stop
     ends the process at once with ``os._exit``, skipping the interpreter's teardown
     (serving: the teardown of numpy, River and scikit-learn takes most of its 1 s).
-    With ``interrupt_start`` a signal ends the start-up where it is, not at its next
-    :meth:`Startup.check`, until the service installs its own handlers (they share the
-    request): for a service with nothing to finish before it serves, and a tight bound.
     """
-    interrupt = StopRequested if interrupt_start else None
     # first: nothing before it may take long
-    with GracefulShutdown(interrupt=interrupt) as stop:
+    with GracefulShutdown(interrupt=StopRequested) as stop:
         try:
             code, orderly = _run(name, start, stop, argv, arguments, env)
         except StopRequested:  # a signal landing in the bootstrap's own last steps

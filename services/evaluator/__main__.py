@@ -43,12 +43,13 @@ def start(boot: bootstrap.Startup) -> int:
         raise ConfigError(
             "DRIFTLINE_CHECKPOINT_KEY", "is required: the evaluator signs its checkpoints with it"
         )
-    registry = Registry.open(settings)
+    with boot.uninterrupted():  # the registry's migrations, when it is opened in-process
+        registry = Registry.open(settings)
     try:
-        boot.check()
         evaluator = Evaluator(settings, service, registry)
         try:
             boot.serve_metrics(evaluator.metrics, service.metrics_port, service.metrics_host)
+            boot.running()
             evaluator.run(boot.stop)
         finally:
             evaluator.close()

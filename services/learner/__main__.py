@@ -46,12 +46,13 @@ def start(boot: bootstrap.Startup) -> int:
     # The learner waits out a registry outage itself (it keeps learning and retries with
     # backoff), so a call gives up quickly instead of holding up the poll loop.
     quick = settings.model_copy(update={"registry_retry_s": min(settings.registry_retry_s, 0.5)})
-    registry = Registry.open(quick)
+    with boot.uninterrupted():  # the registry's migrations, when it is opened in-process
+        registry = Registry.open(quick)
     try:
-        boot.check()
         learner = Learner(settings, service, registry)
         try:
             boot.serve_metrics(learner.metrics, service.metrics_port, service.metrics_host)
+            boot.running()
             learner.run(boot.stop)
         finally:
             learner.close()

@@ -17,7 +17,7 @@ from functools import partial
 
 import uvicorn
 
-from services.common.bootstrap import Startup, StopRequested
+from services.common.bootstrap import Startup
 from services.common.errors import ConfigError
 from services.common.kafka_client import make_consumer, make_producer
 from services.common.listen import listen
@@ -46,52 +46,56 @@ def serve(boot: Startup, service: RegistrySettings) -> int:
             "the registry service opens its database itself: give it a SQLAlchemy URL "
             "(sqlite:///... or postgresql://...), not the URL of a registry service",
         )
-    registry = Registry.open(settings, relay=False)  # migrates; the relay thread relays
+    with boot.uninterrupted():
+        registry = Registry.open(settings, relay=False)  # migrates; the relay thread relays
     try:
-        boot.check()
-    except StopRequested:
+        # HTTP requests never wait on Kafka: only the relay thread talks to it.
+        relay = OutboxRelay(
+            registry,
+            producer_factory=partial(make_producer, settings),
+            interval_s=service.relay_interval_s,
+            metrics=metrics,
+        )
+        assert isinstance(registry.backend, SqlStore)  # noqa: S101 - opened from a SQL URL
+        warden = Warden(
+            registry.backend,
+            consumer_factory=partial(
+                make_consumer,
+                settings,
+                group_id=None,
+                client_id="driftline-registry-warden",
+            ),
+            producer_factory=partial(make_producer, settings, client_id="driftline-registry"),
+            topics=registry.topics,
+            metrics=metrics,
+            on_reassert=relay.kick,
+        )
+        token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        app = create_app(
+            registry,
+            admin_token=token,
+            metrics=metrics,
+            on_change=relay.kick,
+            max_body_bytes=service.max_body_bytes,
+            service_token=(
+                settings.service_token.get_secret_value() if settings.service_token else None
+            ),
+            max_blob_bytes=service.max_blob_bytes,
+        )
+        try:
+            sock = listen(service.host, service.port)
+        except OSError as exc:
+            raise ConfigError(
+                "DRIFTLINE_REGISTRY_PORT", f"cannot listen on {service.host}:{service.port}: {exc}"
+            ) from exc
+        try:
+            boot.running()  # from here a signal stops the threads below in order
+        except BaseException:
+            sock.close()
+            raise
+    except BaseException:
         registry.close()
         raise
-    # HTTP requests never wait on Kafka: only the relay thread talks to it.
-    relay = OutboxRelay(
-        registry,
-        producer_factory=partial(make_producer, settings),
-        interval_s=service.relay_interval_s,
-        metrics=metrics,
-    )
-    assert isinstance(registry.backend, SqlStore)  # noqa: S101 - opened from a SQL URL
-    warden = Warden(
-        registry.backend,
-        consumer_factory=partial(
-            make_consumer,
-            settings,
-            group_id=None,
-            client_id="driftline-registry-warden",
-        ),
-        producer_factory=partial(make_producer, settings, client_id="driftline-registry"),
-        topics=registry.topics,
-        metrics=metrics,
-        on_reassert=relay.kick,
-    )
-    token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    app = create_app(
-        registry,
-        admin_token=token,
-        metrics=metrics,
-        on_change=relay.kick,
-        max_body_bytes=service.max_body_bytes,
-        service_token=(
-            settings.service_token.get_secret_value() if settings.service_token else None
-        ),
-        max_blob_bytes=service.max_blob_bytes,
-    )
-    try:
-        sock = listen(service.host, service.port)
-    except OSError as exc:
-        registry.close()
-        raise ConfigError(
-            "DRIFTLINE_REGISTRY_PORT", f"cannot listen on {service.host}:{service.port}: {exc}"
-        ) from exc
     host, port = sock.getsockname()[:2]
     database = registry.backend.engine.url.render_as_string(hide_password=True)
     server = uvicorn.Server(

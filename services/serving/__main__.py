@@ -34,15 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code."""
-    # nothing to finish before serve() installs its handlers: a signal ends the start at once
-    return bootstrap.run(
-        "serving",
-        start,
-        argv=argv,
-        arguments=build_parser(),
-        exit_now=True,
-        interrupt_start=True,
-    )
+    return bootstrap.run("serving", start, argv=argv, arguments=build_parser(), exit_now=True)
 
 
 def start(boot: bootstrap.Startup) -> int:
@@ -63,7 +55,8 @@ def start(boot: bootstrap.Startup) -> int:
     }
     service = ServingSettings.load(**overrides)
     bootstrap.quiet_uvicorn()
-    boot.check()
+    # serve() installs handlers of its own at once (sharing this request, only setting the
+    # flag), then stops in order; until then a signal ends the start-up where it is
     return serve(boot.settings, service)
 
 

@@ -521,7 +521,6 @@ def run(boot: Startup, vsettings: ValidatorSettings) -> int:
             ", ".join(f"{s} v{v}" for s, v in registry.versions().items()) or "none yet",
         )
         boot.serve_metrics(metrics.metrics, vsettings.metrics_port, vsettings.metrics_host)
-        boot.check()
         feed.start()
         validator = Validator(settings, vsettings, registry, feed, metrics, valid_partitions)
         app = build_app(settings, vsettings, validator)
@@ -532,6 +531,7 @@ def run(boot: Startup, vsettings: ValidatorSettings) -> int:
             validator.dead_topic,
             vsettings.group(settings.topic_prefix),
         )
+        boot.running()
         return run_worker(app, boot.stop, loglevel=settings.log_level)
     finally:
         feed.close()

@@ -216,7 +216,6 @@ def run_loop(boot: Startup, vsettings: ValidatorSettings) -> int:
             ", ".join(f"{s} v{v}" for s, v in registry.versions().items()) or "none yet",
         )
         boot.serve_metrics(metrics.metrics, vsettings.metrics_port, vsettings.metrics_host)
-        boot.check()
         feed.start()
         validator = BatchValidator(settings, vsettings, registry, feed, metrics, valid_partitions)
         session_ms = int(vsettings.session_timeout_s * 1000)
@@ -250,6 +249,7 @@ def run_loop(boot: Startup, vsettings: ValidatorSettings) -> int:
             settings.kafka_client,
         )
         _quiet_collector()
+        boot.running()
         loop.run(boot.stop)
         return 0
     finally:

@@ -103,22 +103,7 @@ def test_the_handlers_are_in_place_before_the_settings_load(
     assert started == []
 
 
-def test_a_signal_during_start_up_stops_at_the_next_check() -> None:
-    steps: list[str] = []
-
-    def start(boot: bootstrap.Startup) -> int:
-        steps.append("migrations")
-        os.kill(os.getpid(), signal.SIGTERM)
-        steps.append("migrations done")  # the step under way finishes
-        boot.check()
-        steps.append("consuming")
-        return 1
-
-    assert bootstrap.run("learner", start, argv=[], env={}) == 0
-    assert steps == ["migrations", "migrations done"]
-
-
-def test_with_interrupt_start_a_signal_ends_the_start_up_where_it_is() -> None:
+def test_a_signal_during_start_up_ends_it_where_it_is() -> None:
     steps: list[str] = []
 
     def start(boot: bootstrap.Startup) -> int:
@@ -126,8 +111,47 @@ def test_with_interrupt_start_a_signal_ends_the_start_up_where_it_is() -> None:
         steps.append("importing the models' libraries")
         return 1
 
-    assert bootstrap.run("serving", start, argv=[], env={}, interrupt_start=True) == 0
+    assert bootstrap.run("serving", start, argv=[], env={}) == 0
     assert steps == []
+
+
+def test_an_uninterrupted_step_ends_first() -> None:
+    steps: list[str] = []
+
+    def start(boot: bootstrap.Startup) -> int:
+        with boot.uninterrupted():
+            steps.append("migrating")
+            os.kill(os.getpid(), signal.SIGTERM)
+            steps.append("migrated")  # the migration under way finishes
+        steps.append("consuming")
+        return 1
+
+    assert bootstrap.run("learner", start, argv=[], env={}) == 0
+    assert steps == ["migrating", "migrated"]
+
+
+def test_once_running_a_signal_only_sets_the_flag() -> None:
+    """The service's loop sees the flag and finishes its work in order."""
+    steps: list[str] = []
+
+    def start(boot: bootstrap.Startup) -> int:
+        boot.running()
+        os.kill(os.getpid(), signal.SIGTERM)
+        steps.append("checkpointed")
+        return 0 if boot.stop.requested else 1
+
+    assert bootstrap.run("evaluator", start, argv=[], env={}) == 0
+    assert steps == ["checkpointed"]
+
+
+def test_a_signal_caught_before_running_ends_the_start_up() -> None:
+    def start(boot: bootstrap.Startup) -> int:
+        boot.stop.interrupt = None  # as if the signal came in an uninterrupted step
+        os.kill(os.getpid(), signal.SIGTERM)
+        boot.running()
+        return 1
+
+    assert bootstrap.run("trainer", start, argv=[], env={}) == 0
 
 
 def test_the_services_own_handlers_share_the_bootstraps_request() -> None:
@@ -135,6 +159,7 @@ def test_the_services_own_handlers_share_the_bootstraps_request() -> None:
     caught by the bootstrap's handler just before is not lost to them."""
 
     def start(boot: bootstrap.Startup) -> int:
+        boot.running()
         os.kill(os.getpid(), signal.SIGTERM)
         with GracefulShutdown() as own:
             return 0 if own.requested else 1
