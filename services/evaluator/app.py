@@ -68,9 +68,9 @@ from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
 from services.common.subscriber import REFUSALS, LoadedModel, ModelSubscriber
 from services.evaluator.metrics import EvaluatorMetrics
-from services.evaluator.runtime import Decision, EvaluatorState, Labelled, Role, Served
 from services.evaluator.screen import pair_nonconformance
 from services.evaluator.settings import EvaluatorSettings
+from services.evaluator.state import Decision, EvaluatorState, Labelled, Role, Served
 from services.registry.client import AliasConflict, FrozenModel, NotFound, Registry
 
 log = logging.getLogger(__name__)

@@ -38,8 +38,8 @@ from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
 from services.learner.metrics import LearnerMetrics
-from services.learner.runtime import PartitionMark, PartitionState, StreamTrack
 from services.learner.settings import LearnerSettings
+from services.learner.state import PartitionMark, PartitionState, StreamTrack
 from services.registry.client import (
     AliasConflict,
     CheckpointItem,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from schemas import LabelledExample, StreamConfig
 from services.learner.ids import IdWindow, digest
 from services.learner.quality import agrawal, agrawal_config
-from services.learner.runtime import PartitionMark, PartitionState, StreamTrack
+from services.learner.state import PartitionMark, PartitionState, StreamTrack
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
