@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -116,6 +117,30 @@ def test_sigterm_during_and_right_after_start_up_exits_0_within_the_bound(
             )
         assert code == 0, log.read_text()[-3000:]
         assert "Traceback" not in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("when", ["handlers", "starting"])
+def test_driftline_run_stops_the_same_way(
+    settings_factory: Callable[..., DriftlineSettings], tmp_path: Path, when: str
+) -> None:
+    """``driftline run NAME`` starts the service through the same bootstrap."""
+    settings = settings_factory()
+    log = tmp_path / "learner.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli.main", "run", "learner"],
+            env=env_of("learner", settings),
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+    try:
+        moment("learner", when, proc, log)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=DEFAULT_GRACE_S * LOAD_ALLOWANCE) == 0, log.read_text()[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()
