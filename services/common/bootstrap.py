@@ -151,7 +151,7 @@ def run(
     (serving: the teardown of numpy, River and scikit-learn takes most of its 1 s).
     """
     # first: nothing before it may take long
-    with GracefulShutdown(interrupt=StopRequested) as stop:
+    with GracefulShutdown(interrupt=StopRequested) as stop, _logging_restored():
         try:
             code, orderly = _run(name, start, stop, argv, arguments, env)
         except StopRequested:  # a signal landing in the bootstrap's own last steps
@@ -209,6 +209,27 @@ def _run(
     finally:
         boot.close()
     return code, True
+
+
+@contextmanager
+def _logging_restored() -> Iterator[None]:
+    """The root logger as it was, once the service is over (for callers in-process: tests,
+    the CLI; a service's process ends there)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        from services.common import log_throttle
+
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+                log_throttle.uninstall(handler)
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
 
 
 def _is_fenced(exc: BaseException) -> bool:

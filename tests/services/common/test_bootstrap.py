@@ -9,12 +9,11 @@ import os
 import signal
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from services.common import bootstrap, log_throttle
+from services.common import bootstrap
 from services.common.errors import ConfigError, DriftlineError, Fenced
 from services.common.metrics import Metrics
 from services.common.settings import DriftlineSettings
@@ -22,21 +21,26 @@ from services.common.shutdown import GracefulShutdown
 
 
 @pytest.fixture(autouse=True)
-def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The bootstrap configures the root logger: give the next test back its own."""
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [n for n in os.environ if n.startswith("DRIFTLINE_")]:
         monkeypatch.delenv(name)
+
+
+def test_the_root_logger_is_given_back(capsys: pytest.CaptureFixture[str]) -> None:
+    """Logging is configured once for the service's life; an in-process caller (a test,
+    the CLI) gets its own back, not a handler on a stream that is gone."""
     root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            log_throttle.uninstall(handler)
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
+    before = (list(root.handlers), root.level)
+    seen: list[int] = []
+
+    def start(boot: bootstrap.Startup) -> int:
+        seen.append(len(root.handlers))
+        logging.getLogger("services.test").warning("while it runs")
+        return 0
+
+    assert bootstrap.run("learner", start, argv=[], env={}) == 0
+    assert (list(root.handlers), root.level) == before and seen == [1]
+    assert "WARNING learner services.test: while it runs" in capsys.readouterr().err
 
 
 def returns(code: int) -> Any:
