@@ -37,7 +37,7 @@ PURE = {
     "services/evaluator/scoring.py",
     "services/evaluator/decision.py",
     "services/evaluator/join.py",
-    "services/evaluator/runtime.py",
+    "services/evaluator/state.py",
     "services/serving/protocol.py",
     "services/serving/shadow.py",
 }

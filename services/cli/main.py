@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from services.common.errors import DriftlineError
+from services.common.shutdown import GracefulShutdown
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``driftline`` command line; returns the process exit code."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if len(words) >= 2 and words[0] == "run" and not words[1].startswith("-"):
+        # a service: its signal handlers go in before the other commands are imported
+        # (the service's bootstrap shares them), so SIGTERM at any moment stops it with 0
+        with GracefulShutdown():
+            from services.cli.run import run_service
+
+            try:
+                return run_service(words[1], words[2:])
+            except DriftlineError as exc:
+                print(f"driftline: error: {exc}", file=sys.stderr)
+                return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

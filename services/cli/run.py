@@ -31,10 +31,15 @@ def register(sub: Any) -> None:
 
 def run_cmd(args: argparse.Namespace) -> int:
     """Load the named service's entry point and hand it the remaining arguments."""
+    return run_service(args.name, list(args.service_args))
+
+
+def run_service(name: str, argv: list[str]) -> int:
+    """Start the service ``name`` (its ``main(argv)``: the bootstrap); returns its exit code."""
     services = available()
-    if args.name not in services:
+    if name not in services:
         known = ", ".join(sorted(services)) or "none installed"
-        raise ConfigError("service", f"unknown service {args.name!r} (available: {known})")
-    main = services[args.name].load()
-    code: int = main(list(args.service_args))
+        raise ConfigError("service", f"unknown service {name!r} (available: {known})")
+    main = services[name].load()
+    code: int = main(argv)
     return code

@@ -11,6 +11,7 @@ a follower of the ``models`` topic needs).
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import struct
@@ -122,12 +123,28 @@ def seal_checkpoint(data: bytes, keyring: Keyring, *, owner: str, key: str) -> S
     return keyring.seal(data, checkpoint_subject(owner, key))
 
 
+# Modules renamed since checkpoints were first written: a pickle names the class by its
+# module at the time, so the state of an install that upgrades in place names the old one.
+MOVED_MODULES = {
+    "services.learner.runtime": "services.learner.state",
+    "services.evaluator.runtime": "services.evaluator.state",
+}
+
+
+class _StateUnpickler(pickle.Unpickler):
+    """Unpickles (verified) state, finding classes of renamed modules in their new ones."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(MOVED_MODULES.get(module, module), name)
+
+
 def load_checkpoint_blob(
     data: bytes, expected: Signature, keyring: Keyring, *, owner: str, key: str
 ) -> Any:
-    """Verify a checkpoint's bytes as ``owner``'s state under ``key``, then unpickle them."""
+    """Verify a checkpoint's bytes as ``owner``'s state under ``key``, then unpickle them
+    (a checkpoint written before a module of :data:`MOVED_MODULES` moved restores too)."""
     keyring.unseal(data, expected, checkpoint_subject(owner, key))
-    return pickle.loads(data)  # noqa: S301 - sha256 and signature verified just above
+    return _StateUnpickler(io.BytesIO(data)).load()  # sha256 and signature verified above
 
 
 def dump_blob(state: Any) -> bytes:

@@ -8,6 +8,7 @@ foreign errors are wrapped with ``raise ... from exc``::
     ├── BrokerError                 Kafka cannot be reached or refused a request
     │   ├── BrokerUnavailable       no broker answered within the deadline
     │   └── DataExpired             offsets asked for have left the topic's retention
+    ├── Fenced                      another replica took this one's static group membership
     ├── LocalBrokerError            the local broker could not be fetched, started or stopped
     └── CodecError                  bytes that are not a valid event (carries a reason code)
         ├── UnparseableEvent        not UTF-8 or not JSON
@@ -43,6 +44,10 @@ class BrokerUnavailable(BrokerError):
 
 class DataExpired(BrokerError):
     """Records asked for by offset are no longer on the topic (retention removed them)."""
+
+
+class Fenced(DriftlineError):
+    """Another replica joined the consumer group under this one's static member id."""
 
 
 class LocalBrokerError(DriftlineError):

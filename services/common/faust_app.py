@@ -7,6 +7,8 @@ PartitionsMismatch against a topic with another count.
 
 from __future__ import annotations
 
+import os
+import signal
 import ssl
 from typing import Any
 
@@ -15,6 +17,7 @@ import faust
 from schemas import Topics
 from schemas.topics import STREAM_PARTITIONS
 from services.common.settings import DriftlineSettings
+from services.common.shutdown import GracefulShutdown
 
 
 def broker_credentials(settings: DriftlineSettings) -> Any:
@@ -82,3 +85,31 @@ def raw_topic(app: faust.App, topics: Topics, suffix: str) -> Any:
         value_serializer="raw",
         partitions=spec.partitions,
     )
+
+
+def run_worker(app: faust.App, stop: GracefulShutdown, *, loglevel: str) -> int:
+    """Run ``app`` in a faust worker until SIGTERM/SIGINT; returns the exit code.
+
+    The worker installs its own signal handlers once its event loop runs; a signal caught
+    by ``stop`` (the bootstrap's handlers) before then is sent again to the process as
+    soon as the worker's are in place, so a stop asked for during start-up is not lost.
+    """
+    if stop.requested:
+        return 0
+    worker = faust.Worker(
+        app, quiet=True, loglevel=loglevel, override_logging=False, redirect_stdouts=False
+    )
+    worker.spinner = None  # no terminal spinner: stdout/stderr are logs
+    install = worker.install_signal_handlers
+
+    def install_then_forward() -> None:
+        install()
+        if stop.requested:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    worker.install_signal_handlers = install_then_forward  # type: ignore[method-assign]
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from schemas import AliasReason
-from services.evaluator.runtime import Decision
+from services.evaluator.state import Decision
 from services.registry.client import AliasConflict, FrozenModel, NotFound, Registry
 
 ACTOR = "evaluator"

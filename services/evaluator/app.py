@@ -61,16 +61,17 @@ from services.common.errors import BrokerError, CodecError
 from services.common.kafka_backend import open_consumer, open_producer
 from services.common.kafka_client import make_consumer
 from services.common.kafka_types import Consumer
-from services.common.metrics import BoundedStreams, Metrics
+from services.common.metrics import BoundedStreams
 from services.common.online_follower import Followers, FollowMetrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
 from services.common.subscriber import REFUSALS, LoadedModel, ModelSubscriber
 from services.evaluator.alias_mover import AliasMover
-from services.evaluator.runtime import Decision, EvaluatorState, Labelled, Role, Served
+from services.evaluator.metrics import EvaluatorMetrics
 from services.evaluator.screen import pair_nonconformance
 from services.evaluator.settings import EvaluatorSettings
+from services.evaluator.state import Decision, EvaluatorState, Labelled, Role, Served
 from services.registry.client import Registry
 
 log = logging.getLogger(__name__)
@@ -99,38 +100,19 @@ class Evaluator:
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         self._records: dict[tuple[str, int, int], Any] = {}  # this step's labelled records
-        self.metrics = Metrics("evaluator")
+        self.metrics = m = EvaluatorMetrics()
         self.streams = BoundedStreams(service.metrics_streams or None)  # the stream label
-        m = self.metrics
-        self.examples = m.counter(
-            "evaluator_examples_total", "Labelled examples by outcome.", ["stream", "outcome"]
-        )
-        self.skipped = m.counter(
-            "evaluator_learned_skips_total",
-            "Scores skipped because the version had learned from the example.",
-            ["stream"],
-        )
-        self.values = m.gauge(
-            "evaluator_metric", "Live metrics of served versions.", ["stream", "role", "metric"]
-        )
-        self.served_version = m.gauge(
-            "evaluator_version", "Version scored per role.", ["stream", "role"]
-        )
-        self.decisions = m.counter(
-            "evaluator_decisions_total", "Decisions by outcome.", ["stream", "kind", "outcome"]
-        )
-        self.pairs = m.gauge("evaluator_shadow_pairs", "Shadow-pair join counts.", ["state"])
-        self.active_gauge = m.gauge("evaluator_active", "1 when this instance is the active one.")
-        self.dead = m.counter("evaluator_dead_letters_total", "Unusable records.", ["reason"])
-        self.checkpoints = m.histogram("evaluator_checkpoint_seconds", "Checkpoint time.")
-        self.events_refused = m.counter(
-            "evaluator_model_events_refused_total",
-            "Records of the models topic refused, by kind (unsigned, forged, unparseable...).",
-            ["kind"],
-        )
-        self.load_failures = m.counter(
-            "evaluator_load_failures_total", "Versions refused or not loadable.", ["reason"]
-        )
+        self.examples = m.examples
+        self.skipped = m.skipped
+        self.values = m.values
+        self.served_version = m.served_version
+        self.decisions = m.decisions
+        self.pairs = m.pairs
+        self.active_gauge = m.active_gauge
+        self.dead = m.dead
+        self.checkpoints = m.checkpoints
+        self.events_refused = m.events_refused
+        self.load_failures = m.load_failures
         for kind in REFUSALS:
             self.events_refused.labels(kind=kind)
         self.configs = StreamConfigs(settings, client_id="driftline-evaluator")

@@ -1,4 +1,8 @@
-"""``driftline run learner`` / ``python -m services.learner``: wiring only."""
+"""``driftline run learner`` / ``python -m services.learner``: wiring only.
+
+Started by :mod:`services.common.bootstrap` (signals first, settings, logging, exit
+codes); everything heavy is imported once the handlers are in place.
+"""
 
 from __future__ import annotations
 
@@ -6,65 +10,63 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from services.common.errors import ConfigError, DriftlineError
-from services.common.kafka_backend import is_fenced
-from services.common.kafka_client import leave_group
-from services.common.logs import configure_logging
-from services.common.settings import DriftlineSettings
-from services.common.shutdown import GracefulShutdown
-from services.learner.app import Learner
-from services.learner.settings import LearnerSettings
-from services.registry.client import Registry
+from services.common import bootstrap
 
 log = logging.getLogger("services.learner")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the learner until SIGTERM/SIGINT; returns the exit code."""
-    del argv
-    try:
-        settings = DriftlineSettings.load()
-        service = LearnerSettings.load()
-        if settings.signing_key is None:
-            raise ConfigError(
-                "DRIFTLINE_SIGNING_KEY", "is required: the learner signs checkpoints and models"
-            )
-        member = service.member(settings)  # validated (and held) before anything starts
-    except ConfigError as exc:
-        sys.stderr.write(f"driftline learner: error: {exc}\n")
-        return 2
-    configure_logging("learner", fmt=settings.log_format, level=settings.log_level)
+    arguments = bootstrap.parser(
+        "learner",
+        "Learn every stream online from examples.valid: prequential metrics, drift "
+        "detection, checkpoints and online snapshots. Configured by DRIFTLINE_* and "
+        "DRIFTLINE_LEARNER_* variables; SIGTERM stops it gracefully.",
+    )
+    return bootstrap.run("learner", start, argv=argv, arguments=arguments)
+
+
+def start(boot: bootstrap.Startup) -> int:
+    """Open the registry, then learn until the stop flag is set."""
+    from services.common.errors import ConfigError, Fenced
+    from services.common.kafka_backend import is_fenced
+    from services.common.kafka_client import leave_group
+    from services.learner.app import Learner
+    from services.learner.settings import LearnerSettings
+    from services.registry.client import Registry
+
+    settings = boot.settings
+    service = LearnerSettings.load()
+    if settings.signing_key is None:
+        raise ConfigError(
+            "DRIFTLINE_SIGNING_KEY", "is required: the learner signs checkpoints and models"
+        )
+    member = service.member(settings)  # validated (and held) before anything starts
     log.info("group %s as static member %s", service.group_id, member)
     # The learner waits out a registry outage itself (it keeps learning and retries with
     # backoff), so a call gives up quickly instead of holding up the poll loop.
     quick = settings.model_copy(update={"registry_retry_s": min(settings.registry_retry_s, 0.5)})
-    registry = Registry.open(quick)
+    with boot.uninterrupted():  # the registry's migrations, when it is opened in-process
+        registry = Registry.open(quick)
     try:
-        with GracefulShutdown() as stop:
-            learner = Learner(settings, service, registry)
-            if service.metrics_port:
-                learner.metrics.serve(service.metrics_port, service.metrics_host)
-            try:
-                learner.run(stop)
-            finally:
-                learner.close()
-                learner.metrics.close()
-            if service.leave_on_stop:
-                # a static member keeps its partitions until the session timeout: hand
-                # them over now, this replica is stopping (checkpointed and committed)
-                leave_group(settings, service.group_id, member, reason="SIGTERM")
-    except DriftlineError as exc:
-        sys.stderr.write(f"driftline learner: error: {exc}\n")
-        return 1
+        learner = Learner(settings, service, registry)
+        try:
+            boot.serve_metrics(learner.metrics, service.metrics_port, service.metrics_host)
+            boot.running()
+            learner.run(boot.stop)
+        finally:
+            learner.close()
+        if service.leave_on_stop:
+            # a static member keeps its partitions until the session timeout: hand
+            # them over now, this replica is stopping (checkpointed and committed)
+            leave_group(settings, service.group_id, member, reason="SIGTERM")
     except Exception as exc:
         if not is_fenced(exc):
             raise
-        sys.stderr.write(
-            f"driftline learner: error: another learner joined group {service.group_id} as "
-            f"{member!r} and fenced this one; give each replica its own "
-            "DRIFTLINE_LEARNER_INSTANCE_ID\n"
-        )
-        return 3
+        raise Fenced(
+            f"another learner joined group {service.group_id} as {member!r} and fenced this "
+            "one; give each replica its own DRIFTLINE_LEARNER_INSTANCE_ID"
+        ) from exc
     finally:
         registry.close()
     return 0

@@ -32,14 +32,14 @@ from services.common.errors import CodecError
 from services.common.kafka_backend import is_fenced, open_consumer, open_producer
 from services.common.kafka_types import TopicPartition
 from services.common.logs import at
-from services.common.metrics import Metrics
 from services.common.online_follow import FollowPoint
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
-from services.learner.runtime import PartitionMark, PartitionState, StreamTrack
+from services.learner.metrics import LearnerMetrics
 from services.learner.settings import LearnerSettings
+from services.learner.state import PartitionMark, PartitionState, StreamTrack
 from services.registry.client import (
     AliasConflict,
     CheckpointItem,
@@ -111,50 +111,25 @@ class Learner:
         self._checkpoint_cost = 0.0  # seconds the last checkpoint took
         self._snapshot_cost: dict[str, float] = {}  # stream -> its last snapshot's seconds
         self._snapshot_at: dict[str, float] = {}  # stream -> when its last snapshot ended
-        self.metrics = Metrics("learner")
-        m = self.metrics
-        self.deferred = m.counter(
-            "learner_registry_deferred_total",
-            "Registry writes (checkpoints, online versions) put off while it was unreachable.",
-            ["what"],
-        )
-        self.learned = m.counter("learner_examples_total", "Examples learned.", ["stream"])
-        self.duplicates = m.counter("learner_duplicates_total", "Duplicates skipped.", ["stream"])
-        self.drifts = m.counter("learner_drift_events_total", "Drift events.", ["stream", "kind"])
-        self.retrains = m.counter(
-            "learner_retrain_requests_total", "Scheduled retrain requests.", ["stream"]
-        )
-        self.gauges = m.gauge("learner_metric", "Prequential metrics.", ["stream", "metric"])
-        self.versions = m.counter("learner_versions_total", "Online versions.", ["stream"])
-        self.checkpoints = m.histogram("learner_checkpoint_seconds", "Checkpoint time.")
-        self.snapshot_seconds = m.histogram(
-            "learner_snapshot_seconds", "Online snapshot time (serialise, sign, store)."
-        )
-        self.skipped_snapshots = m.counter(
-            "learner_snapshots_skipped_total",
-            "Online snapshots due but skipped: the last one's cost says wait "
-            "(DRIFTLINE_LEARNER_SERIALISE_BUDGET).",
-            ["stream"],
-        )
-        self.snapshot_bytes = m.gauge(
-            "learner_snapshot_bytes", "Size of the stream's last online snapshot.", ["stream"]
-        )
-        self.dead = m.counter("learner_dead_letters_total", "Unusable records.", ["reason"])
-        self.stream_examples = m.gauge(
-            "learner_stream_examples",
-            "Distinct examples the stream's learner has learned, across restarts (its "
-            "checkpointed count; learner_examples_total counts this process's only).",
-            ["stream"],
-        )
+        self.metrics = m = LearnerMetrics()
+        self.deferred = m.deferred
+        self.learned = m.learned
+        self.duplicates = m.duplicates
+        self.drifts = m.drifts
+        self.retrains = m.retrains
+        self.gauges = m.gauges
+        self.versions = m.versions
+        self.checkpoints = m.checkpoints
+        self.snapshot_seconds = m.snapshot_seconds
+        self.skipped_snapshots = m.skipped_snapshots
+        self.snapshot_bytes = m.snapshot_bytes
+        self.dead = m.dead
+        self.stream_examples = m.stream_examples
         self._seen_gauges: dict[str, Any] = {}  # per-stream gauge children
         self.configs = StreamConfigs(
             settings,
             client_id="driftline-learner",
-            counter=m.counter(
-                "learner_stream_config_rejects_total",
-                "Records of the streams topic that were not applied.",
-                ["reason"],
-            ),
+            counter=m.config_rejects,
         )
         self.producer = open_producer(settings, client_id="driftline-learner")
         self.dead_letters = DeadLetters(

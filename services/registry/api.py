@@ -75,6 +75,7 @@ from services.registry.errors import (
     RegistryUnavailable,
     SpecConflict,
 )
+from services.registry.metrics import ApiMetrics
 from services.registry.store_api import store_router
 
 log = logging.getLogger(__name__)
@@ -213,18 +214,8 @@ def create_app(
     )
     app.router.route_class = json_route()
     offline_docs(app)
-    requests = metrics.counter(
-        "registry_http_requests_total", "HTTP requests served.", ["method", "route", "status"]
-    )
-    latency = metrics.histogram(
-        "registry_http_request_seconds", "HTTP request latency.", ["method", "route"]
-    )
-    refusals = metrics.counter(
-        "registry_http_refusals_total", "HTTP requests refused, by reason.", ["route", "reason"]
-    )
-    backlog = metrics.gauge(
-        "registry_outbox_backlog", "Registry events committed but not yet relayed to Kafka."
-    )
+    own = ApiMetrics(metrics)
+    requests, latency, refusals, backlog = own.requests, own.latency, own.refusals, own.backlog
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, exempt=("/uploads/",))
     app.add_middleware(_Instrument, requests=requests, latency=latency)
     token = admin_token.encode() if admin_token else None

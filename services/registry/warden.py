@@ -60,6 +60,7 @@ from services.common.kafka_client import assign_all
 from services.common.metrics import Metrics
 from services.common.signing import Keyring, SignatureError
 from services.registry import repository as repo
+from services.registry.metrics import WardenMetrics
 from services.registry.sql_store import SqlStore
 from services.registry.tables import AliasMoveRow, OutboxRow
 
@@ -268,12 +269,8 @@ class Warden:
         self.topics = topics
         self.on_reassert = on_reassert
         self.suffix = {topics.name(s): s for s in WATCHED}
-        self.dead = metrics.counter(
-            "registry_dead_letters_total", "Unusable records on models and streams.", ["reason"]
-        )
-        self.reasserted = metrics.counter(
-            "registry_reasserted_total", "Current values published again, by topic.", ["topic"]
-        )
+        own = WardenMetrics(metrics)
+        self.dead, self.reasserted = own.dead, own.reasserted
         self.last: dict[tuple[str, str], tuple[bytes | None, Any]] = {}  # to judge
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="warden", daemon=True)

@@ -1,8 +1,9 @@
 """``driftline run serving`` / ``python -m services.serving``: wiring only.
 
-Settings, logging, then :func:`services.serving.app.serve` until SIGTERM or SIGINT
-(stops within 1 s, exit 0). A bad setting exits 2 naming it; a broker that cannot be
-reached at start-up exits 1.
+Started by :mod:`services.common.bootstrap` (signals first, settings, logging, exit
+codes), then :func:`services.serving.app.serve` until SIGTERM or SIGINT (stops within
+1 s, exit 0). A bad setting exits 2 naming it; a broker that cannot be reached at
+start-up exits 1.
 
 After an orderly stop (requests answered, producer flushed, offsets committed, logs
 flushed) the process ends with ``os._exit``: the interpreter's own teardown of the
@@ -13,27 +14,15 @@ a stopped replica needs.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
-from services.common.errors import ConfigError, DriftlineError
-from services.common.logs import configure_logging
-from services.common.settings import DriftlineSettings
-from services.serving.app import serve
-from services.serving.settings import ServingSettings
-
-log = logging.getLogger("services.serving")
+from services.common import bootstrap
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of the service; each overrides its ``DRIFTLINE_SERVING_*`` setting."""
-    parser = argparse.ArgumentParser(
-        prog="driftline run serving",
-        description="Serve hot-swapped model versions over HTTP and Kafka.",
-    )
+    parser = bootstrap.parser("serving", "Serve hot-swapped model versions over HTTP and Kafka.")
     parser.add_argument("--host", help="bind address (DRIFTLINE_SERVING_HOST)")
     parser.add_argument("--port", type=int, help="port, 0 for any (DRIFTLINE_SERVING_PORT)")
     parser.add_argument(
@@ -45,7 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    return bootstrap.run("serving", start, argv=argv, arguments=build_parser(), exit_now=True)
+
+
+def start(boot: bootstrap.Startup) -> int:
+    """Serve one replica until the stop flag is set (its handlers share this one's)."""
+    from services.serving.app import serve
+    from services.serving.settings import ServingSettings
+
+    args = boot.args
     overrides = {
         k: v
         for k, v in (
@@ -56,38 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if v is not None
     }
-    try:
-        settings = DriftlineSettings.load()
-        service = ServingSettings.load(**overrides)
-    except ConfigError as exc:
-        sys.stderr.write(f"driftline serving: error: {exc}\n")
-        return 2
-    configure_logging("serving", fmt=settings.log_format, level=settings.log_level)
-    for name in ("uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).addFilter(_drop_color)
-    try:
-        code = serve(settings, service)
-    except ConfigError as exc:
-        sys.stderr.write(f"driftline serving: error: {exc}\n")
-        return 2
-    except DriftlineError as exc:
-        log.error("serving failed: %s", exc)
-        return 1
-    _exit_now(code)
-
-
-def _exit_now(code: int) -> NoReturn:
-    """End the process without the interpreter's teardown (everything is flushed)."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def _drop_color(record: logging.LogRecord) -> bool:
-    """uvicorn adds a terminal-coloured copy of some messages; our formatters want one."""
-    record.__dict__.pop("color_message", None)
-    return True
+    service = ServingSettings.load(**overrides)
+    bootstrap.quiet_uvicorn()
+    # serve() installs handlers of its own at once (sharing this request, only setting the
+    # flag), then stops in order; until then a signal ends the start-up where it is
+    return serve(boot.settings, service)
 
 
 if __name__ == "__main__":

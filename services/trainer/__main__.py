@@ -1,50 +1,38 @@
 """``driftline run trainer`` and ``python -m services.trainer``: start the trainer.
 
 Settings come from the environment (``DRIFTLINE_*`` and ``DRIFTLINE_TRAINER_*``);
-the only argument is ``--help``.
+the only argument is ``--help``. Started by :mod:`services.common.bootstrap` (signals
+first, settings, logging, exit codes); faust is imported once the handlers are in place.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
-from services.common.errors import DriftlineError
-from services.common.logs import configure_logging
-from services.common.settings import DriftlineSettings
-from services.trainer.settings import TrainerSettings
-
-log = logging.getLogger("services.trainer")
+from services.common import bootstrap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Build the settings, configure logging and run the trainer; returns the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="driftline run trainer",
-        description=(
-            "Retrain on drift: each event on the drift topic replays the stream's window "
-            "from examples.valid, fits scikit-learn candidates, and promotes a winner that "
-            "beats the champion fairly. Configured by DRIFTLINE_* and DRIFTLINE_TRAINER_* "
-            "variables; SIGTERM stops it gracefully."
-        ),
+    """Run the trainer until SIGTERM/SIGINT; returns the exit code."""
+    arguments = bootstrap.parser(
+        "trainer",
+        "Retrain on drift: each event on the drift topic replays the stream's window "
+        "from examples.valid, fits scikit-learn candidates, and promotes a winner that "
+        "beats the champion fairly. Configured by DRIFTLINE_* and DRIFTLINE_TRAINER_* "
+        "variables; SIGTERM stops it gracefully.",
     )
-    parser.parse_args(list(argv) if argv is not None else sys.argv[1:])
-    try:
-        settings = DriftlineSettings.load()
-        tsettings = TrainerSettings.load()
-    except DriftlineError as exc:
-        print(f"trainer: error: {exc}", file=sys.stderr)  # noqa: T201 - before logging
-        return 2
-    configure_logging("trainer", fmt=settings.log_format, level=settings.log_level)
+    return bootstrap.run("trainer", start, argv=argv, arguments=arguments)
+
+
+def start(boot: bootstrap.Startup) -> int:
+    """Train on drift until the stop flag is set."""
+    from services.trainer.settings import TrainerSettings
+
+    tsettings = TrainerSettings.load()
     from services.trainer.app import run  # faust is imported only when it runs
 
-    try:
-        return run(settings, tsettings)
-    except DriftlineError as exc:
-        log.error("%s", exc)
-        return 2
+    return run(boot, tsettings)
 
 
 if __name__ == "__main__":

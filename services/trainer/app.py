@@ -24,13 +24,12 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import faust
-
 from schemas import CATALOGUE, ReasonCode, StreamConfig, Topics
 from schemas.drift import DriftDetected, RetrainRequested
+from services.common.bootstrap import Startup
 from services.common.codec import dead_letter, decode, encode
 from services.common.errors import CodecError, ConfigError
-from services.common.faust_app import make_app, raw_topic
+from services.common.faust_app import make_app, raw_topic, run_worker
 from services.common.kafka_client import make_consumer
 from services.common.logs import at
 from services.common.settings import DriftlineSettings
@@ -38,8 +37,9 @@ from services.common.stream_configs import StreamConfigs
 from services.registry.client import Registry
 from services.trainer import train
 from services.trainer.drift_tail import DriftTail
+from services.trainer.metrics import TrainerMetrics
 from services.trainer.replay import KafkaReplay
-from services.trainer.runner import SERVICE, Trainer, TrainerMetrics, UnknownStream
+from services.trainer.runner import SERVICE, Trainer, UnknownStream
 from services.trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -246,8 +246,9 @@ def pauser(tsettings: TrainerSettings) -> Callable[[str], None]:
     return pause
 
 
-def run(settings: DriftlineSettings, tsettings: TrainerSettings) -> int:
+def run(boot: Startup, tsettings: TrainerSettings) -> int:
     """Run the trainer until SIGTERM/SIGINT; returns the exit code."""
+    settings = boot.settings
     topics = Topics(settings.topic_prefix)
     if settings.log_level != "DEBUG":
         for chatty in ("faust", "mode"):
@@ -257,15 +258,14 @@ def run(settings: DriftlineSettings, tsettings: TrainerSettings) -> int:
     importlib.import_module("river")
     metrics = TrainerMetrics(streams=tsettings.metrics_streams or None)
     configs = Configs(settings, counter=metrics.config_rejects)
-    registry = Registry.open(settings)
+    with boot.uninterrupted():  # the registry's migrations, when it is opened in-process
+        registry = Registry.open(settings)
     pool = make_pool(tsettings.workers)
     try:
         log.info("read %d stream configs", configs.catch_up())
         for _ in range(tsettings.workers):
             pool.submit(train.warm)  # import scikit-learn in every worker before a run
-        if tsettings.metrics_port:
-            port = metrics.metrics.serve(tsettings.metrics_port, tsettings.metrics_host)
-            log.info("metrics on http://%s:%d/metrics", tsettings.metrics_host, port)
+        boot.serve_metrics(metrics.metrics, tsettings.metrics_port, tsettings.metrics_host)
         trainer = Trainer(
             registry=registry,
             configs=configs,
@@ -278,29 +278,17 @@ def run(settings: DriftlineSettings, tsettings: TrainerSettings) -> int:
             newer_drift=DriftTail(settings, topics.name("drift"), configs),
         )
         app = build_app(settings, tsettings, Edge(trainer, topics.name("events.dead")))
-        worker = faust.Worker(
-            app,
-            quiet=True,
-            loglevel=settings.log_level,
-            override_logging=False,
-            redirect_stdouts=False,
-        )
-        worker.spinner = None
         log.info(
             "training on %s (group %s, %d workers)",
             topics.name("drift"),
             tsettings.group(settings.topic_prefix),
             tsettings.workers,
         )
-        try:
-            worker.execute_from_commandline()
-        except SystemExit as exc:
-            return exc.code if isinstance(exc.code, int) else 1
-        return 0
+        boot.running()
+        return run_worker(app, boot.stop, loglevel=settings.log_level)
     finally:
         stop_pool(pool)
         configs.close()
-        metrics.metrics.close()
         try:
             registry.close()
         except Exception:  # noqa: BLE001 - closing must not mask the exit status

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from schemas import Topics
+from services.common.bootstrap import Startup
 from services.common.kafka_backend import is_fenced, open_consumer, open_producer
 from services.common.kafka_types import Consumer, Producer, TopicPartition
-from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.validator.app import (
     SpecFeed,
@@ -162,8 +162,9 @@ def _quiet_collector() -> None:
     gc.set_threshold(_GC_GEN0_THRESHOLD, 20, 100)
 
 
-def run_loop(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
+def run_loop(boot: Startup, vsettings: ValidatorSettings) -> int:
     """Run the batch loop until SIGTERM/SIGINT; returns the exit code."""
+    settings = boot.settings
     raw = Topics(settings.topic_prefix).name("examples.raw")
     valid_partitions = check_topics(settings)
     metrics = ValidatorMetrics()
@@ -179,9 +180,7 @@ def run_loop(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
             read,
             ", ".join(f"{s} v{v}" for s, v in registry.versions().items()) or "none yet",
         )
-        if vsettings.metrics_port:
-            port = metrics.metrics.serve(vsettings.metrics_port, vsettings.metrics_host)
-            log.info("metrics on http://%s:%d/metrics", vsettings.metrics_host, port)
+        boot.serve_metrics(metrics.metrics, vsettings.metrics_port, vsettings.metrics_host)
         feed.start()
         validator = Validator(settings, vsettings, registry, feed, metrics, valid_partitions)
         session_ms = int(vsettings.session_timeout_s * 1000)
@@ -215,8 +214,8 @@ def run_loop(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
             settings.kafka_client,
         )
         _quiet_collector()
-        with GracefulShutdown() as stop:
-            loop.run(stop)
+        boot.running()
+        loop.run(boot.stop)
         return 0
     finally:
         if consumer is not None:
@@ -224,4 +223,3 @@ def run_loop(settings: DriftlineSettings, vsettings: ValidatorSettings) -> int:
         if producer is not None:
             producer.close(timeout=5)
         feed.close()
-        metrics.metrics.close()

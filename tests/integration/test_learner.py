@@ -15,7 +15,7 @@ import pytest
 from schemas import RetrainRequested, Topics
 from services.common.settings import DriftlineSettings
 from services.learner.core import StreamLearner
-from services.learner.runtime import PartitionState
+from services.learner.state import PartitionState
 from services.registry.client import Registry
 from tests.integration.learner_support import (
     KEY,

@@ -15,7 +15,7 @@ from services.common.kafka_client import canonical_partition, make_producer
 from services.common.settings import DriftlineSettings
 from services.learner.app import OWNER, partition_key
 from services.learner.core import StreamLearner
-from services.learner.runtime import PartitionMark, PartitionState, StreamTrack
+from services.learner.state import PartitionMark, PartitionState, StreamTrack
 from services.registry.client import Registry
 from tests.integration.learner_support import (
     config,

@@ -16,7 +16,7 @@ from services.common.codec import encode
 from services.common.kafka_client import make_producer
 from services.common.settings import DriftlineSettings
 from services.learner.ids import digest
-from services.learner.runtime import PartitionState
+from services.learner.state import PartitionState
 from services.registry.client import Registry
 from tests.integration.learner_support import (
     KEY,

@@ -12,7 +12,7 @@ from schemas import AliasReason
 from services.common.settings import DriftlineSettings
 from services.evaluator.alias_mover import AliasMover
 from services.evaluator.decision import Verdict
-from services.evaluator.runtime import Decision
+from services.evaluator.state import Decision
 from services.registry.client import Registry
 from tests.keys import private_key_for
 from tests.services.evaluator.data import config, tree

@@ -17,8 +17,8 @@ from services.common.codec import encode
 from services.common.settings import DriftlineSettings
 from services.learner import app as learner_app
 from services.learner.app import OWNER, partition_key, restore
-from services.learner.runtime import PartitionMark, PartitionState
 from services.learner.settings import LearnerSettings
+from services.learner.state import PartitionMark, PartitionState
 from services.registry.client import Registry
 from tests.keys import private_key_for
 from tests.services.learner.test_poison import FakeConfigs, FakeProducer, config, example

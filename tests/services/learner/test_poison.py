@@ -19,8 +19,8 @@ from services.common.codec import decode, encode
 from services.common.settings import DriftlineSettings
 from services.learner import app as learner_app
 from services.learner.prequential import Prequential
-from services.learner.runtime import PartitionState
 from services.learner.settings import LearnerSettings
+from services.learner.state import PartitionState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.common.metrics import OTHER
-from services.trainer.runner import TrainerMetrics
+from services.trainer.metrics import TrainerMetrics
 
 
 def scrape_after_runs(metrics: TrainerMetrics, streams: int) -> tuple[int, str]:

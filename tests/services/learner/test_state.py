@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from schemas import LabelledExample, StreamConfig
 from services.learner.ids import IdWindow, digest
-from services.learner.runtime import PartitionMark, PartitionState, StreamTrack
+from services.learner.state import PartitionMark, PartitionState, StreamTrack
 from tests.streams import agrawal, agrawal_config
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -11,7 +11,7 @@ import pytest
 
 from schemas import LabelledExample, Lineage, ModelAnswer, ShadowPair
 from schemas.lineage import OffsetRange
-from services.evaluator.runtime import EvaluatorState, Labelled, Outcome, Role, Served
+from services.evaluator.state import EvaluatorState, Labelled, Outcome, Role, Served
 from tests.services.evaluator.data import config, examples, tree
 
 TOPIC = "t.examples.valid"
