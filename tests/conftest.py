@@ -3,6 +3,7 @@ registry database on each backend."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,15 @@ import pytest
 
 from tests.postgres import PostgresServer, start_postgres
 from tests.real import require_real
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as a terminal sends it, whoever started the run: a shell that runs a job in
+    the background (``make test &``, nohup) starts it with SIGINT ignored, and every
+    process a test starts would inherit that (the demo's and the CLI's Ctrl-C tests)."""
+    del config
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

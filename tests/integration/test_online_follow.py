@@ -206,9 +206,15 @@ def test_serving_follows_resyncs_and_resumes_after_kill_9(
         # it opens once its follower has caught up: never an answer from the bare snapshot
         assert (first[0]["base_version"], first[0]["learned_examples"]) == (1, 600)
 
-        publish(settings, "examples.valid", data[600:1100])  # v2 at 1000: a rebase
-        wait_for(answers(2, 1100), 120, "v2 followed to 1100 examples", procs, serving_log)
-        # v2 was taken as the running follower's base: one follower loaded, none since
+        # v2 at 1000 reaches serving after its follower passed 1000 (the learner is stopped
+        # while serving follows on its own), so the running follower takes v2 as its base
+        learner.send_signal(signal.SIGTERM)
+        assert learner.wait(timeout=30) == 0, learner_log.read_text()[-3000:]
+        publish(settings, "examples.valid", data[600:1100])
+        wait_for(answers(1, 1100), 120, "serving following alone to 1100", procs[1:], serving_log)
+        learner = procs[0] = start_learner(learner_env(settings, group), learner_log)
+        wait_for(answers(2, 1100), 120, "v2 taken as the base at 1100", procs, serving_log)
+        # one follower loaded, none since: v2 was a rebase, not a catch-up
         assert _metric(client, "driftline_serving_online_resyncs_total") == 1.0
 
         procs[1].send_signal(signal.SIGKILL)
