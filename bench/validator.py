@@ -228,7 +228,7 @@ def run(quick: bool) -> Result:
         (base_wall, base_cpu), got = runs[client]
         wall, cpu = ratios(client)
         per_cpu = got["events"] / got["cpu_s"] if got["cpu_s"] else 0.0
-        engine = "batch loop"
+        engine = "batch loop" if client == "confluent" else "faust"
         rows += [
             (f"{client}: in-process judge + encode", n, n / base_wall, n / base_cpu, "", ""),
             (

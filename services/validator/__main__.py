@@ -2,8 +2,7 @@
 
 Settings come from the environment (``DRIFTLINE_*`` and ``DRIFTLINE_VALIDATOR_*``);
 the only argument is ``--help``. Started by :mod:`services.common.bootstrap` (signals
-first, settings, logging, exit codes); the Kafka clients are imported once the handlers
-are in place.
+first, settings, logging, exit codes); faust is imported once the handlers are in place.
 """
 
 from __future__ import annotations
@@ -37,11 +36,11 @@ def start(boot: bootstrap.Startup) -> int:
     settings = boot.settings
     vsettings = ValidatorSettings.load()
     member = vsettings.member(settings)  # validated (and held) before anything starts
-    from services.validator.loop import run_loop
+    from services.validator.app import run  # faust is imported only when it runs
 
     group = vsettings.group(settings.topic_prefix)
     log.info("group %s as static member %s", group, member)
-    code = run_loop(boot, vsettings)
+    code = run(boot, vsettings)
     if code == 0 and vsettings.leave_on_stop:
         # a static member keeps its partitions until the session timeout: hand them
         # over now, this replica has stopped (its offsets are committed)

@@ -1,10 +1,16 @@
-"""The validator's edge pieces: ``examples.raw`` -> judge -> ``examples.valid`` | ``examples.dead``.
+"""The validator's faust edge: ``examples.raw`` -> judge -> ``examples.valid`` | ``examples.dead``.
 
-:class:`Validator` turns a batch of raw records into what to send (it only decodes
-positions, calls :func:`services.validator.rules.judge` and routes; everything it decides
-lives in the pure core); :class:`SpecFeed` follows the stream configs. The consume ->
-judge -> produce -> commit-after-ack loop around them is :mod:`services.validator.loop`,
-on either Kafka backend.
+The agent only decodes positions, calls :func:`services.validator.rules.judge` and
+sends; everything it decides lives in the pure core.
+
+Delivery is at-least-once and an offset is committed only after its output was
+acknowledged by the broker: the agent takes events in batches with ``noack_take``
+(which never acks on its own), sends every output, awaits every delivery future, and
+only then acks the batch's events; faust commits acked offsets every
+``commit_interval_s`` and when it stops or loses partitions (after waiting for
+in-flight events). After a kill -9, everything since the last commit is redelivered
+and re-judged; the duplicate index turns redeliveries into re-emissions with the same
+event ids.
 
 Partitions: one stream, one partition of the valid topic. Producers pick raw partitions
 with whatever partitioner their client has (murmur2 in Java and kafka-python, crc32 or
@@ -18,13 +24,19 @@ the tail of every valid partition at start and whenever a rebalance changes this
 process's raw partitions (another validator may have accepted ids of the same streams
 meanwhile). Dead letters are keyed by stream.
 
-Specs: before the loop starts, the compacted ``streams`` topic is read to its end; then
-a thread follows it (no consumer group: every validator sees every config) and the loop
-applies new versions between batches.
+Specs: before the worker starts, the compacted ``streams`` topic is read to its end;
+then a thread follows it (no consumer group: every validator sees every config) and the
+event loop applies new versions between messages.
+
+kafka-python serves the spec feed and the index rebuild (plain reads outside the
+consumer group); faust (aiokafka) consumes and produces the stream. With the confluent
+backend (``DRIFTLINE_KAFKA_CLIENT=confluent``) the stream runs through the batch loop of
+:mod:`services.validator.loop` instead, with the same routing, index and guarantees.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -41,8 +53,10 @@ from kafka import TopicPartition
 
 from schemas import LabelledExample, ReasonCode, StreamConfig, Topics, utcnow
 from services.common.backoff import Backoff
+from services.common.bootstrap import Startup
 from services.common.codec import dead_letter, encode, event_key
 from services.common.errors import BrokerError, ConfigError
+from services.common.faust_app import make_app, raw_topic, run_worker
 from services.common.kafka_client import canonical_partition, make_consumer
 from services.common.logs import at
 from services.common.settings import DriftlineSettings
@@ -61,11 +75,13 @@ _READ_TIMEOUT_S: Final = 120.0
 _REJECT_LOGS_PER_S: Final = 10
 # Exit status when an output was not acknowledged or a batch could not be judged.
 EXIT_CRASHED: Final = 70
+# Batches judged and sent but not yet acknowledged by the broker, at most.
+IN_FLIGHT_BATCHES: Final = 3
 
 
 class SpecFeed:
     """Follows the compacted ``streams`` topic in a daemon thread, queueing every change
-    for the loop (the reading itself is :class:`StreamConfigs`')."""
+    for the event loop (the reading itself is :class:`StreamConfigs`')."""
 
     def __init__(self, settings: DriftlineSettings) -> None:
         self.updates: queue.SimpleQueue[StreamConfig | str] = queue.SimpleQueue()
@@ -204,7 +220,7 @@ class Outgoing:
 
 
 class Validator:
-    """The per-batch work: judge every record and send what it names."""
+    """The per-batch work of the agent: judge, send, await every acknowledgement."""
 
     def __init__(
         self,
@@ -234,7 +250,7 @@ class Validator:
         self._reject_suppressed: Counter[str] = Counter()
 
     def apply_spec_updates(self) -> None:
-        """Put every config the feed has read into force (between batches)."""
+        """Put every config the feed has read into force (runs on the event loop)."""
         if self.feed is None:
             return
         changed = False
@@ -262,12 +278,13 @@ class Validator:
             )
         return partition
 
-    def index_now(self, partitions: set[int]) -> DuplicateIndex:
-        """The duplicate index, rebuilt (between batches, when the valid topic holds every
-        output this process sent) at the first batch and after the raw partitions changed."""
+    async def ensure_index(self, partitions: set[int]) -> DuplicateIndex:
+        """The duplicate index, rebuilt from every valid partition at the first batch and
+        after this process's raw partitions changed (off the event loop)."""
         if self.index is not None and not self.stale and partitions <= self.seen:
             return self.index
-        return self.rebuild_index(partitions)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.rebuild_index, partitions)
 
     def rebuild_index(self, partitions: set[int]) -> DuplicateIndex:
         """Read the duplicate index from every valid partition; ``partitions`` are the raw
@@ -290,25 +307,21 @@ class Validator:
         )
         return index
 
-    def handle_batch(self, records: Sequence[Any], send: Callable[..., Any]) -> list[Any]:
-        """Judge a batch and send every outcome; returns the deliveries."""
-        index = self.index_now({record.partition for record in records})
+    async def handle(self, events: Sequence[Any], send: Callable[..., Any]) -> list[Any]:
+        """Judge a batch and send every outcome; returns the delivery futures to await."""
+        self.apply_spec_updates()
+        index = await self.ensure_index({event.message.partition for event in events})
         now = utcnow()
-        deliveries = []
-        for record in records:
-            out = self.outgoing(record, index, now)
-            deliveries.append(
-                send(
-                    out.topic,
-                    value=out.value,
-                    key=out.key,
-                    headers=out.headers,
-                    partition=out.partition,
-                )
-            )
+        deliveries = [await self._emit(event.message, index, now, send) for event in events]
         self.metrics.observe(self.stats)
         self.metrics.dedupe_ids.set(len(index))
         return deliveries
+
+    async def _emit(
+        self, message: Any, index: DuplicateIndex, now: Any, send: Callable[..., Any]
+    ) -> Any:
+        out = self.outgoing(message, index, now)
+        return await send(out.topic, out.key, out.value, out.partition, None, out.headers)
 
     def outgoing(self, record: Any, index: DuplicateIndex, now: Any) -> Outgoing:
         """Judge one raw record and name what to send for it: the valid example to the
@@ -375,10 +388,83 @@ class Validator:
             self._reject_suppressed[reason] += 1
 
 
+def build_app(
+    settings: DriftlineSettings, vsettings: ValidatorSettings, validator: Validator
+) -> Any:
+    """The faust app: one agent on ``examples.raw`` and a timer applying new specs."""
+    session = vsettings.session_timeout_s
+    app = make_app(
+        settings,
+        vsettings.group(settings.topic_prefix),
+        broker_commit_interval=vsettings.commit_interval_s,
+        consumer_group_instance_id=vsettings.member(settings),  # static: fast restarts
+        broker_session_timeout=session,
+        broker_heartbeat_interval=min(3.0, session / 3),
+        broker_max_poll_records=max(5000, vsettings.batch_size),
+        producer_linger_ms=5,
+        producer_max_batch_size=256 * 1024,
+        producer_max_request_size=2 * 1024 * 1024,
+    )
+    source = raw_topic(app, Topics(settings.topic_prefix), "examples.raw")
+
+    @app.agent(source, name="validate")
+    async def validate(stream: Any) -> None:
+        # Batches are judged and sent here; a second task waits for their deliveries and
+        # acks their events in order, so judging batch k+1 overlaps batch k's broker round
+        # trip. An event is acked only once every output of its batch is acknowledged.
+        send = app.producer.send
+        in_flight: asyncio.Queue[tuple[Sequence[Any], list[Any], float]] = asyncio.Queue(
+            maxsize=IN_FLIGHT_BATCHES
+        )
+        acker = asyncio.ensure_future(_ack_in_order(stream, in_flight, validator))
+        try:
+            async for events in stream.noack_take(
+                vsettings.batch_size, within=vsettings.batch_timeout_s
+            ):
+                started = time.perf_counter()
+                try:
+                    deliveries = await validator.handle(events, send)
+                except Exception:
+                    _crash("judging a batch failed")
+                await in_flight.put((events, deliveries, started))
+        finally:
+            acker.cancel()
+
+    async def apply_specs() -> None:
+        validator.apply_spec_updates()
+
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: set[Any] = args[0] if args else set()
+        validator.revoked({tp.partition for tp in revoked if tp.topic == source.get_topic_name()})
+
+    app.timer(0.5)(apply_specs)
+    app.on_partitions_revoked.connect(on_revoked)
+
+    return app
+
+
+async def _ack_in_order(
+    stream: Any,
+    in_flight: asyncio.Queue[tuple[Sequence[Any], list[Any], float]],
+    validator: Validator,
+) -> None:
+    """Await each batch's deliveries, then ack its events (faust commits acked offsets)."""
+    while True:
+        events, deliveries, started = await in_flight.get()
+        try:
+            await asyncio.gather(*deliveries)
+            for event in events:  # only now: every output of the batch is acknowledged
+                await stream.ack(event)
+        except Exception:
+            _crash("an output of a batch was not acknowledged by the broker")
+        validator.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+
 def _crash(what: str) -> NoReturn:
     """Exit at once without acking or committing anything more.
 
-    A restart redelivers everything since the last commit, exactly as after a kill -9.
+    A restart redelivers everything since the last commit, exactly as after a kill -9
+    (faust would otherwise wait forever for acks that cannot come).
     """
     log.critical("%s; exiting so that a restart redelivers it", what, exc_info=True)
     logging.shutdown()
@@ -404,3 +490,48 @@ def check_topics(settings: DriftlineSettings) -> int:
     finally:
         consumer.close()
     return counts["examples.valid"]
+
+
+def run(boot: Startup, vsettings: ValidatorSettings) -> int:
+    """Run the validator until SIGTERM/SIGINT; returns the exit code.
+
+    ``DRIFTLINE_VALIDATOR_ENGINE`` (auto: the batch loop of :mod:`services.validator.loop`
+    with ``DRIFTLINE_KAFKA_CLIENT=confluent``, this faust app with kafka-python).
+    """
+    settings = boot.settings
+    if vsettings.uses_loop(settings.kafka_client):
+        from services.validator.loop import run_loop
+
+        return run_loop(boot, vsettings)
+    topics = Topics(settings.topic_prefix)
+    if settings.log_level != "DEBUG":
+        # faust and mode narrate every service start and stop at INFO; ours says what matters.
+        for chatty in ("faust", "mode"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+    valid_partitions = check_topics(settings)
+    metrics = ValidatorMetrics()
+    registry = SpecRegistry()
+    feed = SpecFeed(settings)
+    try:
+        read = feed.catch_up(registry)
+        metrics.set_spec_versions(registry.versions())
+        log.info(
+            "read %d stream configs: %s",
+            read,
+            ", ".join(f"{s} v{v}" for s, v in registry.versions().items()) or "none yet",
+        )
+        boot.serve_metrics(metrics.metrics, vsettings.metrics_port, vsettings.metrics_host)
+        feed.start()
+        validator = Validator(settings, vsettings, registry, feed, metrics, valid_partitions)
+        app = build_app(settings, vsettings, validator)
+        log.info(
+            "validating %s -> %s | %s (group %s)",
+            topics.name("examples.raw"),
+            validator.valid_topic,
+            validator.dead_topic,
+            vsettings.group(settings.topic_prefix),
+        )
+        boot.running()
+        return run_worker(app, boot.stop, loglevel=settings.log_level)
+    finally:
+        feed.close()

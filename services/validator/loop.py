@@ -1,11 +1,11 @@
-"""The validator's batch loop, on either Kafka backend (``DRIFTLINE_KAFKA_CLIENT``).
+"""The validator's batch loop: the default with DRIFTLINE_KAFKA_CLIENT=confluent.
 
 The same consume -> judge -> produce -> commit-after-ack loop the learner uses, with one
 consumer in the validator's group and one producer: poll a batch (up to
 ``DRIFTLINE_VALIDATOR_BATCH_SIZE`` records), judge every record with the pure core
 :func:`services.validator.rules.judge`, send each outcome, flush, and check that the
-broker acknowledged every one. Routing, the duplicate index and the spec feed are
-:mod:`services.validator.app`'s.
+broker acknowledged every one. Routing, the duplicate index and the spec feed are the
+faust edge's (:mod:`services.validator.app`), so both keep the same guarantees.
 
 Delivery is at-least-once and an offset is committed only after its output was
 acknowledged (acks=all): a batch's next offsets become committable only once every output
@@ -17,12 +17,17 @@ evicted) are forgotten uncommitted: their new owner redelivers from the group's 
 commit. An output that is not acknowledged makes the process exit at once with status 70
 without committing anything more, so a restart redelivers, exactly as after a kill -9.
 
-It replaced a faust agent (faust, mode and aiokafka took two thirds of the validator's
-CPU). On kafka-python the consumer runs rebalance listeners in a worker thread
-(:class:`services.common.kafka_client.KafkaPythonConsumer`: kafka-python 3 refuses a
-commit from its IO thread); heartbeats share that IO thread under the GIL, so the
-session timeout (``DRIFTLINE_VALIDATOR_SESSION_TIMEOUT_S``) should stay well above a
-batch's judging time. librdkafka heartbeats from its own C threads.
+Why faust stays the default with kafka-python (``DRIFTLINE_VALIDATOR_ENGINE=loop`` opts
+in): kafka-python 3 runs rebalance listeners, heartbeats and fetch handling on one Python
+IO thread. A first version of this loop on kafka-python (reverted) lost its group
+membership in the full test suite (3 s session, the IO thread near 92 % CPU) and did not
+come back; its revocation listener committed from that thread, which kafka-python 3
+refuses ("Cannot block on net.run() from the IO thread itself") and which stalls
+heartbeats meanwhile. The seam's kafka-python consumer now runs listeners in a worker
+thread (:class:`services.common.kafka_client.KafkaPythonConsumer`), and the crash and
+rebalance tests pass with the loop on kafka-python, but heartbeats still share that busy
+IO thread under the GIL. librdkafka heartbeats from its own C threads, outside the GIL,
+and calls listeners on the polling thread.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from schemas import Topics
+from schemas import Topics, utcnow
 from services.common.bootstrap import Startup
 from services.common.kafka_backend import is_fenced, open_consumer, open_producer
 from services.common.kafka_types import Consumer, Producer, TopicPartition
@@ -44,6 +50,7 @@ from services.validator.app import (
     _crash,
     check_topics,
 )
+from services.validator.dedupe import DuplicateIndex
 from services.validator.metrics import ValidatorMetrics
 from services.validator.settings import ValidatorSettings
 from services.validator.specs import SpecRegistry
@@ -56,6 +63,34 @@ _MAX_REQUEST_BYTES: Final = 2 * 1024 * 1024
 _GC_GEN0_THRESHOLD: Final = 20_000
 
 
+class BatchValidator(Validator):
+    """The per-batch work without an event loop: judge, send, return the deliveries."""
+
+    def index_now(self, partitions: set[int]) -> DuplicateIndex:
+        """The duplicate index, rebuilt (between batches, when the valid topic holds every
+        output this process sent) at the first batch and after the raw partitions changed."""
+        if self.index is not None and not self.stale and partitions <= self.seen:
+            return self.index
+        return self.rebuild_index(partitions)
+
+    def handle_batch(self, records: Sequence[Any], send: Callable[..., Any]) -> list[Any]:
+        """Judge a batch and send every outcome; returns the deliveries."""
+        index = self.index_now({record.partition for record in records})
+        now = utcnow()
+        deliveries = [self._send_one(record, index, now, send) for record in records]
+        self.metrics.observe(self.stats)
+        self.metrics.dedupe_ids.set(len(index))
+        return deliveries
+
+    def _send_one(
+        self, record: Any, index: DuplicateIndex, now: Any, send: Callable[..., Any]
+    ) -> Any:
+        out = self.outgoing(record, index, now)
+        return send(
+            out.topic, value=out.value, key=out.key, headers=out.headers, partition=out.partition
+        )
+
+
 @dataclass
 class Loop:
     """The consume -> judge -> produce -> commit-after-ack loop around a validator.
@@ -64,7 +99,7 @@ class Loop:
     an acknowledged output; ``committed`` is what the group has of it.
     """
 
-    validator: Validator
+    validator: BatchValidator
     consumer: Consumer
     producer: Producer
     raw_topic: str
@@ -182,7 +217,7 @@ def run_loop(boot: Startup, vsettings: ValidatorSettings) -> int:
         )
         boot.serve_metrics(metrics.metrics, vsettings.metrics_port, vsettings.metrics_host)
         feed.start()
-        validator = Validator(settings, vsettings, registry, feed, metrics, valid_partitions)
+        validator = BatchValidator(settings, vsettings, registry, feed, metrics, valid_partitions)
         session_ms = int(vsettings.session_timeout_s * 1000)
         consumer = open_consumer(
             settings,

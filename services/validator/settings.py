@@ -11,6 +11,8 @@ services.common.errors.ConfigError: DRIFTLINE_VALIDATOR_BATCH_SIZE: ...
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -58,7 +60,7 @@ class ValidatorSettings(SettingsBase):
         "move to another",
     )
     group_id: str | None = Field(
-        default=None, description="consumer group; default <prefix>validator"
+        default=None, description="consumer group (and faust app id); default <prefix>validator"
     )
     instance_id: str | None = Field(
         default=None,
@@ -84,6 +86,24 @@ class ValidatorSettings(SettingsBase):
         description="per-feature series (feature_values, _missing, _out_of_range): all, none "
         'or top-N (the N busiest streams); other streams get feature="(all)", their sum',
     )
+
+    engine: Literal["auto", "faust", "loop"] = Field(
+        default="auto",
+        description="what consumes examples.raw: faust, or the batch loop "
+        "(services/validator/loop.py); auto: the loop with DRIFTLINE_KAFKA_CLIENT=confluent, "
+        "faust with kafka-python",
+    )
+
+    def uses_loop(self, kafka_client: str) -> bool:
+        """Whether the batch loop (not faust) runs with the ``kafka_client`` backend.
+
+        >>> s = ValidatorSettings.load(env={})
+        >>> s.uses_loop("confluent"), s.uses_loop("kafka-python")
+        (True, False)
+        """
+        if self.engine == "auto":
+            return kafka_client == "confluent"
+        return self.engine == "loop"
 
     def feature_streams(self) -> int | None:
         """How many streams get per-feature series (None: all of them)."""
