@@ -15,9 +15,10 @@ since the last change (by ``2 * margin``), a change is assumed and every member 
 fully again for ``window`` examples: after a drift the one that adapts fastest shows it.
 From the change on, the losses before it weigh as ``prior`` examples only (the member
 that fits the new concept takes over within a few ``prior`` examples, not ``window``),
-and after ``probe`` examples a member more than ``2 * margin`` worse than the best rests
-again, so the wake-up costs all members for ``probe`` examples and the close ones for the
-rest (on 10 classes x 24 features, LED: 1.5 ms an example after a drift instead of 2.2).
+and, once the start's ``window`` is over, after ``probe`` examples a member more than
+``2 * margin`` worse than the best rests again, so the wake-up costs all members for
+``probe`` examples and the close ones for the rest (on 10 classes x 24 features, LED:
+about 1.4 ms an example after a drift instead of 2.2, in-process).
 
 Members (fixed; each is a model the in-process baselines of ``bench defaults`` run):
 
@@ -152,9 +153,10 @@ class _Selector:
         since = self.seen - self.woken
         if since >= self.patience:
             self._rest()
-        elif self.woken and self.probe and since >= self.probe:
-            # after a change, a member clearly worse than the best after ``probe`` examples
-            # rests again (it is scored one example in ``rest_every``, so it can come back)
+        elif self.probe and self.woken >= self.patience and since >= self.probe:
+            # after a change (past the start's window: the members have learned), a member
+            # clearly worse than the best after ``probe`` examples rests again (it is
+            # scored one example in ``rest_every``, so it can come back)
             self._rest(keep=len(self.members), margin=2.0 * self.margin)
 
     def _rest(self, keep: int | None = None, margin: float | None = None) -> None:
@@ -197,8 +199,9 @@ class SelectClassifier(_Selector, base.Classifier):
     prior
         After a change, the errors before it weigh as this many examples (0: ``window``).
     probe
-        After a change, members whose recent error is more than ``2 * margin`` above the
-        best's after this many examples rest again (0: all work for ``window`` examples).
+        After a change (past the first ``window`` examples), members whose recent error is
+        more than ``2 * margin`` above the best's after this many examples rest again (0:
+        all work for ``window`` examples).
     """
 
     def __init__(
@@ -273,8 +276,9 @@ class SelectRegressor(_Selector, base.Regressor):
     prior
         After a change, the errors before it weigh as this many examples (0: ``window``).
     probe
-        After a change, members whose recent error is more than ``2 * margin`` above the
-        best's after this many examples rest again (0: all work for ``window`` examples).
+        After a change (past the first ``window`` examples), members whose recent error is
+        more than ``2 * margin`` above the best's after this many examples rest again (0:
+        all work for ``window`` examples).
     """
 
     def __init__(

@@ -107,12 +107,14 @@ def _woken_then(model: SelectClassifier, after: int) -> SelectClassifier:
         model.learn_one({"a": rng.uniform(-1, 1)}, "yes")  # the majority is perfect
     woken = model.woken
     left = after
-    while left > 0:
+    for _ in range(5000):
         x = {"a": rng.uniform(-1, 1)}
         model.learn_one(x, "yes" if x["a"] > 0 else "no")
         if model.woken > woken:
             left -= 1
-    return model
+            if left == 0:
+                return model
+    raise AssertionError("the change was not seen")
 
 
 def test_after_a_change_a_clearly_worse_member_rests_again_after_probe_examples() -> None:
@@ -123,6 +125,9 @@ def test_after_a_change_a_clearly_worse_member_rests_again_after_probe_examples(
     assert probed.losses[probed.best] < 0.5 * probed.losses["majority"]
     unprobed = _woken_then(SelectClassifier(window=400, forest_size=3, seed=1, probe=0), 80)
     assert not unprobed.resting  # without a probe every member works for the whole window
+    young = _woken_then(SelectClassifier(window=2000, forest_size=3, seed=1, probe=50), 80)
+    assert young.woken < young.patience  # a change within the start's window ...
+    assert not young.resting  # ... shortens nothing: the members are still learning
 
 
 def test_categories_reach_the_trees_as_strings_and_the_linear_members_one_hot() -> None:
