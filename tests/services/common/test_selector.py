@@ -99,6 +99,37 @@ def test_a_change_wakes_every_member_and_the_one_that_adapts_takes_over() -> Non
     assert model.losses[model.best] < 0.5 * model.losses["majority"]
 
 
+def _woken_then(model: SelectClassifier, after: int) -> SelectClassifier:
+    """``model`` after a one-class stretch, a change to a linear concept, and ``after``
+    examples from the moment it saw the change."""
+    rng = random.Random(7)
+    for _ in range(1000):
+        model.learn_one({"a": rng.uniform(-1, 1)}, "yes")  # the majority is perfect
+    woken = model.woken
+    left = after
+    for _ in range(5000):
+        x = {"a": rng.uniform(-1, 1)}
+        model.learn_one(x, "yes" if x["a"] > 0 else "no")
+        if model.woken > woken:
+            left -= 1
+            if left == 0:
+                return model
+    raise AssertionError("the change was not seen")
+
+
+def test_after_a_change_a_clearly_worse_member_rests_again_after_probe_examples() -> None:
+    probed = _woken_then(SelectClassifier(window=400, forest_size=3, seed=1, probe=50), 80)
+    assert probed.seen - probed.woken < probed.patience  # still in the wake-up
+    assert "majority" in probed.resting  # wrong on half the new concept: rests already
+    assert probed.best not in probed.resting
+    assert probed.losses[probed.best] < 0.5 * probed.losses["majority"]
+    unprobed = _woken_then(SelectClassifier(window=400, forest_size=3, seed=1, probe=0), 80)
+    assert not unprobed.resting  # without a probe every member works for the whole window
+    young = _woken_then(SelectClassifier(window=2000, forest_size=3, seed=1, probe=50), 80)
+    assert young.woken < young.patience  # a change within the start's window ...
+    assert not young.resting  # ... shortens nothing: the members are still learning
+
+
 def test_categories_reach_the_trees_as_strings_and_the_linear_members_one_hot() -> None:
     spec = Spec.model_validate(
         {
@@ -152,6 +183,8 @@ def test_a_selector_pickled_before_resting_existed_restores_and_learns_as_before
         state.pop(name)
     state.pop("floor", None)
     state.pop("woken", None)
+    state.pop("prior", None)
+    state.pop("probe", None)
     state["scaler"] = state.pop("view")  # what an older selector called its one transformer
     old = SelectRegressor.__new__(SelectRegressor)
     old.__setstate__(state)
