@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from schemas import StreamConfig, Topics
 from services.common.kafka_client import canonical_partition
@@ -32,6 +33,9 @@ from tests.integration.learner_support import (
 )
 from tests.integration.polling import wait_for
 from tests.integration.processes import publish, service_env, start_service
+
+# also with the registry reached over HTTP, on SQLite and PostgreSQL (make test)
+pytestmark = pytest.mark.registry_http
 
 PARTITIONS = 4  # the catalogue's examples.valid
 
