@@ -34,9 +34,6 @@ from tests.integration.learner_support import (
 from tests.integration.polling import wait_for
 from tests.integration.processes import publish, service_env, start_service
 
-# also with the registry reached over HTTP, on SQLite and PostgreSQL (make test)
-pytestmark = pytest.mark.registry_http
-
 PARTITIONS = 4  # the catalogue's examples.valid
 
 
@@ -63,6 +60,8 @@ def probes() -> list[dict[str, Any]]:
     return [dict(e.features) for e in examples("probe", 100, seed=99)]
 
 
+# also with the registry reached over HTTP, on SQLite and PostgreSQL (make test)
+@pytest.mark.registry_http
 def test_a_follower_predicts_exactly_like_the_learner(
     settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
 ) -> None:
