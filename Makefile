@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.driftline-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup jars demo test test-confluent test-fast lint typecheck check schemas bench clean broker-start broker-stop compose-test
+.PHONY: help setup jars demo test test-confluent test-registry-http test-fast lint typecheck check schemas bench clean broker-start broker-stop compose-test
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -23,13 +23,19 @@ setup: $(STAMP) ## Create .venv and install driftline with its dev extra
 demo: setup ## Run the demo on the embedded defaults (local broker, SQLite)
 	$(BIN)/driftline demo
 
-test: setup ## Run the whole test suite against a real broker (and PostgreSQL), then the `backends` tests on confluent-kafka
+test: setup ## Run the whole test suite against a real broker (and PostgreSQL), then the `backends` tests on confluent-kafka and the `registry_http` tests over HTTP
 	@scripts/system-deps.sh --postgres
 	$(BIN)/python -m pytest
 	$(MAKE) test-confluent
+	$(MAKE) test-registry-http
 
 test-confluent: setup ## Run the tests marked `backends` (delivery, crash, rebalance) with DRIFTLINE_KAFKA_CLIENT=confluent
 	DRIFTLINE_KAFKA_CLIENT=confluent $(BIN)/python -m pytest -m backends tests/integration
+
+test-registry-http: setup ## Run the tests marked `registry_http` with a registry service reached over HTTP, on SQLite then on PostgreSQL
+	@scripts/system-deps.sh --postgres
+	DRIFTLINE_TEST_REGISTRY=http-sqlite $(BIN)/python -m pytest -m registry_http tests/integration
+	DRIFTLINE_TEST_REGISTRY=http-postgresql $(BIN)/python -m pytest -m registry_http tests/integration
 
 test-fast: setup ## Run only the tests that need no broker
 	$(BIN)/python -m pytest -m "not integration"

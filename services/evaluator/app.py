@@ -233,7 +233,11 @@ class Evaluator:
         """Evaluate until ``stop`` is requested; checkpoint on the way out."""
         self.configs.catch_up()
         self.subscriber.start()
-        if not self.subscriber.wait_until(self._settled, self.service.models_timeout_s):
+        # a SIGTERM during this wait ends it: the loop below then never starts
+        settled = self.subscriber.wait_until(
+            lambda sub: stop.requested or self._settled(sub), self.service.models_timeout_s
+        )
+        if not settled:
             log.warning(
                 "models not all loaded after %.0fs; going on", self.service.models_timeout_s
             )

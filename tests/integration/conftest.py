@@ -22,6 +22,8 @@ from services.common.kafka_client import client_config, wait_until_ready
 from services.common.settings import DriftlineSettings
 from services.localbroker import LocalBroker, ensure_jars
 from services.localbroker.ports import free_ports
+from tests.integration.registry_service import RegistryServices, registry_mode
+from tests.postgres import PostgresServer
 from tests.real import require_real
 
 _HERE = Path(__file__).parent
@@ -118,10 +120,42 @@ def own_broker(
 
 
 @pytest.fixture
-def settings_factory(kafka_bootstrap: str, tmp_path: Path) -> Callable[..., DriftlineSettings]:
+def registry_services(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[RegistryServices | None]:
+    """Registry service processes for this test when ``DRIFTLINE_TEST_REGISTRY`` asks for
+    the registry over HTTP (None otherwise); each must exit 0 on SIGTERM at the end."""
+    mode = registry_mode()
+    if mode is None:
+        yield None
+        return
+
+    def database(home: Path) -> str:
+        if mode == "http-sqlite":
+            return f"sqlite:///{home / 'registry.db'}"
+        server: PostgresServer = request.getfixturevalue("postgres")
+        return server.create_database()
+
+    services = RegistryServices(tmp_path, database)
+    yield services
+    failures = services.stop_all()
+    if not services.procs and request.node.get_closest_marker("registry_http"):
+        failures.append(f"marked registry_http, but {mode} started no registry service")
+    if failures:
+        pytest.fail("; ".join(failures), pytrace=False)
+
+
+@pytest.fixture
+def settings_factory(
+    kafka_bootstrap: str, tmp_path: Path, registry_services: RegistryServices | None
+) -> Callable[..., DriftlineSettings]:
     """``settings_factory(create_topics=True, **overrides)``: settings on the session broker
     with a topic prefix of this test's own (uuid), its data in tmp_path, and the catalogue's
-    topics created under that prefix."""
+    topics created under that prefix.
+
+    With ``DRIFTLINE_TEST_REGISTRY`` set (``make test-registry-http``), settings that sign
+    (``signing_key``) and name no ``registry_url`` get a registry service process of their
+    own on a fresh database, and its ``http://`` URL and a service token."""
     import uuid
 
     from schemas import Topics
@@ -144,6 +178,13 @@ def settings_factory(kafka_bootstrap: str, tmp_path: Path) -> Callable[..., Drif
                 ensure_topics(admin, Topics(settings.topic_prefix).all())
             finally:
                 admin.close()
+        if (
+            registry_services is not None
+            and settings.signing_key
+            and "registry_url" not in overrides
+        ):
+            remote = registry_services.start(settings)
+            settings = DriftlineSettings.load(env={}, **{**values, **remote})
         return settings
 
     return make

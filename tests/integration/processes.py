@@ -27,6 +27,11 @@ def service_env(settings: DriftlineSettings, key: str, **extra: str) -> dict[str
         "DRIFTLINE_SIGNING_KEY": key,
         "DRIFTLINE_SIGNING_KEY_ID": "k1",
         "PYTHONPATH": str(Path.cwd()),
+        **(
+            {"DRIFTLINE_SERVICE_TOKEN": settings.service_token.get_secret_value()}
+            if settings.service_token is not None
+            else {}
+        ),
         **extra,
     }
 

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from schemas import DeadLetter, MetricSnapshot
 from services.common.settings import DriftlineSettings
 from tests.integration.evaluator_support import (
@@ -34,6 +36,8 @@ def champion_snapshots(reader: TopicReader) -> list[MetricSnapshot]:
     ]
 
 
+# also with the registry reached over HTTP, on SQLite and PostgreSQL (make test)
+@pytest.mark.registry_http
 def test_promote_then_rollback(
     settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from schemas import LabelledExample, MetricSnapshot, ModelAnswer, ShadowPair
 from services.common.settings import DriftlineSettings
@@ -23,6 +24,9 @@ from tests.integration.evaluator_support import (
 from tests.integration.polling import wait_for
 from tests.integration.processes import TopicReader, publish
 from tests.services.evaluator.data import examples
+
+# also with the registry reached over HTTP, on SQLite and PostgreSQL (make test)
+pytestmark = pytest.mark.registry_http
 
 
 def wrong_pair(example: LabelledExample) -> ShadowPair:

@@ -33,6 +33,8 @@ from tests.integration.processes import TopicReader, publish
 pytestmark = pytest.mark.backends
 
 
+# also with the registry reached over HTTP, on SQLite and PostgreSQL (make test)
+@pytest.mark.registry_http
 def test_kill_9_then_resume_exactly_once(
     settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
 ) -> None:

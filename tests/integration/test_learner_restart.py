@@ -24,7 +24,7 @@ from tests.integration.processes import publish
 from tests.keys import private_key_for
 
 # a restart before the session timeout: both Kafka backends (make test)
-pytestmark = pytest.mark.backends
+pytestmark = [pytest.mark.backends, pytest.mark.registry_http]
 
 # Far longer than the deadline below: a restart that waited for the coordinator to expire
 # the killed member (a dynamic member) could not pass.

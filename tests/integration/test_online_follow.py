@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from schemas import StreamConfig, Topics
 from services.common.kafka_client import canonical_partition
@@ -59,6 +60,8 @@ def probes() -> list[dict[str, Any]]:
     return [dict(e.features) for e in examples("probe", 100, seed=99)]
 
 
+# also with the registry reached over HTTP, on SQLite and PostgreSQL (make test)
+@pytest.mark.registry_http
 def test_a_follower_predicts_exactly_like_the_learner(
     settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
 ) -> None:

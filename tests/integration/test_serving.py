@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from schemas import (
     CATALOGUE,
@@ -104,6 +105,8 @@ class Load:
             self.outcomes.append((answer.status_code, version))
 
 
+# also with the registry reached over HTTP, on SQLite and PostgreSQL (make test)
+@pytest.mark.registry_http
 def test_serving_process_end_to_end(
     settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
 ) -> None:

@@ -142,10 +142,10 @@ def test_reproduce_says_when_the_data_left_retention(
         run = registry.list_runs(model="exp")[0]
         assert run.trigger["event_type"] == "retrain_requested"
         assert run.winner_version is not None and run.window["rows"] == 800
+        version = registry.get_version(model="exp", version=run.winner_version)
     finally:
         assert stop(proc) == 0
         registry.close()
-    version = registry.get_version(model="exp", version=run.winner_version)
     assert version is not None
     (rng,) = version.lineage.ranges
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
