@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.demo.stream import DemoStream, DriftPoint
+from services.ingest.datasets import Row, river_rows
 from services.ingest.infer import infer_config
-from services.ingest.sources import Row, river_rows
 
 Concept = Callable[[int, int], Iterator[tuple[dict[Any, Any], Any]]]
 """(concept index, seed) -> River rows of that concept."""

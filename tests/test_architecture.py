@@ -21,6 +21,7 @@ VENDOR_HOMES = {
 }
 # Pure cores: no Kafka, no faust, no database.
 PURE = {
+    "services/ingest/datasets.py",
     "services/ingest/sources.py",
     "services/learner/pipeline.py",
     "services/learner/prequential.py",

@@ -26,15 +26,13 @@ from services.common.kafka_backend import open_producer
 from services.common.kafka_client import end_offsets
 from services.common.settings import DriftlineSettings
 from services.console.output import print_table, progress_bar
+from services.ingest.datasets import SYNTHETIC, dataset_rows, is_dataset
 from services.ingest.producer import PRODUCE_OVERRIDES, SendReport, encode_raw, send_all
 from services.ingest.sources import (
-    SYNTHETIC,
     Columns,
     Record,
     Skipped,
     dataset_records,
-    dataset_rows,
-    is_dataset,
     read_file,
     to_events,
 )

@@ -28,13 +28,14 @@ from services.common.config_files import config_paths, config_to_yaml, read_conf
 from services.common.errors import ConfigError
 from services.common.settings import DriftlineSettings
 from services.console.output import print_table, progress_bar
+from services.ingest.datasets import is_dataset
 from services.ingest.infer import (
     DEFAULT_MARGIN,
     DEFAULT_MAX_CATEGORIES,
     DEFAULT_MAX_CLASSES,
     infer_config,
 )
-from services.ingest.sources import Record, csv_header, is_dataset, unnamed_columns
+from services.ingest.sources import Record, csv_header, unnamed_columns
 from services.ingest.spec_publish import (
     FAILED,
     PUBLISHED,

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from schemas.streams import ModelSpec, Spec
-from services.ingest.sources import Row
+from services.ingest.datasets import Row
 from services.learner.pipeline import build_pipeline
 
 __all__ = [

@@ -43,16 +43,14 @@ from typing import Any, Literal
 
 from schemas import LabelledExample, StreamConfig
 from services.common.config_files import BODY_FIELDS, config_to_yaml, read_config_file
+from services.ingest.datasets import Row, as_examples, river_rows
 from services.ingest.infer import infer_config
 from services.ingest.sources import (
     Columns,
     Record,
-    Row,
     Skipped,
-    as_examples,
     dataset_records,
     read_file,
-    river_rows,
 )
 
 __all__ = [

@@ -19,7 +19,7 @@ from services.demo.baselines import (
     run_baselines,
 )
 from services.demo.stream import DemoStream
-from services.ingest.sources import river_rows
+from services.ingest.datasets import river_rows
 
 SPEC = Spec.model_validate(
     {

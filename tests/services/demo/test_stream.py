@@ -200,7 +200,7 @@ def test_a_real_world_dataset_shipped_offline() -> None:
 def test_every_offline_river_dataset_is_a_demo_stream() -> None:
     """Found in the installed River, not listed: each one loads, gets a config that fits
     its label, and its rows are what the events carry (plain numbers, no datetimes)."""
-    from services.ingest.sources import offline_datasets
+    from services.ingest.datasets import offline_datasets
 
     names = offline_datasets()
     assert {"Bananas", "Phishing", "ImageSegments", "TrumpApproval", "ChickWeights"} <= set(names)

@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 
 from schemas import LabelledExample
+from services.ingest.datasets import SYNTHETIC, dataset_rows
 from services.ingest.producer import encode_raw, send_all
 from services.ingest.sources import (
-    SYNTHETIC,
     Columns,
     Record,
     Skipped,
     dataset_records,
-    dataset_rows,
     parse_cell,
     parse_time,
     read_file,

@@ -23,6 +23,7 @@ PURE = [
     "services/validator/rules.py",
     "services/validator/specs.py",
     "services/validator/dedupe.py",
+    "services/ingest/datasets.py",
     "services/ingest/sources.py",
     "services/ingest/infer.py",
 ]
