@@ -80,9 +80,13 @@ def write_csv(path: Path, rows: list[list[object]]) -> Path:
     return path
 
 
-def test_a_csv_with_its_own_columns_and_a_drift_point(tmp_path: Path, kafka_bootstrap: str) -> None:
-    data = write_csv(tmp_path / "weather.csv", drifting_rows(1600, 800, number=False))
-    output, report = run_demo(
+def run_csv_demo(
+    tmp_path: Path, kafka_bootstrap: str, name: str, *, number: bool
+) -> tuple[str, Path]:
+    """The demo on a drifting CSV of 1,600 rows (drift at 800) with its own label and id
+    columns and an unnamed index column, as a user's file would come."""
+    data = write_csv(tmp_path / name, drifting_rows(1600, 800, number=number))
+    return run_demo(
         tmp_path,
         kafka_bootstrap,
         "--dataset",
@@ -94,6 +98,10 @@ def test_a_csv_with_its_own_columns_and_a_drift_point(tmp_path: Path, kafka_boot
         "--drift-at",
         "800",
     )
+
+
+def test_a_csv_with_its_own_columns_and_a_drift_point(tmp_path: Path, kafka_bootstrap: str) -> None:
+    output, report = run_csv_demo(tmp_path, kafka_bootstrap, "weather.csv", number=False)
     rows = summary_rows(report)
     served = next(cells for cells in rows.values() if cells[0] == "served")
     assert re.fullmatch(r"\d+\.\d%", served[2]), served  # a post-drift accuracy
@@ -108,19 +116,7 @@ def test_a_csv_with_its_own_columns_and_a_drift_point(tmp_path: Path, kafka_boot
 def test_a_number_label_runs_to_the_end_with_regression_baselines(
     tmp_path: Path, kafka_bootstrap: str
 ) -> None:
-    data = write_csv(tmp_path / "load.csv", drifting_rows(1600, 800, number=True))
-    output, report = run_demo(
-        tmp_path,
-        kafka_bootstrap,
-        "--dataset",
-        str(data),
-        "--label-column",
-        "target",
-        "--id-column",
-        "day",
-        "--drift-at",
-        "800",
-    )
+    output, report = run_csv_demo(tmp_path, kafka_bootstrap, "load.csv", number=True)
     rows = summary_rows(report)
     assert "River StandardScaler | LinearRegression" in rows
     assert "River StandardScaler | ARFRegressor (10 models)" in rows
