@@ -3,7 +3,7 @@
 #   java (17+) and mvn for the local Kafka broker; with --postgres, the PostgreSQL server
 #   that the registry tests start on a free port; with --compose, Debian's docker-compose
 #   (CI checks docker-compose.yml with it); with --containers, podman, runc, debootstrap,
-#   catatonit and docker-compose (`make compose-test` runs the stack in containers).
+#   catatonit, CNI's dnsname plugin and docker-compose (`make compose-test` runs the stack in containers).
 #   Shared by `make test`, `make compose-test` and `.ci/run`.
 set -euo pipefail
 
@@ -20,6 +20,9 @@ for arg in "$@"; do
       command -v runc >/dev/null 2>&1 || want+=(runc)
       command -v debootstrap >/dev/null 2>&1 || want+=(debootstrap)
       [[ -x /usr/libexec/podman/catatonit ]] || want+=(catatonit)
+      # names of compose services resolve by DNS on podman's CNI networks only with this
+      # plugin (a Recommends of podman, so --no-install-recommends leaves it out)
+      [[ -x /usr/lib/cni/dnsname ]] || want+=(golang-github-containernetworking-plugin-dnsname)
       ;;
   esac
 done

@@ -34,6 +34,9 @@ events_logger = "file"
 """
 
 
+DNSNAME_PLUGIN = "/usr/lib/cni/dnsname"
+
+
 class EngineError(RuntimeError):
     """A podman or docker-compose command failed."""
 
@@ -46,6 +49,13 @@ def missing_tools() -> str | None:
         return (
             f"{', '.join(absent)} not installed (Debian: apt-get install podman runc "
             "debootstrap docker-compose catatonit; `scripts/system-deps.sh --containers`)"
+        )
+    if not Path(DNSNAME_PLUGIN).exists():
+        # Without it compose networks have no DNS: `kafka:9092` does not resolve and the
+        # first container that needs the broker fails with "no Kafka broker answered".
+        return (
+            f"{DNSNAME_PLUGIN} missing: service names would not resolve on compose networks "
+            "(Debian: apt-get install golang-github-containernetworking-plugin-dnsname)"
         )
     if os.geteuid() != 0:
         return "the compose test runs podman as root (debootstrap and bridge networks need it)"
