@@ -534,11 +534,35 @@ class _OffThreadListener(AsyncConsumerRebalanceListener):  # type: ignore[misc]
         await done
 
 
+# While its group is (re)joining, a poll waits at least this long: long enough for the
+# JoinGroup and SyncGroup round trips to end inside the poll that awaits them.
+JOIN_WAIT_MS: Final = 2_000
+
+
 class KafkaPythonConsumer:
-    """:class:`~services.common.kafka_types.Consumer` over a :class:`KafkaConsumer`."""
+    """:class:`~services.common.kafka_types.Consumer` over a :class:`KafkaConsumer`.
+
+    :meth:`poll` works around a kafka-python 3 (3.0.12, still on its main branch) group
+    bug that left the validator's batch loop consuming nothing, for good, with a healthy
+    broker. A group member applies the result of a (re)join only in a poll that finds
+    ``need_rejoin()`` true. When the leader rejoins because the partition metadata changed
+    since its last assignment (at start-up: its first assignment was made before the
+    topic's metadata arrived, and the broker logs "Leader ... re-joining group during
+    Stable"), the leader's own assignment step, run on the IO thread inside the join,
+    makes ``need_rejoin()`` false. If that join ends between two polls (the validator
+    polls for 100 ms; a loaded machine takes longer for the round trips), no later poll
+    applies it: the member stays REBALANCING with heartbeats off and its partitions
+    revoked or never assigned, fetches nothing and logs nothing, and the broker drops it
+    after the session timeout without the client learning of it. So while the group
+    (re)joins, a poll waits at least :data:`JOIN_WAIT_MS` for the join to finish inside
+    it; and a join left unapplied (the member is rejoining but no longer thinks it needs
+    to) is asked for again, so that the next poll applies it or joins once more.
+    """
 
     def __init__(self, consumer: KafkaConsumer) -> None:
         self.raw = consumer
+        grouped = consumer.config["group_id"] is not None
+        self._coordinator = consumer._coordinator if grouped else None
 
     def subscribe(self, topics: Sequence[str], listener: Any = None) -> None:
         if listener is None:
@@ -547,6 +571,12 @@ class KafkaPythonConsumer:
             self.raw.subscribe(list(topics), listener=_OffThreadListener(self.raw._net, listener))
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
+        coordinator = self._coordinator
+        if coordinator is not None:
+            if coordinator.rejoining and not coordinator.need_rejoin():
+                coordinator.request_rejoin()  # a join ended between polls, unapplied
+            if coordinator.need_rejoin():
+                timeout_ms = max(timeout_ms, JOIN_WAIT_MS)
         return self.raw.poll(timeout_ms=timeout_ms, max_records=max_records)
 
     def seek(self, tp: Any, offset: int) -> None:
