@@ -3,7 +3,7 @@ validator, against in-process judge + encode of the same bytes in the same run.
 
 The raw examples (all valid, 10 numbers, a category and a bool each, 4 streams) are
 produced before the validator starts; the clock runs from its first valid example to
-the last, so start-up (faust, group join, reading the streams topic) is reported apart.
+the last, so start-up (group join, reading the streams topic) is reported apart.
 The validator's peak RSS is its VmHWM. ``DRIFTLINE_BENCH_PROFILE=FILE`` attaches py-spy
 (when installed) to the validator and writes a speedscope profile to FILE (extra py-spy
 options in ``DRIFTLINE_BENCH_PROFILE_ARGS``, e.g. ``--gil``).
@@ -228,7 +228,9 @@ def run(quick: bool) -> Result:
         (base_wall, base_cpu), got = runs[client]
         wall, cpu = ratios(client)
         per_cpu = got["events"] / got["cpu_s"] if got["cpu_s"] else 0.0
-        engine = "batch loop" if client == "confluent" else "faust"
+        engine = (
+            "faust" if os.environ.get("DRIFTLINE_VALIDATOR_ENGINE") == "faust" else "batch loop"
+        )
         rows += [
             (f"{client}: in-process judge + encode", n, n / base_wall, n / base_cpu, "", ""),
             (

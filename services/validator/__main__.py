@@ -2,7 +2,8 @@
 
 Settings come from the environment (``DRIFTLINE_*`` and ``DRIFTLINE_VALIDATOR_*``);
 the only argument is ``--help``. Started by :mod:`services.common.bootstrap` (signals
-first, settings, logging, exit codes); faust is imported once the handlers are in place.
+first, settings, logging, exit codes); the Kafka clients (and faust, when it is the
+engine) are imported once the handlers are in place.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def start(boot: bootstrap.Startup) -> int:
     settings = boot.settings
     vsettings = ValidatorSettings.load()
     member = vsettings.member(settings)  # validated (and held) before anything starts
-    from services.validator.app import run  # faust is imported only when it runs
+    from services.validator.app import run  # Kafka clients are imported only now
 
     group = vsettings.group(settings.topic_prefix)
     log.info("group %s as static member %s", group, member)

@@ -1,4 +1,9 @@
-"""The validator's faust edge: ``examples.raw`` -> judge -> ``examples.valid`` | ``examples.dead``.
+"""The validator's edge pieces: ``examples.raw`` -> judge -> ``examples.valid`` | ``examples.dead``.
+
+Routing, the duplicate index and the spec feed, used by the batch loop of
+:mod:`services.validator.loop` (the default on both Kafka clients) and by the faust agent
+below (opt-in: ``DRIFTLINE_VALIDATOR_ENGINE=faust``). What follows describes the faust
+agent; the loop keeps the same guarantees with a plain consumer and producer.
 
 The agent only decodes positions, calls :func:`services.validator.rules.judge` and
 sends; everything it decides lives in the pure core.
@@ -29,9 +34,7 @@ then a thread follows it (no consumer group: every validator sees every config) 
 event loop applies new versions between messages.
 
 kafka-python serves the spec feed and the index rebuild (plain reads outside the
-consumer group); faust (aiokafka) consumes and produces the stream. With the confluent
-backend (``DRIFTLINE_KAFKA_CLIENT=confluent``) the stream runs through the batch loop of
-:mod:`services.validator.loop` instead, with the same routing, index and guarantees.
+consumer group); with the faust engine, faust (aiokafka) consumes and produces the stream.
 """
 
 from __future__ import annotations
@@ -495,8 +498,8 @@ def check_topics(settings: DriftlineSettings) -> int:
 def run(boot: Startup, vsettings: ValidatorSettings) -> int:
     """Run the validator until SIGTERM/SIGINT; returns the exit code.
 
-    ``DRIFTLINE_VALIDATOR_ENGINE`` (auto: the batch loop of :mod:`services.validator.loop`
-    with ``DRIFTLINE_KAFKA_CLIENT=confluent``, this faust app with kafka-python).
+    ``DRIFTLINE_VALIDATOR_ENGINE``: the batch loop of :mod:`services.validator.loop` (auto,
+    the default, on either Kafka client), or this faust app (faust).
     """
     settings = boot.settings
     if vsettings.uses_loop(settings.kafka_client):

@@ -1,11 +1,12 @@
-"""The validator's batch loop: the default with DRIFTLINE_KAFKA_CLIENT=confluent.
+"""The validator's batch loop: the default on both Kafka clients.
 
 The same consume -> judge -> produce -> commit-after-ack loop the learner uses, with one
 consumer in the validator's group and one producer: poll a batch (up to
 ``DRIFTLINE_VALIDATOR_BATCH_SIZE`` records), judge every record with the pure core
 :func:`services.validator.rules.judge`, send each outcome, flush, and check that the
 broker acknowledged every one. Routing, the duplicate index and the spec feed are the
-faust edge's (:mod:`services.validator.app`), so both keep the same guarantees.
+edge pieces of :mod:`services.validator.app`, shared with the opt-in faust agent
+(``DRIFTLINE_VALIDATOR_ENGINE=faust``), so both keep the same guarantees.
 
 Delivery is at-least-once and an offset is committed only after its output was
 acknowledged (acks=all): a batch's next offsets become committable only once every output
@@ -17,17 +18,11 @@ evicted) are forgotten uncommitted: their new owner redelivers from the group's 
 commit. An output that is not acknowledged makes the process exit at once with status 70
 without committing anything more, so a restart redelivers, exactly as after a kill -9.
 
-Why faust stays the default with kafka-python (``DRIFTLINE_VALIDATOR_ENGINE=loop`` opts
-in): kafka-python 3 runs rebalance listeners, heartbeats and fetch handling on one Python
-IO thread. A first version of this loop on kafka-python (reverted) lost its group
-membership in the full test suite (3 s session, the IO thread near 92 % CPU) and did not
-come back; its revocation listener committed from that thread, which kafka-python 3
-refuses ("Cannot block on net.run() from the IO thread itself") and which stalls
-heartbeats meanwhile. The seam's kafka-python consumer now runs listeners in a worker
-thread (:class:`services.common.kafka_client.KafkaPythonConsumer`), and the crash and
-rebalance tests pass with the loop on kafka-python, but heartbeats still share that busy
-IO thread under the GIL. librdkafka heartbeats from its own C threads, outside the GIL,
-and calls listeners on the polling thread.
+On kafka-python, rebalance listeners run in a worker thread while the client's IO loop
+awaits them, and a group rejoin that ends between two polls is applied (both in
+:class:`services.common.kafka_client.KafkaPythonConsumer`): without the latter, this loop's
+100 ms polls on a loaded machine once left it consuming nothing for 300 s in a demo run.
+librdkafka heartbeats from its own C threads and calls listeners on the polling thread.
 """
 
 from __future__ import annotations

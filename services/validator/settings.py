@@ -89,21 +89,23 @@ class ValidatorSettings(SettingsBase):
 
     engine: Literal["auto", "faust", "loop"] = Field(
         default="auto",
-        description="what consumes examples.raw: faust, or the batch loop "
-        "(services/validator/loop.py); auto: the loop with DRIFTLINE_KAFKA_CLIENT=confluent, "
-        "faust with kafka-python",
+        description="what consumes examples.raw: the batch loop (services/validator/loop.py) "
+        "on either Kafka client (the default, auto), or faust (opt-in, on its own aiokafka)",
     )
 
     def uses_loop(self, kafka_client: str) -> bool:
-        """Whether the batch loop (not faust) runs with the ``kafka_client`` backend.
+        """Whether the batch loop (not faust) runs with the ``kafka_client`` backend: always,
+        unless faust is asked for.
 
         >>> s = ValidatorSettings.load(env={})
         >>> s.uses_loop("confluent"), s.uses_loop("kafka-python")
-        (True, False)
+        (True, True)
+        >>> ValidatorSettings.load(env={"DRIFTLINE_VALIDATOR_ENGINE": "faust"}).uses_loop(
+        ...     "kafka-python"
+        ... )
+        False
         """
-        if self.engine == "auto":
-            return kafka_client == "confluent"
-        return self.engine == "loop"
+        return self.engine != "faust"
 
     def feature_streams(self) -> int | None:
         """How many streams get per-feature series (None: all of them)."""

@@ -82,11 +82,14 @@ def valid_examples(settings: DriftlineSettings) -> list[LabelledExample]:
 
 
 @pytest.mark.slow
+# the default engine (the batch loop) and the opt-in faust app
+@pytest.mark.parametrize("engine", ["auto", "faust"])
 def test_csv_to_valid_and_dead_letters_then_fix_and_replay(
     settings_factory: Callable[..., DriftlineSettings],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    engine: str,
 ) -> None:
     settings = settings_factory()
     for name, value in {
@@ -102,7 +105,9 @@ def test_csv_to_valid_and_dead_letters_then_fix_and_replay(
     published = run_cli(capsys, "spec", "publish", str(write_spec(tmp_path / "v1.yaml")), "--json")
     assert published[0]["version"] == 1
     (port,) = free_ports(1)
-    with running_validator(settings, tmp_path, metrics_port=port) as validator:
+    with running_validator(
+        settings, tmp_path, metrics_port=port, DRIFTLINE_VALIDATOR_ENGINE=engine
+    ) as validator:
         report = run_cli(
             capsys,
             "produce",
