@@ -53,6 +53,7 @@ def start(boot: bootstrap.Startup) -> int:
         try:
             boot.serve_metrics(learner.metrics, service.metrics_port, service.metrics_host)
             boot.running()
+            bootstrap.quiet_collector()  # start-up is over: the hot loop follows
             learner.run(boot.stop)
         finally:
             learner.close()
