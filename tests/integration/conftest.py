@@ -119,6 +119,29 @@ def own_broker(
         pytest.fail("could not stop: " + "; ".join(failures), pytrace=False)
 
 
+def _database(request: pytest.FixtureRequest, mode: str, home: Path) -> str:
+    """A fresh registry database for ``mode``: a SQLite file in ``home``, or a database
+    on the session's PostgreSQL server."""
+    if mode == "http-sqlite":
+        return f"sqlite:///{home / 'registry.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+@pytest.fixture
+def registry_database(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """For a test that runs registry processes of its own (outages, replicas, its own
+    API): the database they should open, on the backend ``DRIFTLINE_TEST_REGISTRY`` names
+    (None: the default SQLite file in the data dir). Passed as ``registry_url`` to
+    ``settings_factory``, it also tells the factory not to start a registry service."""
+    mode = registry_mode()
+    if mode is None:
+        return None
+    home = tmp_path / "registry-database"
+    home.mkdir()
+    return _database(request, mode, home)
+
+
 @pytest.fixture
 def registry_services(
     request: pytest.FixtureRequest, tmp_path: Path
@@ -129,14 +152,7 @@ def registry_services(
     if mode is None:
         yield None
         return
-
-    def database(home: Path) -> str:
-        if mode == "http-sqlite":
-            return f"sqlite:///{home / 'registry.db'}"
-        server: PostgresServer = request.getfixturevalue("postgres")
-        return server.create_database()
-
-    services = RegistryServices(tmp_path, database)
+    services = RegistryServices(tmp_path, lambda home: _database(request, mode, home))
     yield services
     failures = services.stop_all()
     if not services.procs and request.node.get_closest_marker("registry_http"):

@@ -39,7 +39,7 @@ def registry_mode() -> str | None:
     return mode
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
     try:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
     except httpx.TransportError:
@@ -88,7 +88,7 @@ class RegistryServices:
                 stderr=out,
             )
         self.procs.append((proc, log))
-        wait_for(lambda: _healthy(url), START_S, f"the registry service at {url}", proc, log)
+        wait_for(lambda: healthy(url), START_S, f"the registry service at {url}", proc, log)
         return {"registry_url": url, "service_token": SERVICE_TOKEN}
 
     def stop_all(self) -> list[str]:

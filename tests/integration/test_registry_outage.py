@@ -45,9 +45,14 @@ def healthy(url: str) -> bool:
 
 
 def test_learner_and_serving_ride_out_a_registry_outage(
-    settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
+    settings_factory: Callable[..., DriftlineSettings],
+    registry_database: str | None,
+    tmp_path: Path,
 ) -> None:
-    settings = settings_factory(signing_key=KEY, signing_key_id="k1")
+    # its own registry processes, on the database of this run's backend
+    settings = settings_factory(
+        signing_key=KEY, signing_key_id="k1", registry_url=registry_database
+    )
     registry_port, learner_port, serving_port = free_ports(3)
     api = f"http://127.0.0.1:{registry_port}"
     over_http = {"DRIFTLINE_REGISTRY_URL": api, "DRIFTLINE_SERVICE_TOKEN": TOKEN}

@@ -65,9 +65,14 @@ def writer(registry: Registry, done: list[int], errors: list[BaseException]) -> 
 
 
 def test_two_registry_processes_share_one_database(
-    settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
+    settings_factory: Callable[..., DriftlineSettings],
+    registry_database: str | None,
+    tmp_path: Path,
 ) -> None:
-    settings = settings_factory(signing_key=KEY, signing_key_id="k1")
+    # its own registry processes, on the database of this run's backend
+    settings = settings_factory(
+        signing_key=KEY, signing_key_id="k1", registry_url=registry_database
+    )
     ports = free_ports(2)
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     procs: list[subprocess.Popen[bytes]] = []
