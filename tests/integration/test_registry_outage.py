@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from schemas import ModelVersionPublished, Topics
 from services.common.settings import DriftlineSettings
@@ -22,6 +23,7 @@ from services.registry.client import Registry
 from tests.integration.learner_support import KEY, config, examples, learned, learner_env
 from tests.integration.polling import wait_for
 from tests.integration.processes import TopicReader, publish, service_env, start_service
+from tests.integration.registry_service import healthy
 
 TOKEN = "outage-test-service-token"  # noqa: S105 - a test token
 STREAM = "agr"
@@ -37,13 +39,8 @@ def metric(url: str, name: str) -> float:
     return sum(float(v) for v in re.findall(pattern, text, flags=re.M))
 
 
-def healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
+# also on PostgreSQL (make test-registry-http)
+@pytest.mark.registry_http
 def test_learner_and_serving_ride_out_a_registry_outage(
     settings_factory: Callable[..., DriftlineSettings],
     registry_database: str | None,

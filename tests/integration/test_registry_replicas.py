@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import pytest
 
 from schemas import AliasReason
 from services.common.settings import DriftlineSettings
@@ -20,6 +20,7 @@ from services.registry.client import AliasConflict, Registry
 from services.registry.rest_store import RestStore
 from tests.integration.polling import wait_for
 from tests.integration.processes import TopicReader, service_env, start_service
+from tests.integration.registry_service import healthy
 from tests.integration.serving_support import KEY, predictor
 
 TOKEN = "replicas-test-service-token"  # noqa: S105 - a test token
@@ -29,13 +30,6 @@ MOVES = 15  # per writer
 def version_id(version: int) -> str:
     """The event id of a version's announcement (derived from model and version)."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"driftline:model:sea:v{version}"))
-
-
-def healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def writer(registry: Registry, done: list[int], errors: list[BaseException]) -> None:
@@ -64,6 +58,8 @@ def writer(registry: Registry, done: list[int], errors: list[BaseException]) -> 
         errors.append(exc)
 
 
+# also on PostgreSQL (make test-registry-http)
+@pytest.mark.registry_http
 def test_two_registry_processes_share_one_database(
     settings_factory: Callable[..., DriftlineSettings],
     registry_database: str | None,
