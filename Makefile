@@ -23,7 +23,7 @@ setup: $(STAMP) ## Create .venv and install driftline with its dev extra
 demo: setup ## Run the demo on the embedded defaults (local broker, SQLite)
 	$(BIN)/driftline demo
 
-test: setup ## Run the whole test suite against a real broker (and PostgreSQL), then the `backends` tests on confluent-kafka and the `registry_http` tests over HTTP
+test: setup ## Run the whole test suite against a real broker, services reaching a registry service over HTTP (SQLite), then the `backends` tests on confluent-kafka and the `registry_http` tests on PostgreSQL
 	@scripts/system-deps.sh --postgres
 	$(BIN)/python -m pytest
 	$(MAKE) test-confluent
@@ -32,9 +32,8 @@ test: setup ## Run the whole test suite against a real broker (and PostgreSQL), 
 test-confluent: setup ## Run the tests marked `backends` (delivery, crash, rebalance) with DRIFTLINE_KAFKA_CLIENT=confluent
 	DRIFTLINE_KAFKA_CLIENT=confluent $(BIN)/python -m pytest -m backends tests/integration
 
-test-registry-http: setup ## Run the tests marked `registry_http` with a registry service reached over HTTP, on SQLite then on PostgreSQL
+test-registry-http: setup ## Run the tests marked `registry_http` with their registry service on PostgreSQL (the suite's default is SQLite)
 	@scripts/system-deps.sh --postgres
-	DRIFTLINE_TEST_REGISTRY=http-sqlite $(BIN)/python -m pytest -m registry_http tests/integration
 	DRIFTLINE_TEST_REGISTRY=http-postgresql $(BIN)/python -m pytest -m registry_http tests/integration
 
 test-fast: setup ## Run only the tests that need no broker

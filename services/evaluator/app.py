@@ -1,30 +1,17 @@
 """The evaluator's edge: labelled examples and shadow pairs in; metric snapshots and
 compare-and-set alias moves (promotion, rollback) out.
 
-**One active instance.** Every instance joins the consumer group ``group_id`` on the
-single-partition ``models`` topic (a *lease* consumer that never reads: its partition
-is paused). Kafka gives that partition to exactly one member: that member is active;
-the others wait, heartbeating, and one of them takes over when the active one stops
-(at once: it leaves the group) or dies (within the session timeout). The cooperative
-sticky assignor keeps the lease where it is when a standby joins. The active instance
-reads ``examples.valid`` and ``shadow`` with a group-less consumer from the offsets
-stored in its checkpoint, so a takeover continues exactly where the last checkpoint
-stopped. In the brief window of a takeover after a crash two instances may both score
-the same examples: their snapshots carry the same deterministic event ids, and alias
-moves are compare-and-set on the registry, so at most one of two identical decisions
-can move an alias.
+**One active instance** holds the :class:`~services.evaluator.lease.Lease`. It reads
+``examples.valid`` and ``shadow`` with a group-less consumer from the offsets stored in
+its checkpoint, so a takeover continues exactly where the last checkpoint stopped. In
+the brief window of a takeover after a crash two instances may both score the same
+examples: their snapshots carry the same deterministic event ids, and alias moves are
+compare-and-set on the registry, so at most one of two identical decisions can move an
+alias.
 
-**Which versions.** Champion and challenger come from the SDK's
-:class:`~services.common.subscriber.ModelSubscriber` (verified, warmed-up, fixed
-snapshots). After a promotion (the champion's last move has reason ``promoted``) the
-predecessor is kept and scored on the same examples, for the rollback rule.
-
-**The online model as a standing challenger.** A batch champion does not learn: after a
-drift its accuracy can fall below the learner's online model, which keeps adapting. With
-``DRIFTLINE_EVALUATOR_ONLINE_CHALLENGER`` (on by default), while the champion is a batch
-version and no ``challenger`` is set, the latest ``online`` snapshot is challenged against
-it under the same sequential rule; if it wins, ``champion`` moves to it (reason
-``promoted``), and the learner then moves an online champion along with its snapshots.
+**Which versions** are scored (champion, challenger or the online snapshot as a standing
+challenger, a promoted champion's predecessor) is :mod:`services.evaluator.scored_versions`;
+a decision is carried out by :class:`~services.evaluator.alias_mover.AliasMover`.
 
 **No poison pills.** A record the evaluator cannot use is a counted letter on
 ``events.dead`` (``evaluator_dead_letters_total{reason}``), never a crash and never
@@ -37,17 +24,14 @@ raises while it is handled (``handler_error``).
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka import TopicPartition
 
 from schemas import (
-    AliasReason,
     LabelledExample,
     ReasonCode,
     ShadowPair,
@@ -59,24 +43,24 @@ from services.common.conformance import nonconformance
 from services.common.dead_letters import DeadLetters
 from services.common.errors import BrokerError, CodecError
 from services.common.kafka_backend import open_consumer, open_producer
-from services.common.kafka_client import make_consumer
 from services.common.kafka_types import Consumer
 from services.common.metrics import BoundedStreams
 from services.common.online_follower import Followers, FollowMetrics
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
-from services.common.subscriber import REFUSALS, LoadedModel, ModelSubscriber
+from services.common.subscriber import REFUSALS, ModelSubscriber
 from services.evaluator.alias_mover import AliasMover
+from services.evaluator.lease import Lease
 from services.evaluator.metrics import EvaluatorMetrics
+from services.evaluator.scored_versions import ALIASES, ScoredVersions
 from services.evaluator.screen import pair_nonconformance
 from services.evaluator.settings import EvaluatorSettings
-from services.evaluator.state import Decision, EvaluatorState, Labelled, Role, Served
+from services.evaluator.state import Decision, EvaluatorState, Labelled
 from services.registry.client import Registry
 
 log = logging.getLogger(__name__)
 OWNER = "evaluator"
-ALIASES = ("champion", "challenger", "online")
 
 
 class Evaluator:
@@ -93,10 +77,7 @@ class Evaluator:
         self.shadow = self.topics.name("shadow")
         self.state = self._fresh_state()
         self.active = False
-        self._lease_changed = False
-        self.last_champion: dict[str, int] = {}
-        self.predecessors: OrderedDict[tuple[str, int], Served] = OrderedDict()
-        self._lock = threading.Lock()  # predecessors are added from the subscriber's thread
+        self.versions = ScoredVersions(registry, online_challenger=service.online_challenger)
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
         self._records: dict[tuple[str, int, int], Any] = {}  # this step's labelled records
@@ -117,21 +98,17 @@ class Evaluator:
             self.events_refused.labels(kind=kind)
         self.configs = StreamConfigs(settings, client_id="driftline-evaluator")
         # the data path (valid and shadow records in, metrics and decisions out) runs on
-        # DRIFTLINE_KAFKA_CLIENT; the lease below is coordination and stays on kafka-python
+        # DRIFTLINE_KAFKA_CLIENT; the lease is coordination and stays on kafka-python
         self.producer = open_producer(settings, client_id="driftline-evaluator")
         self.dead_letters = DeadLetters(
             self.producer, self.topics.name("events.dead"), service="evaluator", counter=self.dead
         )
-        self.lease = make_consumer(
+        self.lease = Lease(
             settings,
             group_id=service.group_id,
-            client_id="driftline-evaluator-lease",
-            # sticky and cooperative: a member joining never takes the lease from the
-            # active one, and the active one is not even paused by the rebalance
-            partition_assignment_strategy=(CooperativeStickyAssignor,),
             session_timeout_ms=service.session_timeout_ms,
-            heartbeat_interval_ms=max(500, service.session_timeout_ms // 10),
-            max_poll_records=1,
+            on_revoked=self._on_revoked,
+            on_lost=self._on_lost,
         )
         self.data: Consumer = open_consumer(
             settings,
@@ -155,7 +132,7 @@ class Evaluator:
         self.subscriber = ModelSubscriber(
             settings,
             aliases=ALIASES,
-            on_swap=self._swapped,
+            on_swap=self.versions.swapped,
             on_remove=self.followers.removed if self.followers is not None else None,
             on_failure=lambda f: self.load_failures.labels(reason=f.reason).inc(),
             on_refusal=lambda kind: self.events_refused.labels(kind=kind).inc(),
@@ -176,10 +153,7 @@ class Evaluator:
 
     # -- leadership -----------------------------------------------------------------
 
-    def _on_lease(self, assigned: bool) -> None:
-        if assigned:
-            self._lease_changed = True
-            return
+    def _on_revoked(self) -> None:
         if self.active:
             self._resign()
 
@@ -215,7 +189,7 @@ class Evaluator:
                 self.data.seek_to_beginning(tp)
             else:
                 self.data.seek_to_end(tp)
-        self.last_champion.clear()
+        self.versions.forget_champions()
         self.active = True
         self.active_gauge.set(1)
 
@@ -235,35 +209,17 @@ class Evaluator:
         self.subscriber.start()
         # a SIGTERM during this wait ends it: the loop below then never starts
         settled = self.subscriber.wait_until(
-            lambda sub: stop.requested or self._settled(sub), self.service.models_timeout_s
+            lambda sub: stop.requested or self.versions.settled(sub, self.configs.all()),
+            self.service.models_timeout_s,
         )
         if not settled:
             log.warning(
                 "models not all loaded after %.0fs; going on", self.service.models_timeout_s
             )
-        evaluator = self
-
-        class Lease(ConsumerRebalanceListener):  # type: ignore[misc]
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                if revoked:
-                    evaluator._on_lease(False)
-
-            def on_partitions_lost(self, lost: Any) -> None:
-                if lost:
-                    evaluator._on_lost()
-
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                if assigned:
-                    evaluator.lease.pause(*assigned)  # a lease, not data: never fetched
-                    evaluator._on_lease(True)
-
-        self.lease.subscribe([self.topics.name("models")], listener=Lease())
+        self.lease.join(self.topics.name("models"))
         while not stop.requested:
-            self.lease.poll(timeout_ms=0 if self.active else 200)
-            if self._lease_changed:
-                self._lease_changed = False
-                if self.lease.assignment() and not self.active:
-                    self._acquire()
+            if self.lease.poll(timeout_ms=0 if self.active else 200) and not self.active:
+                self._acquire()
             if not self.active:
                 continue
             self.step(timeout_ms=200)
@@ -277,7 +233,7 @@ class Evaluator:
         """Poll once and handle what came: shadow pairs first, then labels by stream."""
         batches = self.data.poll(timeout_ms=timeout_ms)
         self.configs.refresh()
-        self._observe_champions()
+        self.versions.observe_champions(self.subscriber, self.state, self.configs)
         pairs: list[Any] = []
         labels: list[Any] = []
         for tp, records in batches.items():
@@ -378,7 +334,7 @@ class Evaluator:
         config = self._config(stream)
         assert config is not None  # noqa: S101 - checked in _labelled
         self.streams.seen(stream, len(items))
-        models = self._served(stream)
+        models = self.versions.of(self.subscriber, stream, self.state)
         try:
             out = self.state.handle(items, config=config, models=models, model=stream)
         except Exception as exc:  # noqa: BLE001 - the core isolates records; a last resort
@@ -413,105 +369,6 @@ class Evaluator:
                     gauge.set(value)
         for decision in out.decisions:
             self.carry_out(decision)
-
-    def _settled(self, sub: ModelSubscriber) -> bool:
-        """Caught up, and every followed alias of a known stream is loaded (or refused)."""
-        if not sub.caught_up():
-            return False
-        refused = {(f.model, f.version) for f in sub.history() if not isinstance(f, LoadedModel)}
-        for model in self.configs.all():
-            for alias, version in sub.aliases(model).items():
-                have = sub.get(model, alias) if alias in ALIASES else None
-                if alias in ALIASES and (have is None or have.version != version):
-                    if (model, version) not in refused:
-                        return False
-        return True
-
-    def _served(self, stream: str) -> dict[Role, Served | None]:
-        champion_loaded = self.subscriber.get(stream, "champion")
-        challenger_loaded = self.subscriber.get(stream, "challenger")
-        online = self.subscriber.get(stream, "online") if self.service.online_challenger else None
-        picked = pick_challenger(champion_loaded, challenger_loaded, online)
-        models: dict[Role, Served | None] = {
-            "champion": _served(champion_loaded) if champion_loaded is not None else None,
-            "challenger": (
-                None
-                if picked is None
-                else _served(picked, family="online" if picked is online else None)
-            ),
-        }
-        watch = self.state.watches.get(stream)
-        champion = models.get("champion")
-        if watch is not None and champion is not None and watch.champion == champion.version:
-            models["predecessor"] = self._predecessor(stream, watch.predecessor)
-        return models
-
-    # -- versions and watches -------------------------------------------------------
-
-    def _swapped(self, new: LoadedModel, old: LoadedModel | None) -> None:
-        """Subscriber thread: keep the version a champion replaced, for the rollback rule."""
-        if old is not None:
-            self._remember(old.model, _served(old))
-
-    def _remember(self, model: str, served: Served) -> None:
-        with self._lock:
-            self.predecessors[(model, served.version)] = served
-            self.predecessors.move_to_end((model, served.version))
-            while len(self.predecessors) > 8:
-                self.predecessors.popitem(last=False)
-
-    def _predecessor(self, model: str, version: int) -> Served | None:
-        with self._lock:
-            found = self.predecessors.get((model, version))
-        if found is not None:
-            return found
-        try:  # after a restart: from the registry, verified before unpickling
-            meta = self.registry.get_version(model=model, version=version)
-            predictor = self.registry.load_predictor(model=model, version=version)
-        except Exception:  # noqa: BLE001 - no predecessor: the rollback rule waits
-            log.exception("cannot load predecessor %s v%d", model, version)
-            return None
-        if meta is None:
-            return None
-        served = Served(version=version, predictor=predictor, lineage=meta.lineage)
-        self._remember(model, served)
-        return served
-
-    def _observe_champions(self) -> None:
-        """On a champion change, open a watch if it was a promotion, else close it."""
-        for (model, alias), loaded in self.subscriber.loaded().items():
-            if alias != "champion" or self.last_champion.get(model) == loaded.version:
-                continue
-            self.last_champion[model] = loaded.version
-            watch = self.state.watches.get(model)
-            if watch is not None and watch.champion == loaded.version:
-                continue  # restored from a checkpoint
-            history = self.registry.alias_history(model=model, alias="champion", limit=1)
-            last = history[0] if history else None
-            config = self.configs.get(model)
-            if (
-                last is not None
-                and config is not None
-                and last.to_version == loaded.version
-                and last.from_version is not None
-                and last.reason == AliasReason.PROMOTED.value
-            ):
-                self.state.watch(
-                    model,
-                    metric=config.policy.primary_metric_for(config.spec.label.kind),
-                    champion=loaded.version,
-                    predecessor=last.from_version,
-                    window=config.policy.rolling_window,
-                )
-                log.info(
-                    "watching %s v%d against its predecessor v%d",
-                    model,
-                    loaded.version,
-                    last.from_version,
-                    extra={"model": model},
-                )
-            elif watch is not None:
-                self.state.unwatch(model)
 
     # -- decisions ------------------------------------------------------------------
 
@@ -596,23 +453,3 @@ class Evaluator:
         self.producer.flush()
         self.producer.close()
         self.configs.close()
-
-
-def pick_challenger(
-    champion: LoadedModel | None, challenger: LoadedModel | None, online: LoadedModel | None
-) -> LoadedModel | None:
-    """The version to challenge the champion with: the ``challenger`` alias when set, else
-    the latest online snapshot while the champion is a batch model (which stops learning).
-    """
-    if challenger is not None or champion is None or champion.meta.kind != "batch":
-        return challenger
-    return online
-
-
-def _served(loaded: LoadedModel, family: str | None = None) -> Served:
-    return Served(
-        version=loaded.version,
-        predictor=loaded.predictor,
-        lineage=loaded.meta.lineage,
-        family=family,
-    )

@@ -13,18 +13,21 @@ version that cannot be written waits (nothing is committed past the last checkpo
 is tried again with backoff; the version then registered is the stream's newest state,
 under its own idempotency key. A partition cannot start without its checkpoint, so
 restoring one is retried until the registry answers.
+
+What it writes to the registry lives beside it: ``checkpoints.py`` (keys, which streams
+are due, save and restore), ``online_versions.py`` (a snapshot registered, its aliases
+moved) and ``registry_outage.py`` (when to try again).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
 import time
 from typing import Any
 
-from schemas import AliasReason, LabelledExample, ReasonCode, Topics
+from schemas import LabelledExample, ReasonCode, Topics
 from services.common.backoff import Backoff
 from services.common.codec import decode, encode, event_key
 from services.common.dead_letters import DeadLetters
@@ -32,56 +35,18 @@ from services.common.errors import CodecError
 from services.common.kafka_backend import is_fenced, open_consumer, open_producer
 from services.common.kafka_types import TopicPartition
 from services.common.logs import at
-from services.common.online_follow import FollowPoint
-from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs
+from services.learner.checkpoints import CheckpointSchedule, partition_key, restore
 from services.learner.metrics import LearnerMetrics
+from services.learner.online_versions import register_online
+from services.learner.registry_outage import RegistryOutage
 from services.learner.settings import LearnerSettings
-from services.learner.state import PartitionMark, PartitionState, StreamTrack
-from services.registry.client import (
-    AliasConflict,
-    CheckpointItem,
-    FrozenModel,
-    Registry,
-    RegistryUnavailable,
-)
+from services.learner.state import PartitionState
+from services.registry.client import Registry, RegistryUnavailable
 
 log = logging.getLogger(__name__)
-OWNER = "learner"
-KEY_LIMIT = 300  # the registry's checkpoint key column
-
-
-def partition_key(group: str, topic: str, partition: int) -> str:
-    """The key of a partition's mark (before per-stream checkpoints: its whole state);
-    its streams' checkpoints are under ``KEY/streams/``."""
-    return f"{group}/{topic}/{partition}"
-
-
-def stream_key(key: str, stream: str) -> str:
-    """The key of a stream's checkpoint under the partition ``key``."""
-    name = f"{key}/streams/{stream}"
-    if len(name) <= KEY_LIMIT:
-        return name
-    return f"{key}/streams/#{hashlib.sha256(stream.encode()).hexdigest()}"  # name in meta
-
-
-def restore(registry: Registry, *, key: str, topic: str, partition: int) -> PartitionState | None:
-    """A partition's state from its newest mark and stream checkpoints (None: none)."""
-    mark = registry.load_checkpoint(owner=OWNER, key=key)
-    streams: dict[str, tuple[StreamTrack, int]] = {}
-    for cp in registry.load_checkpoints(owner=OWNER, prefix=f"{key}/streams/"):
-        stream = cp.meta.get("stream")
-        if isinstance(cp.state, StreamTrack) and isinstance(stream, str):
-            streams[stream] = (cp.state, int(cp.offsets[str(partition)]))
-    state = mark.state if mark is not None else None
-    return PartitionState.resume(
-        topic,
-        partition,
-        mark=state if isinstance(state, PartitionMark | PartitionState) else None,
-        streams=streams,
-    )
 
 
 class Learner:
@@ -97,22 +62,21 @@ class Learner:
         self.valid = self.topics.name("examples.valid")
         self.states: dict[int, PartitionState] = {}
         self.dirty: set[int] = set()
-        self._changed_since: dict[tuple[int, str], float] = {}  # first seen changed
-        self._saved_examples: dict[tuple[int, str], int] = {}  # examples at its last save
+        self.schedule = CheckpointSchedule(
+            every=service.checkpoint_every, interval_s=service.checkpoint_interval_s
+        )
         self._learned: dict[str, Any] = {}  # per-stream counter children, looked up once
         self._learned_now: dict[str, int] = {}  # learned in this poll, per stream
         self._seen_now: dict[str, int] = {}  # the stream's example count after this poll
         self.member = f"{socket.gethostname()}:{os.getpid()}"
         self.since_checkpoint = 0
         self.last_checkpoint = time.monotonic()
-        self.outage = Backoff(first_s=1.0, max_s=30.0)  # the registry's, while unreachable
-        self.retry_at = 0.0  # no registry write before this (monotonic)
         self.unregistered: set[tuple[int, str]] = set()  # versions due while it was down
         self._checkpoint_cost = 0.0  # seconds the last checkpoint took
         self._snapshot_cost: dict[str, float] = {}  # stream -> its last snapshot's seconds
         self._snapshot_at: dict[str, float] = {}  # stream -> when its last snapshot ended
         self.metrics = m = LearnerMetrics()
-        self.deferred = m.deferred
+        self.outage = RegistryOutage(m.deferred)
         self.learned = m.learned
         self.duplicates = m.duplicates
         self.drifts = m.drifts
@@ -157,9 +121,9 @@ class Learner:
                 self.consumer.seek(tp, state.next_offset)
                 if state.must_save:  # a whole-partition checkpoint: superseded at the next
                     self.dirty.add(tp.partition)
+                self.schedule.restored(state)
                 for stream, track in state.streams.items():
                     self._examples_gauge(stream).set(track.learner.examples_seen)
-                    self._saved_examples[tp.partition, stream] = track.learner.examples_seen
                 log.info(
                     "restored %d stream checkpoint(s)",
                     len(state.streams),
@@ -199,9 +163,7 @@ class Learner:
         for tp in partitions:
             gone = self.states.pop(tp.partition, None)
             self.dirty.discard(tp.partition)
-            for key in [k for k in self._saved_examples if k[0] == tp.partition]:
-                self._saved_examples.pop(key, None)
-                self._changed_since.pop(key, None)
+            self.schedule.forget(tp.partition)
             for stream in gone.streams if gone is not None else ():
                 if self._seen_gauges.pop(stream, None) is not None:
                     self.stream_examples.remove(stream)  # its new owner reports it
@@ -235,22 +197,22 @@ class Learner:
                 self.dirty.add(tp.partition)
             self._count_learned()
             self.configs.refresh()
-            if self.unregistered and self._registry_ready():
+            if self.unregistered and self.outage.ready():
                 self._register_deferred()
             elapsed = time.monotonic() - self.last_checkpoint
             due = self.since_checkpoint >= self.service.checkpoint_every or (
                 self.dirty and elapsed >= self.service.checkpoint_interval_s
             )
             if due and elapsed >= self._rest(self._checkpoint_cost):
-                if not self._registry_ready():
-                    self.deferred.labels(what="checkpoint").inc()
+                if not self.outage.ready():
+                    self.outage.put_off("checkpoint")
                     continue
                 try:
                     self.checkpoint(set(self.dirty))
                 except RegistryUnavailable as exc:
-                    self._registry_down("checkpoint", exc)
+                    self.outage.down("checkpoint", exc)
                 else:
-                    self._registry_up()
+                    self.outage.up()
         try:
             self.checkpoint(set(self.dirty), everything=True)
         except RegistryUnavailable as exc:
@@ -261,25 +223,6 @@ class Learner:
             )
 
     # -- registry outages -----------------------------------------------------------
-
-    def _registry_ready(self) -> bool:
-        return time.monotonic() >= self.retry_at
-
-    def _registry_down(self, what: str, exc: Exception) -> None:
-        delay = self.outage.failed()
-        self.retry_at = time.monotonic() + delay
-        self.deferred.labels(what=what).inc()
-        if self.outage.should_log():
-            log.warning(
-                "registry unreachable (%s put off, retried in %.1f s; learning goes on): %s",
-                what,
-                delay,
-                exc,
-            )
-
-    def _registry_up(self) -> None:
-        if self.outage.succeeded():
-            log.info("the registry answers again: deferred writes are done")
 
     def _register_deferred(self) -> None:
         """Register the newest state of each stream whose version came due during an
@@ -292,10 +235,10 @@ class Learner:
             try:
                 self._register(state, stream)
             except RegistryUnavailable as exc:
-                self._registry_down("version", exc)
+                self.outage.down("version", exc)
                 return
             self.unregistered.discard((p, stream))
-        self._registry_up()
+        self.outage.up()
 
     def _one(self, state: PartitionState, record: Any) -> None:
         try:
@@ -378,9 +321,9 @@ class Learner:
         if not (handled.reconfigured or handled.version_due):
             return
         key = (state.partition, handled.stream)
-        if self.unregistered or not self._registry_ready():
+        if self.unregistered or not self.outage.ready():
             self.unregistered.add(key)  # the registry is down: after it is back
-            self.deferred.labels(what="version").inc()
+            self.outage.put_off("version")
             return
         if not handled.reconfigured:  # followers wait for a snapshot of a new config
             since = time.monotonic() - self._snapshot_at.get(handled.stream, 0.0)
@@ -392,7 +335,7 @@ class Learner:
             self._register(state, handled.stream)
         except RegistryUnavailable as exc:
             self.unregistered.add(key)
-            self._registry_down("version", exc)
+            self.outage.down("version", exc)
 
     def _rest(self, cost: float) -> float:
         """Seconds to wait after a serialisation of ``cost`` seconds to stay within the
@@ -441,102 +384,18 @@ class Learner:
     # -- online versions ------------------------------------------------------------
 
     def _register(self, state: PartitionState, stream: str) -> None:
+        """Register the stream's online version and move its aliases (timed: the
+        serialisation budget spaces the next one)."""
         started = time.perf_counter()
-        track = state.streams[stream]
-        snapshot = track.learner.snapshot()
-        learner = track.learner
-        # The live model, not a copy: register_version pickles it before returning.
-        predictor = Predictor.river(
-            learner.model, spec=learner.config.spec, spec_sha256=learner.spec_sha256
+        version = register_online(
+            self.registry, state, stream, dedupe_window=self.service.dedupe_window
         )
-        predictor.follow = FollowPoint(
-            stream=stream,
-            topic=state.topic,
-            partition=state.partition,
-            next_offset=state.next_offset,
-            example_count=learner.examples_seen,
-            config_version=track.checked_config_version or track.config_version,
-            spec=learner.config.spec,
-            ids=track.ids(),
-            dedupe_window=self.service.dedupe_window,
-            learner_id=track.learner_id,
-        )
-        version = self.registry.register_version(
-            model=stream,
-            kind="online",
-            predictor=predictor,
-            params={
-                "pipeline": track.learner.config.model.model_dump(mode="json"),
-                "config_version": track.config_version,
-            },
-            metrics=snapshot.values,
-            lineage=track.lineage(state.topic, state.partition),
-            parent_version=track.online_version,
-            idempotency_key=state.version_key(stream),
-        )
-        track.online_version = version.version
         self.versions.labels(stream=stream).inc()
-        self._move_aliases(stream, version.version)
         cost = time.perf_counter() - started
         self._snapshot_cost[stream] = cost
         self._snapshot_at[stream] = time.monotonic()
         self.snapshot_seconds.observe(cost)
         self.snapshot_bytes.labels(stream=stream).set(version.artifact.size)
-
-    def _move_aliases(self, stream: str, version: int) -> None:
-        """``online`` follows every snapshot; ``champion`` starts there (cold start) and
-        follows while it points at an online version. Frozen models are left alone."""
-        for _ in range(3):  # a concurrent move changes the expectation: look again
-            info = self.registry.get_model(name=stream)
-            if info is None or info.frozen:
-                return
-            try:
-                online = info.aliases.get("online")
-                if online is not None and online > version:
-                    # A snapshot re-registered after a restart (its idempotency key gives
-                    # back the version it had) or another state of the stream: aliases
-                    # move backwards only by a decision (rollback, promote), never here.
-                    log.info(
-                        "online alias of %s stays at v%d (newer than v%d)", stream, online, version
-                    )
-                    return
-                if online != version:
-                    self.registry.move_alias(
-                        model=stream,
-                        alias="online",
-                        to_version=version,
-                        expect=online,
-                        reason=AliasReason.ONLINE_UPDATE,
-                        actor="learner",
-                    )
-                champion = info.aliases.get("champion")
-                if champion is None:
-                    self.registry.move_alias(
-                        model=stream,
-                        alias="champion",
-                        to_version=version,
-                        expect=None,
-                        reason=AliasReason.COLD_START,
-                        actor="learner",
-                        evidence={"rule": "no champion: the first online snapshot"},
-                    )
-                elif champion < version:
-                    current = self.registry.get_version(model=stream, version=champion)
-                    if current is not None and current.kind == "online":
-                        self.registry.move_alias(
-                            model=stream,
-                            alias="champion",
-                            to_version=version,
-                            expect=champion,
-                            reason=AliasReason.ONLINE_UPDATE,
-                            actor="learner",
-                            evidence={"rule": "an online champion keeps learning"},
-                        )
-                return
-            except AliasConflict:
-                continue
-            except FrozenModel:
-                return
 
     # -- checkpoints ----------------------------------------------------------------
 
@@ -546,11 +405,9 @@ class Learner:
         the marks' offsets to the group (for monitoring: the checkpoints are the truth,
         and the mark is never past a stream's unsaved change).
 
-        A changed stream is due when ``everything`` is asked (stop, revocation), when it
-        learned ``checkpoint_every`` examples since its last checkpoint, or when its
-        change is ``checkpoint_interval_s`` old (seen changed by an earlier checkpoint):
-        a stream that gets a few examples now and then is not written at every
-        checkpoint. A partition with changes left unsaved stays dirty.
+        Which changed streams are due is the :class:`CheckpointSchedule`'s rule (all of
+        them when ``everything`` is asked: stop, revocation). A partition with changes
+        left unsaved stays dirty.
         """
         started = time.perf_counter()
         now = time.monotonic()
@@ -561,35 +418,8 @@ class Learner:
             state = self.states.get(p)
             if state is None:
                 continue
-            due = [s for s in sorted(state.changed) if everything or self._due(state, s, now)]
-            offsets = {str(p): state.next_offset}
-            if due:
-                self.registry.save_checkpoints(
-                    owner=OWNER,
-                    items=[
-                        CheckpointItem(
-                            key=stream_key(self._key(p), stream),
-                            state=state.streams[stream],
-                            offsets=offsets,
-                            meta={
-                                "stream": stream,
-                                "examples": state.streams[stream].learner.examples_seen,
-                            },
-                        )
-                        for stream in due
-                    ],
-                )
-                state.saved(due)
-                for stream in due:
-                    self._changed_since.pop((p, stream), None)
-                    self._saved_examples[p, stream] = state.streams[stream].learner.examples_seen
-            mark = state.mark()
-            self.registry.save_checkpoint(
-                owner=OWNER,
-                key=self._key(p),
-                state=mark,
-                offsets={str(p): mark.next_offset},
-                meta={"streams_saved": len(due), "streams_unsaved": len(state.changed)},
+            mark = self.schedule.save(
+                self.registry, self._key(p), state, everything=everything, now=now
             )
             if state.changed:
                 unsaved.add(p)
@@ -606,16 +436,6 @@ class Learner:
         self.last_checkpoint = time.monotonic()
         self._checkpoint_cost = time.perf_counter() - started
         self.checkpoints.observe(self._checkpoint_cost)
-
-    def _due(self, state: PartitionState, stream: str, now: float) -> bool:
-        if stream in state.must_save:
-            return True
-        key = (state.partition, stream)
-        learned = state.streams[stream].learner.examples_seen - self._saved_examples.get(key, 0)
-        if learned >= self.service.checkpoint_every:
-            return True
-        since = self._changed_since.setdefault(key, now)
-        return now - since >= self.service.checkpoint_interval_s
 
     def close(self) -> None:
         """Close every client."""

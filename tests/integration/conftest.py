@@ -119,6 +119,29 @@ def own_broker(
         pytest.fail("could not stop: " + "; ".join(failures), pytrace=False)
 
 
+def _database(request: pytest.FixtureRequest, mode: str, home: Path) -> str:
+    """A fresh registry database for ``mode``: a SQLite file in ``home``, or a database
+    on the session's PostgreSQL server."""
+    if mode == "http-sqlite":
+        return f"sqlite:///{home / 'registry.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()
+
+
+@pytest.fixture
+def registry_database(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """For a test that runs registry processes of its own (outages, replicas, its own
+    API): the database they should open, on the backend ``DRIFTLINE_TEST_REGISTRY`` names
+    (None: the default SQLite file in the data dir). Passed as ``registry_url`` to
+    ``settings_factory``, it also tells the factory not to start a registry service."""
+    mode = registry_mode()
+    if mode is None:
+        return None
+    home = tmp_path / "registry-database"
+    home.mkdir()
+    return _database(request, mode, home)
+
+
 @pytest.fixture
 def registry_services(
     request: pytest.FixtureRequest, tmp_path: Path
@@ -129,17 +152,11 @@ def registry_services(
     if mode is None:
         yield None
         return
-
-    def database(home: Path) -> str:
-        if mode == "http-sqlite":
-            return f"sqlite:///{home / 'registry.db'}"
-        server: PostgresServer = request.getfixturevalue("postgres")
-        return server.create_database()
-
-    services = RegistryServices(tmp_path, database)
+    services = RegistryServices(tmp_path, lambda home: _database(request, mode, home))
     yield services
     failures = services.stop_all()
-    if not services.procs and request.node.get_closest_marker("registry_http"):
+    own = "registry_database" in request.fixturenames  # runs registry processes itself
+    if not services.procs and not own and request.node.get_closest_marker("registry_http"):
         failures.append(f"marked registry_http, but {mode} started no registry service")
     if failures:
         pytest.fail("; ".join(failures), pytrace=False)
@@ -153,7 +170,7 @@ def settings_factory(
     with a topic prefix of this test's own (uuid), its data in tmp_path, and the catalogue's
     topics created under that prefix.
 
-    With ``DRIFTLINE_TEST_REGISTRY`` set (``make test-registry-http``), settings that sign
+    In the HTTP modes of ``DRIFTLINE_TEST_REGISTRY`` (the default), settings that sign
     (``signing_key``) and name no ``registry_url`` get a registry service process of their
     own on a fresh database, and its ``http://`` URL and a service token."""
     import uuid

@@ -12,7 +12,7 @@ from river.datasets import synth
 
 from schemas import LabelledExample, StreamConfig
 from services.common.settings import DriftlineSettings
-from services.learner.app import partition_key, restore
+from services.learner.checkpoints import partition_key, restore
 from services.learner.state import PartitionState
 from services.registry.client import Registry
 from tests.integration.processes import service_env, start_service

@@ -2,13 +2,14 @@
 
 ``DRIFTLINE_TEST_REGISTRY`` picks where the services of a test find the registry:
 
-- unset (the default): a SQLAlchemy URL, the registry's database opened in each process;
-- ``http-sqlite`` / ``http-postgresql``: a real registry service process
+- ``http-sqlite`` (the default) / ``http-postgresql``: a real registry service process
   (``python -m services.registry``) on a fresh database of that backend, and the services
-  handed its ``http://`` URL and a service token, as the demo and compose do.
+  handed its ``http://`` URL and a service token, as the demo and compose do;
+- ``in-process``: a SQLAlchemy URL, the registry's database opened in each process (the
+  layout before the registry had its own API; for tracking a failure down).
 
-``make test`` runs the tests marked ``registry_http`` again in both HTTP modes
-(``make test-registry-http``).
+``make test`` runs the whole suite in the default mode, then the tests marked
+``registry_http`` again on PostgreSQL (``make test-registry-http``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from services.common.settings import DriftlineSettings
 from services.localbroker.ports import free_ports
 from tests.integration.polling import wait_for
 
-MODES = ("http-sqlite", "http-postgresql")
+MODES = ("http-sqlite", "http-postgresql", "in-process")
+DEFAULT_MODE = "http-sqlite"
 SERVICE_TOKEN = "integration-test-service-token"  # noqa: S105 - a test token
 START_S = 120.0  # a loaded machine imports the registry slowly
 STOP_S = 30.0
@@ -33,13 +35,13 @@ STOP_S = 30.0
 
 def registry_mode() -> str | None:
     """The HTTP mode of this run (None: the in-process store)."""
-    mode = os.environ.get("DRIFTLINE_TEST_REGISTRY") or None
-    if mode is not None and mode not in MODES:
+    mode = os.environ.get("DRIFTLINE_TEST_REGISTRY") or DEFAULT_MODE
+    if mode not in MODES:
         raise ValueError(f"DRIFTLINE_TEST_REGISTRY={mode!r}: expected one of {MODES} or unset")
-    return mode
+    return None if mode == "in-process" else mode
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
     try:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
     except httpx.TransportError:
@@ -88,7 +90,7 @@ class RegistryServices:
                 stderr=out,
             )
         self.procs.append((proc, log))
-        wait_for(lambda: _healthy(url), START_S, f"the registry service at {url}", proc, log)
+        wait_for(lambda: healthy(url), START_S, f"the registry service at {url}", proc, log)
         return {"registry_url": url, "service_token": SERVICE_TOKEN}
 
     def stop_all(self) -> list[str]:

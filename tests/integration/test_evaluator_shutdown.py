@@ -53,11 +53,16 @@ def test_sigterm_while_models_load_at_start_exits_0(
     settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
 ) -> None:
     settings, cfg, registry = loans_stream(settings_factory)
-    set_alias(registry, "loans", "champion", register_tree(registry, cfg, 0))
+    champion = register_tree(registry, cfg, 0)
+    set_alias(registry, "loans", "champion", champion)
+    found = registry.get_version(model="loans", version=champion)
     registry.close()
-    # The champion's artifact is not where its event says, so the evaluator fetches it
+    # The champion's artifact is not where its event says (wherever the registry stores
+    # it: this test's data dir, or a registry service's), so the evaluator fetches it
     # from the registry's API, which answers slower than any timeout: the load never ends.
-    (tmp_path / "artifacts").rename(tmp_path / "artifacts-moved")
+    assert found is not None
+    stored = Path(found.artifact.uri.removeprefix("file://"))
+    stored.rename(stored.with_name(f"{stored.name}-moved"))
     server = socket.create_server(("127.0.0.1", 0))
     done = threading.Event()
     threading.Thread(target=drip, args=(server, done), daemon=True).start()

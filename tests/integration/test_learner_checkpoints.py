@@ -13,7 +13,7 @@ from pathlib import Path
 from schemas import LabelledExample, StreamConfig, Topics
 from services.common.kafka_client import canonical_partition, make_producer
 from services.common.settings import DriftlineSettings
-from services.learner.app import OWNER, partition_key
+from services.learner.checkpoints import OWNER, partition_key
 from services.learner.core import StreamLearner
 from services.learner.state import PartitionMark, PartitionState, StreamTrack
 from services.registry.client import Registry

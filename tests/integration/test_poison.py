@@ -31,9 +31,11 @@ from services.registry.client import Registry
 from tests.integration.learner_support import config, examples, learned
 from tests.integration.polling import wait_for
 from tests.integration.processes import TopicReader, publish, service_env, start_service
+from tests.integration.registry_service import START_S, healthy
 from tests.keys import private_key_for
 
 KEY = private_key_for("poison-test-signing-key")
+TOKEN = "poison-test-service-token"  # noqa: S105 - a test token
 S = "agr"
 GOOD = 300
 
@@ -66,16 +68,24 @@ def last_value(settings: DriftlineSettings, suffix: str, key: bytes) -> bytes | 
 
 
 def test_poison_everywhere(
-    settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
+    settings_factory: Callable[..., DriftlineSettings],
+    registry_database: str | None,
+    tmp_path: Path,
 ) -> None:
-    settings = settings_factory(signing_key=KEY, signing_key_id="k1")
+    # its own registry service, on the database of this run's backend; the other
+    # services reach it over HTTP with a service token
+    settings = settings_factory(
+        signing_key=KEY, signing_key_id="k1", registry_url=registry_database
+    )
     cfg, _ = publish_config(settings, config(S, online_every=100))  # recorded by the registry
-    (port,) = free_ports(1)
+    port, registry_port = free_ports(2)
+    api = f"http://127.0.0.1:{registry_port}"
     group = f"p-{uuid.uuid4().hex[:8]}"
     env = service_env(
         settings,
         KEY,
-        DRIFTLINE_REGISTRY_PORT="0",
+        DRIFTLINE_SERVICE_TOKEN=TOKEN,
+        DRIFTLINE_REGISTRY_PORT=str(registry_port),
         DRIFTLINE_SERVING_PORT=str(port),
         DRIFTLINE_SERVING_SESSION_TIMEOUT_MS="6000",
         DRIFTLINE_SERVING_GROUP_ID=f"{group}-serving",
@@ -93,8 +103,11 @@ def test_poison_everywhere(
         DRIFTLINE_VALIDATOR_METRICS_PORT="0",
     )
     log = tmp_path / "services.log"
-    names = ("registry", "validator", "learner", "trainer", "evaluator", "serving")
-    procs = [start_service(name, env, log) for name in names]
+    procs = [start_service("registry", env, log)]
+    wait_for(lambda: healthy(api), START_S, "the registry", procs, log)
+    over_http = env | {"DRIFTLINE_REGISTRY_URL": api}
+    names = ("validator", "learner", "trainer", "evaluator", "serving")
+    procs += [start_service(name, over_http, log) for name in names]
     registry = Registry.open(settings, relay=False)
     letters = TopicReader(settings, "events.dead")
     answers = TopicReader(settings, "predictions")

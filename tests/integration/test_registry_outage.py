@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from schemas import ModelVersionPublished, Topics
 from services.common.settings import DriftlineSettings
@@ -22,6 +23,7 @@ from services.registry.client import Registry
 from tests.integration.learner_support import KEY, config, examples, learned, learner_env
 from tests.integration.polling import wait_for
 from tests.integration.processes import TopicReader, publish, service_env, start_service
+from tests.integration.registry_service import healthy
 
 TOKEN = "outage-test-service-token"  # noqa: S105 - a test token
 STREAM = "agr"
@@ -37,17 +39,17 @@ def metric(url: str, name: str) -> float:
     return sum(float(v) for v in re.findall(pattern, text, flags=re.M))
 
 
-def healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
+# also on PostgreSQL (make test-registry-http)
+@pytest.mark.registry_http
 def test_learner_and_serving_ride_out_a_registry_outage(
-    settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
+    settings_factory: Callable[..., DriftlineSettings],
+    registry_database: str | None,
+    tmp_path: Path,
 ) -> None:
-    settings = settings_factory(signing_key=KEY, signing_key_id="k1")
+    # its own registry processes, on the database of this run's backend
+    settings = settings_factory(
+        signing_key=KEY, signing_key_id="k1", registry_url=registry_database
+    )
     registry_port, learner_port, serving_port = free_ports(3)
     api = f"http://127.0.0.1:{registry_port}"
     over_http = {"DRIFTLINE_REGISTRY_URL": api, "DRIFTLINE_SERVICE_TOKEN": TOKEN}

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import pytest
 
 from schemas import AliasReason
 from services.common.settings import DriftlineSettings
@@ -20,6 +20,7 @@ from services.registry.client import AliasConflict, Registry
 from services.registry.rest_store import RestStore
 from tests.integration.polling import wait_for
 from tests.integration.processes import TopicReader, service_env, start_service
+from tests.integration.registry_service import healthy
 from tests.integration.serving_support import KEY, predictor
 
 TOKEN = "replicas-test-service-token"  # noqa: S105 - a test token
@@ -29,13 +30,6 @@ MOVES = 15  # per writer
 def version_id(version: int) -> str:
     """The event id of a version's announcement (derived from model and version)."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"driftline:model:sea:v{version}"))
-
-
-def healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def writer(registry: Registry, done: list[int], errors: list[BaseException]) -> None:
@@ -64,10 +58,17 @@ def writer(registry: Registry, done: list[int], errors: list[BaseException]) -> 
         errors.append(exc)
 
 
+# also on PostgreSQL (make test-registry-http)
+@pytest.mark.registry_http
 def test_two_registry_processes_share_one_database(
-    settings_factory: Callable[..., DriftlineSettings], tmp_path: Path
+    settings_factory: Callable[..., DriftlineSettings],
+    registry_database: str | None,
+    tmp_path: Path,
 ) -> None:
-    settings = settings_factory(signing_key=KEY, signing_key_id="k1")
+    # its own registry processes, on the database of this run's backend
+    settings = settings_factory(
+        signing_key=KEY, signing_key_id="k1", registry_url=registry_database
+    )
     ports = free_ports(2)
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     procs: list[subprocess.Popen[bytes]] = []

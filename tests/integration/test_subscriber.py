@@ -115,11 +115,11 @@ def test_a_tampered_artifact_never_serves(
 
 
 def test_an_artifact_from_another_host_comes_from_the_registry_api(
-    settings_factory: Callable[..., DriftlineSettings],
+    settings_factory: Callable[..., DriftlineSettings], registry_database: str | None
 ) -> None:
     """The artifact's file:// URI is not readable here (another host's disk): the
     subscriber downloads it from the registry's ``GET /artifacts/{sha256}`` and verifies it."""
-    settings = signed(settings_factory)
+    settings = signed(settings_factory, registry_url=registry_database)  # its own API
     registry = Registry.open(settings)
     try:
         version = register(registry, "sea", 1)

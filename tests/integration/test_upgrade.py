@@ -38,7 +38,7 @@ from services.common.kafka_client import make_producer
 from services.common.predictor import Predictor
 from services.common.settings import DriftlineSettings
 from services.learner import state as learner_state
-from services.learner.app import OWNER, partition_key, restore
+from services.learner.checkpoints import OWNER, partition_key, restore
 from services.learner.state import PartitionState, StreamTrack
 from services.registry.db import MIGRATIONS, make_engine
 from services.registry.store import open_store

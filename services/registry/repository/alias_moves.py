@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from schemas import AliasMoved, AliasReason, utcnow
@@ -66,10 +67,16 @@ def move_alias(
     if accepted is not None and current not in accepted:
         raise AliasConflict(model, alias, expect_text(expect), current)
     now = utcnow()
-    if row is None:
-        session.add(AliasRow(model=model, alias=alias, version=to_version, updated_at=now))
-        session.flush()  # a racing insert fails here on the primary key
-    else:
+    if row is None and not _inserted(
+        session, AliasRow(model=model, alias=alias, version=to_version, updated_at=now)
+    ):
+        # Another writer created the alias since it was read (on PostgreSQL the row lock
+        # above cannot cover a row that did not exist yet): compare with what it wrote.
+        current = get_alias(session, model=model, alias=alias)
+        if accepted is not None and current not in accepted:
+            raise AliasConflict(model, alias, expect_text(expect), current)
+        row = session.get(AliasRow, (model, alias))
+    if row is not None:
         done = session.execute(
             update(AliasRow)
             .where(AliasRow.model == model, AliasRow.alias == alias)
@@ -106,6 +113,17 @@ def move_alias(
     add_outbox(session, topic="models", event=event)
     session.flush()
     return _move(move)
+
+
+def _inserted(session: Session, row: AliasRow) -> bool:
+    """Insert a new alias row; False when a racing writer inserted it first (the primary
+    key refuses the second row; only this insert is rolled back, in its savepoint)."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return False
+    return True
 
 
 def move_by_event_id(session: Session, *, event_id: str) -> AliasMove | None:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from schemas.models import ArtifactRef, ModelVersionPublished
 from services.common.subscriber import LoadedModel
-from services.evaluator.app import pick_challenger
+from services.evaluator.scored_versions import pick_challenger
 from tests.services.evaluator.data import config, tree
 
 CFG = config()

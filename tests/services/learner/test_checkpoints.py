@@ -16,7 +16,7 @@ import pytest
 from services.common.codec import encode
 from services.common.settings import DriftlineSettings
 from services.learner import app as learner_app
-from services.learner.app import OWNER, partition_key, restore
+from services.learner.checkpoints import OWNER, partition_key, restore
 from services.learner.settings import LearnerSettings
 from services.learner.state import PartitionMark, PartitionState
 from services.registry.client import Registry

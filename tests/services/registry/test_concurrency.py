@@ -8,11 +8,15 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from schemas import AliasReason
-from services.registry.client import Registry
+from services.common.settings import DriftlineSettings
+from services.registry.client import ANY, AliasConflict, Registry
+from services.registry.tables import AliasRow
 from tests.services.registry.helpers import predictor
 
 WORKER = textwrap.dedent(
@@ -89,3 +93,51 @@ def test_two_processes_race(
     assert registry.get_alias(model="sea", alias="champion") == winner["versions"][-1]
     history = registry.alias_history(model="sea", alias="champion")
     assert [m.from_version for m in history] == [1, None]
+
+
+def test_a_racing_first_move_is_a_conflict_or_a_move_from_what_it_wrote(
+    settings: DriftlineSettings, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers both read an alias as unset, the other inserts it first (on PostgreSQL
+    the row lock cannot cover a row that did not exist): this one's insert hits the
+    primary key and the compare-and-set is judged against the other's value, never a
+    refused value (HTTP 400 through the API)."""
+    for i in range(3):
+        registry.register_version(model="sea", kind="online", predictor=predictor(i + 1))
+    registry.move_alias(
+        model="sea",
+        alias="online",
+        to_version=1,
+        expect=None,
+        reason=AliasReason.MANUAL,
+        actor="the other writer",
+    )
+    real_get = Session.get
+
+    def stale_get(self: Session, entity: Any, ident: Any, **kw: Any) -> Any:
+        if entity is AliasRow and kw.get("with_for_update"):
+            return None  # read before the other writer committed its insert
+        return real_get(self, entity, ident, **kw)
+
+    monkeypatch.setattr(Session, "get", stale_get)
+    with pytest.raises(AliasConflict) as conflict:
+        registry.move_alias(
+            model="sea",
+            alias="online",
+            to_version=2,
+            expect=None,
+            reason=AliasReason.ONLINE_UPDATE,
+            actor="this writer",
+        )
+    assert conflict.value.actual == 1
+    moved = registry.move_alias(
+        model="sea",
+        alias="online",
+        to_version=3,
+        expect=ANY,
+        reason=AliasReason.MANUAL,
+        actor="this writer",
+    )
+    assert (moved.from_version, moved.to_version) == (1, 3)
+    monkeypatch.undo()
+    assert registry.get_alias(model="sea", alias="online") == 3
