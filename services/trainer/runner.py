@@ -552,8 +552,11 @@ class Trainer:
             is_winner = winner is not None and cand.name == winner.name and outcome == "promoted"
             if cand.name not in recorded:
                 note = verdict.reason
+                own = next((text for c, _, text in moves if c is cand), None)
                 if cand in promoted and not is_winner:
                     note = f"promoted as soon as it was fitted, then replaced: {note}"
+                elif own is not None and not is_winner:
+                    note = f"gate winner, but {own}"
                 elif verdict.promoted and not is_winner:
                     note = f"gate winner, but {summary}"
                 self.registry.add_candidate(
