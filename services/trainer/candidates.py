@@ -64,7 +64,11 @@ def fit_candidates(
     timings: Timings,
 ) -> Iterator[Candidate]:
     """Fit (or find, when resuming) every candidate, score it and register it; each is
-    yielded as soon as it is registered (found ones first, then in the order fits end)."""
+    handed on as soon as it is registered (found ones first, then in the order fits end).
+
+    The fits are submitted to the pool at once, when this is called (the caller can
+    score the champion meanwhile); the iterator returned collects them.
+    """
     X_train, y_train, X_hold, y_hold, segments = data
     stream, rp = config.stream, config.policy.retrain
     task = config.spec.label.kind
@@ -91,6 +95,40 @@ def fit_candidates(
                     budget_s=rp.budget_s,
                 )
             ] = name
+    return _collect(
+        registry,
+        names,
+        done,
+        futures,
+        t0,
+        run=run,
+        config=config,
+        lineage=lineage,
+        window_doc=window_doc,
+        data=data,
+        timings=timings,
+    )
+
+
+def _collect(
+    registry: Registry,
+    names: list[str],
+    done: dict[str, ModelVersion],
+    futures: dict[cf.Future[train.Fitted], str],
+    t0: float,
+    *,
+    run: TrainingRun,
+    config: StreamConfig,
+    lineage: Lineage,
+    window_doc: dict[str, Any],
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any] | None],
+    timings: Timings,
+) -> Iterator[Candidate]:
+    """:func:`fit_candidates`' candidates, each as soon as it is ready."""
+    _, y_train, X_hold, y_hold, segments = data
+    stream, rp = config.stream, config.policy.retrain
+    task = config.spec.label.kind
+    metric = config.policy.primary_metric_for(task)
     for name in names:
         version = done.get(name)
         if version is None:

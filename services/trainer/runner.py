@@ -399,6 +399,16 @@ class Trainer:
             "records_read": stats.records,
             "skipped": dict(sorted(stats.skipped.items())),
         }
+        fitted = fit_candidates(  # submitted now: the pool fits while the champion is scored
+            self.registry,
+            self.pool,
+            run=run,
+            config=config,
+            lineage=lineage,
+            window_doc=window_doc,
+            data=(X_train, y_train, X_hold, y_hold, segments),
+            timings=timings,
+        )
         t2 = time.perf_counter()
 
         def rescore(version: ModelVersion) -> gate.Scored:
@@ -415,7 +425,7 @@ class Trainer:
                 before=train_rows,
             )
 
-        # the references first, while the pool fits: the online model as fresh as it serves
+        # the references while the pool fits: the online model as fresh as it serves
         champ_version, champ = champion_at_start(self.registry, stream, run, rescore)
         online = online_scored(self.registry, stream, champ_version, rescore)
         timings.add("score", time.perf_counter() - t2)
@@ -435,16 +445,7 @@ class Trainer:
             margin=policy.margin,
             max_gap=policy.max_gap,
         )
-        for cand in fit_candidates(
-            self.registry,
-            self.pool,
-            run=run,
-            config=config,
-            lineage=lineage,
-            window_doc=window_doc,
-            data=(X_train, y_train, X_hold, y_hold, segments),
-            timings=timings,
-        ):
+        for cand in fitted:
             candidates.append(cand)
             decision = gate.decide(
                 metric=metric,
