@@ -95,130 +95,103 @@ def fit_candidates(
                     budget_s=rp.budget_s,
                 )
             ] = name
-    return _collect(
-        registry,
-        names,
-        done,
-        futures,
-        t0,
-        run=run,
-        config=config,
-        lineage=lineage,
-        window_doc=window_doc,
-        data=data,
-        timings=timings,
-    )
 
-
-def _collect(
-    registry: Registry,
-    names: list[str],
-    done: dict[str, ModelVersion],
-    futures: dict[cf.Future[train.Fitted], str],
-    t0: float,
-    *,
-    run: TrainingRun,
-    config: StreamConfig,
-    lineage: Lineage,
-    window_doc: dict[str, Any],
-    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any] | None],
-    timings: Timings,
-) -> Iterator[Candidate]:
-    """:func:`fit_candidates`' candidates, each as soon as it is ready."""
-    _, y_train, X_hold, y_hold, segments = data
-    stream, rp = config.stream, config.policy.retrain
-    task = config.spec.label.kind
-    metric = config.policy.primary_metric_for(task)
-    for name in names:
-        version = done.get(name)
-        if version is None:
-            continue
-        scored = gate.Scored(
-            name,
-            version.metrics,
-            version.evaluation.get("gap"),
-            version.evaluation.get("segments", {}),
-        )
-        yield Candidate(name, version, scored, version.training_duration_s or 0.0)
-    reported = 0.0  # of the pool's wall time, added to the "fit" phase so far
-    for future in cf.as_completed(futures):
-        name = futures[future]
-        fitted = future.result()
-        fit_wall = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        model = fitted.model
-        proba = (
-            model.predict_proba(X_hold)
-            if task == "class" and hasattr(model, "predict_proba")
-            else None
-        )
-        preds = [_plain(v) for v in model.predict(X_hold)]
-        scored = gate.score_predictions(
-            name,
-            task,
-            metric,
-            list(y_hold),
-            preds,
-            segments,
-            proba=proba,
-            classes=getattr(model, "classes_", None),
-        )
-        timings.add("score", time.perf_counter() - t1)
-        t2 = time.perf_counter()
-        predictor = normalized(
-            Predictor.sklearn(model, spec=canonical(config.spec), spec_sha256=config.spec_sha256())
-        )
-        version = registry.register_version(
-            model=stream,
-            kind="batch",
-            predictor=predictor,
-            params={
-                "candidate": name,
-                "estimator": fitted.found.params,
-                "seed": rp.seed,
-                "holdout_fraction": rp.holdout_fraction,
-                "search": {
-                    "trials": [
-                        {"params": t.params, "rows": t.rows, "score": _finite(t.score)}
-                        for t in fitted.found.trials
-                    ],
-                    "budget_s": rp.budget_s,
-                    "budget_hit": fitted.found.budget_hit,
+    def collect() -> Iterator[Candidate]:
+        """Each candidate as soon as it is ready."""
+        for name in names:
+            version = done.get(name)
+            if version is None:
+                continue
+            scored = gate.Scored(
+                name,
+                version.metrics,
+                version.evaluation.get("gap"),
+                version.evaluation.get("segments", {}),
+            )
+            yield Candidate(name, version, scored, version.training_duration_s or 0.0)
+        reported = 0.0  # of the pool's wall time, added to the "fit" phase so far
+        for future in cf.as_completed(futures):
+            name = futures[future]
+            fitted = future.result()
+            fit_wall = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            model = fitted.model
+            proba = (
+                model.predict_proba(X_hold)
+                if task == "class" and hasattr(model, "predict_proba")
+                else None
+            )
+            preds = [_plain(v) for v in model.predict(X_hold)]
+            scored = gate.score_predictions(
+                name,
+                task,
+                metric,
+                list(y_hold),
+                preds,
+                segments,
+                proba=proba,
+                classes=getattr(model, "classes_", None),
+            )
+            timings.add("score", time.perf_counter() - t1)
+            t2 = time.perf_counter()
+            predictor = normalized(
+                Predictor.sklearn(
+                    model, spec=canonical(config.spec), spec_sha256=config.spec_sha256()
+                )
+            )
+            version = registry.register_version(
+                model=stream,
+                kind="batch",
+                predictor=predictor,
+                params={
+                    "candidate": name,
+                    "estimator": fitted.found.params,
+                    "seed": rp.seed,
+                    "holdout_fraction": rp.holdout_fraction,
+                    "search": {
+                        "trials": [
+                            {"params": t.params, "rows": t.rows, "score": _finite(t.score)}
+                            for t in fitted.found.trials
+                        ],
+                        "budget_s": rp.budget_s,
+                        "budget_hit": fitted.found.budget_hit,
+                    },
+                    "config_version": config.version,
                 },
-                "config_version": config.version,
-            },
-            metrics={k: v for k, v in scored.metrics.items() if math.isfinite(v)},
-            evaluation={
-                "holdout_rows": len(y_hold),
-                "train_rows": len(y_train),
-                "rows_sha256": window_doc["rows_sha256"],
-                "segment_feature": config.policy.segment_feature,
-                "segments": {k: _finite(v) for k, v in scored.segments.items()},
-                "gap": scored.gap,
-                "max_gap": config.policy.max_gap,
-                "model_sha256": content_sha256(predictor),
-                "search_s": fitted.search_s,
-                "final_fit_s": fitted.final_fit_s,
-            },
-            lineage=lineage,
-            run_id=run.id,
-            training_duration_s=fitted.fit_s,
-            idempotency_key=f"trainer:{run.id}:{name}",
-        )
-        timings.add("register", time.perf_counter() - t2)
-        log.info(
-            "run %s: %s v%d %s=%.4f gap=%s fit %.2fs",
-            run.id,
-            name,
-            version.version,
-            metric,
-            scored.metrics.get(metric, math.nan),
-            "n/a" if scored.gap is None else f"{scored.gap:.3f}",
-            fitted.fit_s,
-        )
-        timings.add("fit", fit_wall - reported)
-        reported = fit_wall
-        yield Candidate(name, version, scored, fitted.fit_s)
+                metrics={k: v for k, v in scored.metrics.items() if math.isfinite(v)},
+                evaluation={
+                    "holdout_rows": len(y_hold),
+                    "train_rows": len(y_train),
+                    "rows_sha256": window_doc["rows_sha256"],
+                    "segment_feature": config.policy.segment_feature,
+                    "segments": {k: _finite(v) for k, v in scored.segments.items()},
+                    "gap": scored.gap,
+                    "max_gap": config.policy.max_gap,
+                    "model_sha256": content_sha256(predictor),
+                    "search_s": fitted.search_s,
+                    "final_fit_s": fitted.final_fit_s,
+                },
+                lineage=lineage,
+                run_id=run.id,
+                training_duration_s=fitted.fit_s,
+                idempotency_key=f"trainer:{run.id}:{name}",
+            )
+            timings.add("register", time.perf_counter() - t2)
+            log.info(
+                "run %s: %s v%d %s=%.4f gap=%s fit %.2fs",
+                run.id,
+                name,
+                version.version,
+                metric,
+                scored.metrics.get(metric, math.nan),
+                "n/a" if scored.gap is None else f"{scored.gap:.3f}",
+                fitted.fit_s,
+            )
+            timings.add("fit", fit_wall - reported)
+            reported = fit_wall
+            yield Candidate(name, version, scored, fitted.fit_s)
+
+    return collect()
 
 
 def champion_at_start(
