@@ -210,16 +210,17 @@ def check_topics(settings: DriftlineSettings) -> None:
         consumer.close()
 
 
-def make_pool(workers: int) -> cf.ProcessPoolExecutor:
-    """The process pool candidates are fitted in (forkserver: no forked threads or sockets)."""
+def make_pool(workers: int, nice: int = 0) -> cf.ProcessPoolExecutor:
+    """The process pool candidates are fitted in (forkserver: no forked threads or sockets),
+    each worker ``nice`` steps below the trainer's priority."""
     context = multiprocessing.get_context("forkserver")
     # the fork server imports scikit-learn once; every worker forked from it starts warm
     context.set_forkserver_preload(["services.trainer.train"])
     return cf.ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
-        initializer=train.watch_parent,
-        initargs=(os.getpid(),),
+        initializer=train.init_worker,
+        initargs=(os.getpid(), nice),
     )
 
 
@@ -260,7 +261,7 @@ def run(boot: Startup, tsettings: TrainerSettings) -> int:
     configs = Configs(settings, counter=metrics.config_rejects)
     with boot.uninterrupted():  # the registry's migrations, when it is opened in-process
         registry = Registry.open(settings)
-    pool = make_pool(tsettings.workers)
+    pool = make_pool(tsettings.workers, tsettings.fit_nice)
     try:
         log.info("read %d stream configs", configs.catch_up())
         for _ in range(tsettings.workers):

@@ -2,9 +2,10 @@
 scored on the run's holdout.
 
 :func:`fit_candidates` fits every candidate of the policy in the pool (or finds the
-versions a resumed run registered already), scores it and registers it;
-:func:`score_version` scores a registered version as it would have served (an online one
-prequentially from its snapshot before the holdout), for the champion at the drift
+versions a resumed run registered already), scores it and registers it, and hands each on
+as soon as it is ready; :func:`score_version` scores a registered version as it would have
+served (an online one prequentially from its snapshot before the holdout, caught up on the
+window's rows after that snapshot, as serving's follower learns them), for the champion at the drift
 (:func:`champion_at_start`) and the current online model (:func:`online_scored`).
 """
 
@@ -14,7 +15,7 @@ import concurrent.futures as cf
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,8 +62,13 @@ def fit_candidates(
     window_doc: dict[str, Any],
     data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any] | None],
     timings: Timings,
-) -> list[Candidate]:
-    """Fit (or find, when resuming) every candidate, score it and register it."""
+) -> Iterator[Candidate]:
+    """Fit (or find, when resuming) every candidate, score it and register it; each is
+    handed on as soon as it is registered (found ones first, then in the order fits end).
+
+    The fits are submitted to the pool at once, when this is called (the caller can
+    score the champion meanwhile); the iterator returned collects them.
+    """
     X_train, y_train, X_hold, y_hold, segments = data
     stream, rp = config.stream, config.policy.retrain
     task = config.spec.label.kind
@@ -89,94 +95,103 @@ def fit_candidates(
                     budget_s=rp.budget_s,
                 )
             ] = name
-    out: dict[str, Candidate] = {}
-    for name, version in done.items():
-        scored = gate.Scored(
-            name,
-            version.metrics,
-            version.evaluation.get("gap"),
-            version.evaluation.get("segments", {}),
-        )
-        out[name] = Candidate(name, version, scored, version.training_duration_s or 0.0)
-    fit_wall = 0.0
-    for future in cf.as_completed(futures):
-        name = futures[future]
-        fitted = future.result()
-        fit_wall = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        model = fitted.model
-        proba = (
-            model.predict_proba(X_hold)
-            if task == "class" and hasattr(model, "predict_proba")
-            else None
-        )
-        preds = [_plain(v) for v in model.predict(X_hold)]
-        scored = gate.score_predictions(
-            name,
-            task,
-            metric,
-            list(y_hold),
-            preds,
-            segments,
-            proba=proba,
-            classes=getattr(model, "classes_", None),
-        )
-        timings.add("score", time.perf_counter() - t1)
-        t2 = time.perf_counter()
-        predictor = normalized(
-            Predictor.sklearn(model, spec=canonical(config.spec), spec_sha256=config.spec_sha256())
-        )
-        version = registry.register_version(
-            model=stream,
-            kind="batch",
-            predictor=predictor,
-            params={
-                "candidate": name,
-                "estimator": fitted.found.params,
-                "seed": rp.seed,
-                "holdout_fraction": rp.holdout_fraction,
-                "search": {
-                    "trials": [
-                        {"params": t.params, "rows": t.rows, "score": _finite(t.score)}
-                        for t in fitted.found.trials
-                    ],
-                    "budget_s": rp.budget_s,
-                    "budget_hit": fitted.found.budget_hit,
+
+    def collect() -> Iterator[Candidate]:
+        """Each candidate as soon as it is ready."""
+        for name in names:
+            version = done.get(name)
+            if version is None:
+                continue
+            scored = gate.Scored(
+                name,
+                version.metrics,
+                version.evaluation.get("gap"),
+                version.evaluation.get("segments", {}),
+            )
+            yield Candidate(name, version, scored, version.training_duration_s or 0.0)
+        reported = 0.0  # of the pool's wall time, added to the "fit" phase so far
+        for future in cf.as_completed(futures):
+            name = futures[future]
+            fitted = future.result()
+            fit_wall = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            model = fitted.model
+            proba = (
+                model.predict_proba(X_hold)
+                if task == "class" and hasattr(model, "predict_proba")
+                else None
+            )
+            preds = [_plain(v) for v in model.predict(X_hold)]
+            scored = gate.score_predictions(
+                name,
+                task,
+                metric,
+                list(y_hold),
+                preds,
+                segments,
+                proba=proba,
+                classes=getattr(model, "classes_", None),
+            )
+            timings.add("score", time.perf_counter() - t1)
+            t2 = time.perf_counter()
+            predictor = normalized(
+                Predictor.sklearn(
+                    model, spec=canonical(config.spec), spec_sha256=config.spec_sha256()
+                )
+            )
+            version = registry.register_version(
+                model=stream,
+                kind="batch",
+                predictor=predictor,
+                params={
+                    "candidate": name,
+                    "estimator": fitted.found.params,
+                    "seed": rp.seed,
+                    "holdout_fraction": rp.holdout_fraction,
+                    "search": {
+                        "trials": [
+                            {"params": t.params, "rows": t.rows, "score": _finite(t.score)}
+                            for t in fitted.found.trials
+                        ],
+                        "budget_s": rp.budget_s,
+                        "budget_hit": fitted.found.budget_hit,
+                    },
+                    "config_version": config.version,
                 },
-                "config_version": config.version,
-            },
-            metrics={k: v for k, v in scored.metrics.items() if math.isfinite(v)},
-            evaluation={
-                "holdout_rows": len(y_hold),
-                "train_rows": len(y_train),
-                "rows_sha256": window_doc["rows_sha256"],
-                "segment_feature": config.policy.segment_feature,
-                "segments": {k: _finite(v) for k, v in scored.segments.items()},
-                "gap": scored.gap,
-                "max_gap": config.policy.max_gap,
-                "model_sha256": content_sha256(predictor),
-                "search_s": fitted.search_s,
-                "final_fit_s": fitted.final_fit_s,
-            },
-            lineage=lineage,
-            run_id=run.id,
-            training_duration_s=fitted.fit_s,
-            idempotency_key=f"trainer:{run.id}:{name}",
-        )
-        timings.add("register", time.perf_counter() - t2)
-        out[name] = Candidate(name, version, scored, fitted.fit_s)
-        log.info(
-            "run %s: %s v%d %s=%.4f gap=%s fit %.2fs",
-            run.id,
-            name,
-            version.version,
-            metric,
-            scored.metrics.get(metric, math.nan),
-            "n/a" if scored.gap is None else f"{scored.gap:.3f}",
-            fitted.fit_s,
-        )
-    timings.add("fit", fit_wall)
-    return [out[n] for n in names if n in out]
+                metrics={k: v for k, v in scored.metrics.items() if math.isfinite(v)},
+                evaluation={
+                    "holdout_rows": len(y_hold),
+                    "train_rows": len(y_train),
+                    "rows_sha256": window_doc["rows_sha256"],
+                    "segment_feature": config.policy.segment_feature,
+                    "segments": {k: _finite(v) for k, v in scored.segments.items()},
+                    "gap": scored.gap,
+                    "max_gap": config.policy.max_gap,
+                    "model_sha256": content_sha256(predictor),
+                    "search_s": fitted.search_s,
+                    "final_fit_s": fitted.final_fit_s,
+                },
+                lineage=lineage,
+                run_id=run.id,
+                training_duration_s=fitted.fit_s,
+                idempotency_key=f"trainer:{run.id}:{name}",
+            )
+            timings.add("register", time.perf_counter() - t2)
+            log.info(
+                "run %s: %s v%d %s=%.4f gap=%s fit %.2fs",
+                run.id,
+                name,
+                version.version,
+                metric,
+                scored.metrics.get(metric, math.nan),
+                "n/a" if scored.gap is None else f"{scored.gap:.3f}",
+                fitted.fit_s,
+            )
+            timings.add("fit", fit_wall - reported)
+            reported = fit_wall
+            yield Candidate(name, version, scored, fitted.fit_s)
+
+    return collect()
 
 
 def champion_at_start(
@@ -224,17 +239,20 @@ def score_version(
     task: train.Task,
     metric: str,
     vec: Vectorizer,
+    before: Sequence[Row] = (),
 ) -> gate.Scored:
     """``version`` scored on the holdout as it would have served.
 
     An online version is scored prequentially from the newest online snapshot taken
-    before the holdout begins (it kept learning as labels came); a batch version by
-    plain prediction.
+    before the holdout begins, first taught the window's rows that came after that
+    snapshot (``before``: the rows before the holdout, in order), since serving's follower
+    learns every example: the online model as fresh as it served, not frozen at its
+    snapshot. A batch version by plain prediction.
     """
     snapshot = version
     if version.kind == "online" and holdout:
         first = holdout[0].event_time
-        before = [
+        earlier = [
             v
             for v in registry.list_versions(model=stream, limit=500)
             if v.kind == "online"
@@ -242,13 +260,21 @@ def score_version(
             and v.lineage.event_time_end is not None
             and v.lineage.event_time_end < first
         ]
-        if before:
-            snapshot = max(before, key=lambda v: v.version)
+        if earlier:
+            snapshot = max(earlier, key=lambda v: v.version)
     predictor = registry.load_predictor(model=stream, version=snapshot.version)
     xs = [r.features for r in holdout]
     proba = None
+    learned: list[Row] = []
     if predictor.flavor == "river":
-        raw = gate.prequential(predictor.model, xs, list(y_hold))
+        if snapshot.kind == "online":
+            learned = after_snapshot(before, snapshot.lineage)
+        raw = gate.prequential(
+            predictor.model,
+            xs,
+            list(y_hold),
+            learn_first=[(r.features, r.label) for r in learned],
+        )
         default = predictor.classes[0] if predictor.classes else 0.0
         preds = [default if p is None else _plain(p) for p in raw]
     else:
@@ -260,10 +286,42 @@ def score_version(
         if snapshot.version != version.version
         else ""
     )
+    if predictor.flavor == "river" and learned:
+        name += f" (+{len(learned)} examples after its snapshot)"
     classes = getattr(predictor.model, "classes_", None) if proba is not None else None
     return gate.score_predictions(
         name, task, metric, list(y_hold), preds, segments, proba=proba, classes=classes
     )
+
+
+def after_snapshot(rows: Sequence[Row], lineage: Lineage) -> list[Row]:
+    """The ``rows`` an online snapshot with ``lineage`` had not learned yet: those at or
+    past the end of its offset range on their partition; on a partition it has no range
+    for, those after its newest event time (all of them without one).
+
+    >>> from datetime import datetime, timedelta, timezone
+    >>> from schemas import OffsetRange
+    >>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> rows = [Row(p, o, f"{p}-{o}", {}, 0, t + timedelta(seconds=o)) for p in (0, 1)
+    ...         for o in (8, 9, 10, 11)]
+    >>> seen = Lineage(ranges=(OffsetRange(topic="v", partition=0, start=0, end=10),),
+    ...                event_time_start=t, event_time_end=t + timedelta(seconds=8))
+    >>> [r.example_id for r in after_snapshot(rows, seen)]
+    ['0-10', '0-11', '1-9', '1-10', '1-11']
+    """
+    ends: dict[int, int] = {}
+    for r in lineage.ranges:
+        ends[r.partition] = max(ends.get(r.partition, 0), r.end)
+    newest = lineage.event_time_end
+    return [
+        row
+        for row in rows
+        if (
+            row.offset >= ends[row.partition]
+            if row.partition in ends
+            else newest is None or row.event_time > newest
+        )
+    ]
 
 
 def _plain(value: Any) -> Any:

@@ -103,17 +103,30 @@ def segment_report(
     return values, gap
 
 
-def prequential(model: Any, xs: Sequence[Mapping[str, Any]], ys: Sequence[Any]) -> list[Any]:
+def prequential(
+    model: Any,
+    xs: Sequence[Mapping[str, Any]],
+    ys: Sequence[Any],
+    *,
+    learn_first: Sequence[tuple[Mapping[str, Any], Any]] = (),
+) -> list[Any]:
     """Test-then-train an online (River) model over ``xs`` on a copy: its predictions as it
-    would have served them. The model passed in is left untouched.
+    would have served them. ``learn_first``: examples the served copy learned after the
+    snapshot and before ``xs`` (a follower learns every example), taught to the copy
+    first. The model passed in is left untouched.
 
     >>> from river import linear_model
     >>> m = linear_model.LinearRegression()
     >>> preds = prequential(m, [{"x": 1.0}] * 3, [2.0] * 3)
     >>> len(preds), m.predict_one({"x": 1.0})
     (3, 0.0)
+    >>> caught_up = prequential(m, [{"x": 1.0}], [2.0], learn_first=[({"x": 1.0}, 2.0)] * 50)
+    >>> caught_up[0] > preds[0], m.predict_one({"x": 1.0})
+    (True, 0.0)
     """
     live = clone(model)
+    for x, y in learn_first:
+        live.learn_one(dict(x), y)
     out = []
     for x, y in zip(xs, ys, strict=True):
         out.append(live.predict_one(dict(x)))

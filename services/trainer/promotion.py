@@ -1,5 +1,7 @@
 """The trainer's alias move: compare-and-set the gate's winner onto ``champion`` or
-``challenger``, once per run, against the champion that was live at the drift.
+``challenger``, once per winning candidate of a run, against the champion that was live at
+the drift. A run moves its first winner as soon as it is fitted; a candidate fitted later
+moves only if it beats that one on the same holdout (the champion moved: compared again).
 
 The compare-and-set accepts that champion or any later online snapshot that replaced it
 (:func:`expected`); when the champion moved to something else during the run, the winner
@@ -47,7 +49,7 @@ def promote(
     actor: str,
     pause: Callable[[str], None] = lambda step: None,
 ) -> tuple[MoveOutcome, str]:
-    """Compare-and-set ``alias`` to the winner, once per run.
+    """Compare-and-set ``alias`` to the winner, once per (run, candidate).
 
     When the champion moved during the run to a version that is not a later online
     snapshot of the one scored, the winner is compared again, on the same holdout, with
@@ -55,7 +57,8 @@ def promote(
     """
     to = winner.version.version
     for past in registry.alias_history(model=stream, alias=alias, limit=50):
-        if past.evidence.get("run_id") == run.id:  # moved before a crash: not again
+        if past.evidence.get("run_id") == run.id and past.to_version == to:
+            # moved before a crash: not again
             return "promoted", f"{winner.name} v{to} -> {alias}: {decision.summary}"
     evidence = {
         "run_id": run.id,

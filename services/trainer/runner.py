@@ -10,7 +10,9 @@ process pool. Every step can be repeated after a crash:
 - candidate versions are registered under ``trainer:<run id>:<candidate>``; a resumed
   run finds the versions it already registered and does not refit them;
 - the alias move names the run in its evidence; a resumed run that finds its own move in
-  the alias history does not move again, so the ``models`` topic hears of it once.
+  the alias history does not move again, so the ``models`` topic hears of it once;
+- a winner moves as soon as it is fitted (the slowest candidate does not hold a fresh
+  model back); a candidate fitted later moves only if it beats that winner too.
 """
 
 from __future__ import annotations
@@ -397,7 +399,7 @@ class Trainer:
             "records_read": stats.records,
             "skipped": dict(sorted(stats.skipped.items())),
         }
-        candidates = fit_candidates(
+        fitted = fit_candidates(  # submitted now: the pool fits while the champion is scored
             self.registry,
             self.pool,
             run=run,
@@ -407,48 +409,117 @@ class Trainer:
             data=(X_train, y_train, X_hold, y_hold, segments),
             timings=timings,
         )
-        self.pause("registered")
         t2 = time.perf_counter()
 
         def rescore(version: ModelVersion) -> gate.Scored:
             return score_version(
-                self.registry, stream, version, holdout, y_hold, segments, task, metric, vec
+                self.registry,
+                stream,
+                version,
+                holdout,
+                y_hold,
+                segments,
+                task,
+                metric,
+                vec,
+                before=train_rows,
             )
 
+        # the references while the pool fits: the online model as fresh as it serves
         champ_version, champ = champion_at_start(self.registry, stream, run, rescore)
         online = online_scored(self.registry, stream, champ_version, rescore)
         timings.add("score", time.perf_counter() - t2)
         reference = gate.stronger(metric, champ, online)
-        decision = gate.decide(
-            metric=metric,
-            champion=reference,
-            candidates=[c.scored for c in candidates],
-            margin=policy.margin,
-            max_gap=policy.max_gap,
-        )
         window_doc["online"] = (
             None
             if online is None
             else {"scored_as": online.name, "metrics": _finite_metrics(online.metrics)}
         )
         newest = max(r.event_time for r in chosen)
+        candidates: list[Candidate] = []
+        moves: list[tuple[Candidate, Outcome, str]] = []
+        decision = gate.decide(
+            metric=metric,
+            champion=reference,
+            candidates=[],
+            margin=policy.margin,
+            max_gap=policy.max_gap,
+        )
+        for cand in fitted:
+            candidates.append(cand)
+            decision = gate.decide(
+                metric=metric,
+                champion=reference,
+                candidates=[c.scored for c in candidates],
+                margin=policy.margin,
+                max_gap=policy.max_gap,
+            )
+            # a winner moves as soon as it is fitted, not after the slowest candidate; a
+            # later one moves too only if it beats it (compared again on the same holdout)
+            winner = next((c for c in candidates if c.name == decision.winner), None)
+            if winner is None or (moves and moves[-1][0].name == winner.name):
+                continue
+            if moves and moves[-1][1] in ("superseded", "frozen"):
+                continue  # settled for the whole run
+            if not moves:
+                self.pause("registered")
+            t3 = time.perf_counter()
+            moved, summary = self._move(
+                trigger, config, run, winner, champ_version, champ, decision, rescore, newest
+            )
+            timings.add("promote", time.perf_counter() - t3)
+            moves.append((winner, moved, summary))
         return self._conclude(
-            trigger,
-            config,
+            config, run, candidates, champ_version, champ, decision, window_doc, timings, moves
+        )
+
+    def _move(
+        self,
+        trigger: Trigger,
+        config: StreamConfig,
+        run: TrainingRun,
+        winner: Candidate,
+        champ_version: ModelVersion | None,
+        champ: gate.Scored | None,
+        decision: gate.Decision,
+        rescore: Callable[[ModelVersion], gate.Scored],
+        newest: datetime,
+    ) -> tuple[Outcome, str]:
+        """Move ``champion`` (or ``challenger``) to the gate's ``winner``, unless a newer
+        drift supersedes a scheduled run or the model is frozen."""
+        stream, policy = config.stream, config.policy
+        alias = "champion" if policy.promotion == "direct" else "challenger"
+        superseded = promotion.superseded(trigger, newest, self.newer_drift)
+        if superseded:
+            return "superseded", (
+                f"{winner.name} v{winner.version.version} won the gate ({decision.summary}) "
+                f"but {superseded}; not promoted"
+            )
+        info = self.registry.get_model(name=stream)
+        if policy.frozen or (info is not None and info.frozen):
+            return "frozen", (
+                f"frozen: {winner.name} v{winner.version.version} would have become "
+                f"{alias} ({decision.summary}); no alias moved"
+            )
+        return promotion.promote(
+            self.registry,
+            stream,
+            alias,
             run,
-            candidates,
+            winner,
             champ_version,
             champ,
             decision,
-            window_doc,
-            timings,
+            policy.primary_metric_for(config.spec.label.kind),
+            policy.margin,
             rescore=rescore,
-            newest=newest,
+            max_gap=policy.max_gap,
+            actor=SERVICE,
+            pause=self.pause,
         )
 
     def _conclude(
         self,
-        trigger: Trigger,
         config: StreamConfig,
         run: TrainingRun,
         candidates: list[Candidate],
@@ -457,13 +528,10 @@ class Trainer:
         decision: gate.Decision,
         window_doc: dict[str, Any],
         timings: Timings,
-        *,
-        rescore: Callable[[ModelVersion], gate.Scored] | None = None,
-        newest: datetime | None = None,
+        moves: Sequence[tuple[Candidate, Outcome, str]],
     ) -> Result:
-        stream, policy = config.stream, config.policy
-        metric = policy.primary_metric_for(config.spec.label.kind)
-        alias = "champion" if policy.promotion == "direct" else "challenger"
+        """Record the run: its candidates with their verdicts, its alias moves, its end."""
+        stream = config.stream
         champion_doc: dict[str, Any] = {
             "version": champ_version.version if champ_version else None,
             "kind": champ_version.kind if champ_version else None,
@@ -472,54 +540,25 @@ class Trainer:
             "segments": dict(champ.segments) if champ else {},
             "gap": champ.gap if champ else None,
         }
-        winner = next((c for c in candidates if c.name == decision.winner), None)
-        outcome: Outcome = "rejected"
-        summary = decision.summary
-        t0 = time.perf_counter()
-        superseded = (
-            promotion.superseded(trigger, newest, self.newer_drift) if winner is not None else None
-        )
-        if winner is not None and superseded:
-            outcome, summary = (
-                "superseded",
-                (
-                    f"{winner.name} v{winner.version.version} won the gate ({decision.summary}) "
-                    f"but {superseded}; not promoted"
-                ),
-            )
-        elif winner is not None:
-            info = self.registry.get_model(name=stream)
-            if policy.frozen or (info is not None and info.frozen):
-                outcome = "frozen"
-                summary = (
-                    f"frozen: {winner.name} v{winner.version.version} would have become "
-                    f"{alias} ({decision.summary}); no alias moved"
-                )
-            else:
-                outcome, summary = promotion.promote(
-                    self.registry,
-                    stream,
-                    alias,
-                    run,
-                    winner,
-                    champ_version,
-                    champ,
-                    decision,
-                    metric,
-                    policy.margin,
-                    rescore=rescore,
-                    max_gap=policy.max_gap,
-                    actor=SERVICE,
-                    pause=self.pause,
-                )
-        timings.add("promote", time.perf_counter() - t0)
+        promoted = [c for c, moved, _ in moves if moved == "promoted"]
+        winner = promoted[-1] if promoted else (moves[-1][0] if moves else None)
+        outcome: Outcome = "promoted" if promoted else (moves[-1][1] if moves else "rejected")
+        if promoted:  # the first move as soon as it was fitted, then any better one
+            summary = "; then ".join(text for _, moved, text in moves if moved == "promoted")
+        else:
+            summary = moves[-1][2] if moves else decision.summary
         recorded = {c.name for c in (self.registry.get_run(run_id=run.id) or run).candidates}
         for cand in candidates:
             verdict = decision.verdict(cand.name)
-            promoted = verdict.promoted and outcome == "promoted"
+            is_winner = winner is not None and cand.name == winner.name and outcome == "promoted"
             if cand.name not in recorded:
                 note = verdict.reason
-                if verdict.promoted and not promoted:
+                own = next((text for c, _, text in moves if c is cand), None)
+                if cand in promoted and not is_winner:
+                    note = f"promoted as soon as it was fitted, then replaced: {note}"
+                elif own is not None and not is_winner:
+                    note = f"gate winner, but {own}"
+                elif verdict.promoted and not is_winner:
                     note = f"gate winner, but {summary}"
                 self.registry.add_candidate(
                     run_id=run.id,
@@ -528,10 +567,10 @@ class Trainer:
                     metrics={**cand.scored.metrics, "gap": cand.scored.gap},
                     fit_s=cand.fit_s,
                     version=cand.version.version,
-                    note=("promoted: " if promoted else "not promoted: ") + note,
+                    note=("promoted: " if is_winner else "not promoted: ") + note,
                 )
             self.metrics.streams.child(
-                self.metrics.candidates, stream, cand.name, "promoted" if promoted else "lost"
+                self.metrics.candidates, stream, cand.name, "promoted" if is_winner else "lost"
             ).inc()
         self.registry.finish_run(
             run_id=run.id,

@@ -38,6 +38,13 @@ class TrainerSettings(SettingsBase):
     workers: int = Field(
         default=2, ge=1, le=64, description="processes that fit candidates side by side"
     )
+    fit_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="niceness added to the processes that fit candidates: a fit takes only "
+        "the CPU the learner, serving and the evaluator leave, so it never starves them",
+    )
     max_run_s: float = Field(
         default=1800.0,
         ge=10,

@@ -286,6 +286,17 @@ def warm() -> int:
     return os.getpid()
 
 
+def init_worker(pid: int, nice: int = 0) -> None:
+    """Pool initializer: lower this worker's priority by ``nice`` (fits are background
+    work: the learner, serving and the evaluator come first on a shared machine), then
+    :func:`watch_parent`."""
+    import os
+
+    if nice:
+        os.nice(nice)
+    watch_parent(pid)
+
+
 def watch_parent(pid: int, every_s: float = 1.0) -> None:
     """Pool initializer: exit this worker once process ``pid`` (the trainer) is gone.
 

@@ -1,20 +1,34 @@
 """Retrains that are fresh when they serve: post-drift windows by default, the newest rows at
 the run's start, scheduled runs that never overtake a drift, a winner compared again with a
-champion that moved, and a candidate that must beat the online model too."""
+champion that moved, a candidate that must beat the online model (scored as fresh as
+serving follows it) too, and a winner that moves as soon as it is fitted."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas import AliasReason, Lineage, StreamConfig
+from river import compose, linear_model, preprocessing
+
+from schemas import AliasReason, Lineage, OffsetRange, StreamConfig
 from schemas.drift import RetrainRequested
 from schemas.streams import RetrainPolicy
 from services.common.predictor import Predictor
 from services.registry.client import Registry
+from services.trainer import gate
 from services.trainer.runner import Trainer
-from tests.services.trainer.support import T0, FakeReplay, config, data, drift, rows
+from tests.services.trainer.support import (
+    NUMBERS,
+    T0,
+    FakeReplay,
+    config,
+    data,
+    drift,
+    rows,
+)
 
 N, BEFORE = 3000, 1500
 
@@ -199,3 +213,111 @@ def test_a_weak_online_model_does_not_hold_a_candidate_back(
     crown(registry, "agr", register(registry, cfg, Constant(1), kind="online"), alias="online")
     trainer = make_trainer({"agr": cfg}, FakeReplay(rows("agr", pairs)))
     assert trainer.handle(drift("agr", N - 1)).outcome == "promoted"
+
+
+class HeldBack(cf.ThreadPoolExecutor):
+    """One worker; the ``slow`` candidate's fit starts only once ``release`` is set (or
+    after a minute), and every step is written to ``log``."""
+
+    def __init__(self, slow: str) -> None:
+        super().__init__(max_workers=1)
+        self.slow = slow
+        self.release = threading.Event()
+        self.log: list[str] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        name = args[0] if args else None
+
+        def run() -> Any:
+            if name == self.slow:
+                self.release.wait(timeout=60)
+                self.log.append(f"{name} fit starts")
+            return fn(*args, **kwargs)
+
+        return super().submit(run)
+
+
+def test_a_winner_moves_as_soon_as_it_is_fitted_and_a_better_one_replaces_it(
+    registry: Registry,
+) -> None:
+    pairs = data(N, before=BEFORE)
+    cfg = config(retrain={"mode": "since_drift", "min_size": 800})
+    weak = register(registry, cfg, Constant(0), kind="batch")
+    crown(registry, "agr", weak)
+    pool = HeldBack(slow="hist_gradient_boosting")
+
+    def pause(step: str) -> None:
+        if step == "moved":
+            pool.log.append("moved")
+            pool.release.set()
+
+    trainer = Trainer(
+        registry=registry,
+        configs={"agr": cfg}.get,
+        replay=FakeReplay(rows("agr", pairs)),
+        pool=pool,
+        pause=pause,
+        drift_wait_s=0.0,
+        broker_retries=0,
+        retry_backoff_s=0.01,
+    )
+    try:
+        result = trainer.handle(drift("agr", N - 1, seconds=BEFORE))
+    finally:
+        pool.shutdown(wait=True)
+
+    # logistic regression moved before the slow candidate's fit even began
+    assert pool.log[:2] == ["moved", "hist_gradient_boosting fit starts"], pool.log
+    first, second = [m for m in reversed(registry.alias_history(model="agr", alias="champion"))][
+        -2:
+    ]
+    assert first.evidence["candidate"] == "logistic_regression"
+    assert first.from_version == weak
+    # Agrawal's function 2 is a tree's: boosting beats the first winner on the same holdout
+    assert result.outcome == "promoted", result.decision
+    assert second.evidence["candidate"] == "hist_gradient_boosting"
+    assert second.evidence["compared_again"] is True
+    assert second.from_version == first.to_version == second.evidence["champion_version"]
+    assert result.winner_version == second.to_version
+    run = registry.list_runs(model="agr")[0]
+    notes = {c.name: c.note for c in run.candidates}
+    assert notes["logistic_regression"].startswith("not promoted: promoted as soon as")
+    assert notes["hist_gradient_boosting"].startswith("promoted: ")
+
+
+def test_the_online_model_is_scored_as_fresh_as_serving_follows_it(
+    registry: Registry, make_trainer: Callable[..., Trainer]
+) -> None:
+    pairs = data(N, before=BEFORE)
+    cfg = config(retrain={"mode": "since_drift", "min_size": 800})
+    crown(registry, "agr", register(registry, cfg, Constant(0), kind="batch"))
+    model = compose.Pipeline(
+        compose.Select(*NUMBERS), preprocessing.StandardScaler(), linear_model.LogisticRegression()
+    )
+    for x, y in pairs[:BEFORE]:
+        model.learn_one(dict(x), y)
+    snapshot = registry.register_version(
+        model="agr",
+        kind="online",
+        predictor=Predictor.river(model, spec=cfg.spec, spec_sha256=cfg.spec_sha256()),
+        lineage=Lineage(
+            ranges=(OffsetRange(topic="valid", partition=0, start=0, end=BEFORE),),
+            event_time_start=T0,
+            event_time_end=T0 + timedelta(seconds=BEFORE - 1),
+            example_count=BEFORE,
+        ),
+    ).version
+    crown(registry, "agr", snapshot, alias="online")
+
+    trainer = make_trainer({"agr": cfg}, FakeReplay(rows("agr", pairs)))
+    trainer.handle(drift("agr", N - 1, seconds=BEFORE))
+
+    run = registry.list_runs(model="agr")[0]
+    window = run.window
+    scored = window["online"]
+    # the post-drift rows before the holdout, learned as a follower would have learned them
+    assert f"(+{window['train_rows']} examples after its snapshot)" in scored["scored_as"]
+    holdout = pairs[N - window["holdout_rows"] :]
+    frozen = gate.prequential(model, [x for x, _ in holdout], [y for _, y in holdout])
+    frozen_accuracy = sum(p == y for p, (_, y) in zip(frozen, holdout, strict=True)) / len(holdout)
+    assert scored["metrics"]["accuracy"] > frozen_accuracy + 0.02, (scored, frozen_accuracy)
