@@ -38,15 +38,12 @@ from services.common.bootstrap import Startup, quiet_collector
 from services.common.kafka_backend import is_fenced, open_consumer, open_producer
 from services.common.kafka_types import Consumer, Producer, TopicPartition
 from services.common.shutdown import GracefulShutdown
-from services.validator.app import (
-    SpecFeed,
-    Validator,
-    _crash,
-    check_topics,
-)
+from services.validator.app import check_topics
+from services.validator.batch import Validator, crash
 from services.validator.dedupe import DuplicateIndex
 from services.validator.metrics import ValidatorMetrics
 from services.validator.settings import ValidatorSettings
+from services.validator.spec_feed import SpecFeed
 from services.validator.specs import SpecRegistry
 
 log = logging.getLogger(__name__)
@@ -132,7 +129,7 @@ class Loop:
             try:
                 deliveries = self.validator.handle_batch(records, self.producer.send)
             except Exception:
-                _crash("judging or sending a batch failed")
+                crash("judging or sending a batch failed")
             self._settle(deliveries)
             self.acked.update({tp: batch[-1].offset + 1 for tp, batch in polled.items() if batch})
             self.validator.metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -150,7 +147,7 @@ class Loop:
             for delivery in deliveries:
                 delivery.get()  # answered after the flush; raises what the producer gave up
         except Exception:
-            _crash("an output of a batch was not acknowledged by the broker")
+            crash("an output of a batch was not acknowledged by the broker")
 
     def commit(self) -> None:
         """Commit every acknowledged offset the group does not have yet."""

@@ -41,6 +41,7 @@ from services.common.kafka_client.offsets import (
     end_offsets,
     offset_bounds,
     read_between,
+    read_tails,
     subscribe_from_beginning,
 )
 from services.common.kafka_client.topics import TopicChange, ensure_topics
@@ -67,6 +68,7 @@ __all__ = [
     "make_producer",
     "offset_bounds",
     "read_between",
+    "read_tails",
     "subscribe_as_lease",
     "subscribe_from_beginning",
     "wait_until_ready",

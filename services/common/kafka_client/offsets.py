@@ -4,7 +4,7 @@ to partitions, and the producer's partition for a key."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from kafka import (
@@ -94,6 +94,49 @@ def read_between(
                 last = records[-1].offset + 1 if records else 0
                 if last >= stop:
                     del remaining[tp.partition]
+                    consumer.pause(tp)
+    finally:
+        consumer.close()
+
+
+def read_tails(
+    settings: DriftlineSettings,
+    topic: str,
+    partitions: Iterable[int],
+    window: int,
+    *,
+    client_id: str,
+    timeout_s: float,
+) -> Iterator[Any]:
+    """The last ``window`` records of each of ``partitions`` of ``topic`` (all of them
+    where a partition holds fewer), up to the end offsets seen at the start, read by a
+    group-less consumer. Raises BrokerError when they are not read within ``timeout_s``."""
+    consumer = make_consumer(settings, group_id=None, client_id=client_id, max_poll_records=5000)
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        first = consumer.beginning_offsets(tps)
+        end = consumer.end_offsets(tps)
+        pending = set()
+        for tp in tps:
+            start = max(first[tp], end[tp] - window)
+            if start < end[tp]:
+                consumer.seek(tp, start)
+                pending.add(tp)
+            else:
+                consumer.pause(tp)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"timed out reading the last {window} records of {topic}")
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for record in records:
+                    if record.offset >= end[tp]:
+                        break
+                    yield record
+            for tp in list(pending):
+                if consumer.position(tp) >= end[tp]:
+                    pending.discard(tp)
                     consumer.pause(tp)
     finally:
         consumer.close()
