@@ -43,7 +43,7 @@ from services.common.kafka_client import (
 from services.common.predictor import Predictor, Vectorizer
 from services.registry.client import Registry
 from services.trainer import train, window
-from services.trainer.runner import labels
+from services.trainer.run_window import labels
 from services.trainer.window import Row
 
 KEY = SIGNING_KEY

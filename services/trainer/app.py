@@ -39,8 +39,9 @@ from services.trainer import train
 from services.trainer.drift_tail import DriftTail
 from services.trainer.metrics import TrainerMetrics
 from services.trainer.replay import KafkaReplay
-from services.trainer.runner import SERVICE, Trainer, UnknownStream
+from services.trainer.runner import SERVICE, Trainer
 from services.trainer.settings import TrainerSettings
+from services.trainer.triggers import UnknownStream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

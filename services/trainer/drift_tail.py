@@ -18,7 +18,7 @@ from services.common.codec import decode
 from services.common.errors import CodecError
 from services.common.kafka_client import offset_bounds, read_between
 from services.common.settings import DriftlineSettings
-from services.trainer.runner import retrains
+from services.trainer.triggers import retrains
 
 log = logging.getLogger(__name__)
 

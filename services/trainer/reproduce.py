@@ -26,7 +26,7 @@ from services.common.predictor import Predictor, Vectorizer
 from services.registry.client import Registry
 from services.trainer import train, window
 from services.trainer.fingerprint import canonical, content_sha256, normalized
-from services.trainer.runner import labels
+from services.trainer.run_window import labels
 from services.trainer.window import Row
 
 ReadRanges = Callable[[str, Sequence[OffsetRange]], list[Row]]

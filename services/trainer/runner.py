@@ -13,6 +13,11 @@ process pool. Every step can be repeated after a crash:
   the alias history does not move again, so the ``models`` topic hears of it once;
 - a winner moves as soon as it is fitted (the slowest candidate does not hold a fresh
   model back); a candidate fitted later moves only if it beats that winner too.
+
+The pieces it drives live beside it: :mod:`~services.trainer.triggers` (which events
+start a run), :mod:`~services.trainer.run_window` (the window read back and split),
+:mod:`~services.trainer.candidates` (fit, score, register), :mod:`~services.trainer.promotion`
+(the alias move) and :mod:`~services.trainer.run_record` (the run's outcome recorded).
 """
 
 from __future__ import annotations
@@ -20,21 +25,14 @@ from __future__ import annotations
 import concurrent.futures as cf
 import itertools
 import logging
-import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal, Protocol
-
-import numpy as np
 
 from schemas import StreamConfig
-from schemas.drift import DriftDetected, RetrainRequested
-from schemas.streams import Spec
-from services.common.errors import BrokerError, DataExpired, DriftlineError
-from services.common.predictor import Vectorizer
+from schemas.drift import DriftDetected
+from services.common.errors import BrokerError, DataExpired
 from services.registry.client import (
     ModelVersion,
     Registry,
@@ -51,61 +49,21 @@ from services.trainer.candidates import (
     score_version,
 )
 from services.trainer.metrics import TrainerMetrics
-from services.trainer.replay import Bounds, ReplayStats
-from services.trainer.window import Row
+from services.trainer.replay import Bounds
+from services.trainer.run_record import Outcome, Result, conclude, finite_metrics
+from services.trainer.run_window import Replay, read_window
+from services.trainer.triggers import (
+    Trigger,
+    UnknownStream,
+    coalesce_with,
+    describe,
+    report_only,
+    retrains,
+)
 
 log = logging.getLogger(__name__)
 
 SERVICE = "trainer"
-Trigger = DriftDetected | RetrainRequested
-Outcome = Literal[
-    "promoted",
-    "rejected",
-    "frozen",
-    "conflict",
-    "too_small",
-    "duplicate",
-    "coalesced",
-    "reported",
-    "superseded",
-]
-
-
-class UnknownStream(DriftlineError):
-    """A trigger for a stream without a published config."""
-
-
-class Replay(Protocol):
-    """Where windows come from (the valid topic, through :mod:`services.trainer.replay`)."""
-
-    topic: str
-
-    def bounds(self) -> Bounds:
-        """First and next offsets per partition."""
-
-    def read_back(
-        self,
-        stream: str,
-        limits: Bounds,
-        *,
-        first_step: int,
-        enough: Callable[[Sequence[Row], bool], bool],
-        stats: ReplayStats,
-        spec: Spec | None = None,
-    ) -> list[Row]:
-        """Rows of ``stream`` read backwards from ``limits.end`` until ``enough``, leaving
-        out (and counting in ``stats.skipped``) those that break the contract or ``spec``."""
-
-
-@dataclass(frozen=True)
-class Result:
-    """What :meth:`Trainer.handle` did."""
-
-    outcome: Outcome
-    run_id: str | None = None
-    winner_version: int | None = None
-    decision: str = ""
-    timings: Timings = field(default_factory=Timings)
 
 
 class Trainer:
@@ -308,105 +266,26 @@ class Trainer:
 
     def _run(self, trigger: Trigger, config: StreamConfig, run: TrainingRun) -> Result:
         stream, policy = trigger.stream, config.policy
-        rp = policy.retrain
         timings = Timings()
-        limits = Bounds(
-            {int(p): int(o) for p, o in run.window.get("begin", {}).items()},
-            {int(p): int(o) for p, o in run.window.get("end", {}).items()},
-        )
-        requested = trigger.window if isinstance(trigger, RetrainRequested) else None
-        mode = "last" if requested is not None else rp.mode
-        size_w = requested or rp.window
-        drift_time = trigger.event_time if isinstance(trigger, DriftDetected) else None
-        stats = ReplayStats()
-
-        def enough(rows: Sequence[Row], exhausted: bool) -> bool:
-            return window.enough(
-                window.dedupe(rows),
-                exhausted,
-                mode=mode,
-                window=size_w,
-                min_size=rp.min_size,
-                drift_time=drift_time,
-            )
-
-        t0 = time.perf_counter()
-        rows = window.dedupe(
-            self.replay.read_back(
-                stream,
-                limits,
-                first_step=int(max(size_w, rp.min_size) * 1.1) + 100,
-                enough=enough,
-                stats=stats,
-                spec=config.spec,
-            )
-        )
-        for reason, count in stats.skipped.items():
-            self.metrics.streams.child(self.metrics.skipped_rows, stream, reason).inc(count)
-        if stats.skipped:
-            log.warning(
-                "run %s of %s: %d records of the window left out (%s)",
-                run.id,
-                stream,
-                sum(stats.skipped.values()),
-                ", ".join(f"{n} {r}" for r, n in sorted(stats.skipped.items())),
-            )
-        timings.add("replay", stats.read_s)
-        timings.add("decode", stats.decode_s)
         try:
-            count = window.window_size(
-                rows, mode=mode, window=size_w, min_size=rp.min_size, drift_time=drift_time
-            )
-            chosen = window.select(rows, count=count)
-            train_rows, holdout = window.split(chosen, holdout_fraction=rp.holdout_fraction)
+            win = read_window(trigger, config, run, self.replay, self.metrics, timings)
         except window.WindowTooSmall as exc:
             note = f"not trained: {exc}"
             self.registry.finish_run(run_id=run.id, status="rejected", decision=note)
             log.warning("run %s of %s: %s", run.id, stream, note)
             return Result("too_small", run.id, None, note, timings)
-        lineage = window.lineage(chosen, self.replay.topic)
-        rows_gauge = self.metrics.streams.gauge(self.metrics.window_rows, stream)
-        if rows_gauge is not None:
-            rows_gauge.set(len(chosen))
-        log.info(
-            "run %s of %s: %d rows (%d train, %d holdout) from %s in %.2fs",
-            run.id,
-            stream,
-            len(chosen),
-            len(train_rows),
-            len(holdout),
-            ", ".join(f"p{r.partition}[{r.start},{r.end})" for r in lineage.ranges),
-            time.perf_counter() - t0,
-        )
-        t1 = time.perf_counter()
-        spec = config.spec
-        task = spec.label.kind
+        chosen, train_rows, holdout, vec = win.chosen, win.train_rows, win.holdout, win.vec
+        y_hold, segments, window_doc = win.y_hold, win.segments, win.doc
+        task = config.spec.label.kind
         metric = policy.primary_metric_for(task)
-        vec = Vectorizer(spec.features)
-        X_train, y_train = vec.matrix([r.features for r in train_rows]), labels(train_rows)
-        X_hold, y_hold = vec.matrix([r.features for r in holdout]), labels(holdout)
-        seg = policy.segment_feature
-        segments = [r.features.get(seg) for r in holdout] if seg else None
-        timings.add("decode", time.perf_counter() - t1)
-        window_doc = {
-            **run.window,
-            "mode": mode,
-            "rows": len(chosen),
-            "train_rows": len(train_rows),
-            "holdout_rows": len(holdout),
-            "rows_sha256": window.digest(chosen),
-            "ranges": [r.model_dump(mode="json") for r in lineage.ranges],
-            "records_read": stats.records,
-            "skipped": dict(sorted(stats.skipped.items())),
-        }
         fitted = fit_candidates(  # submitted now: the pool fits while the champion is scored
             self.registry,
             self.pool,
             run=run,
             config=config,
-            lineage=lineage,
+            lineage=win.lineage,
             window_doc=window_doc,
-            data=(X_train, y_train, X_hold, y_hold, segments),
+            data=win.data,
             timings=timings,
         )
         t2 = time.perf_counter()
@@ -433,7 +312,7 @@ class Trainer:
         window_doc["online"] = (
             None
             if online is None
-            else {"scored_as": online.name, "metrics": _finite_metrics(online.metrics)}
+            else {"scored_as": online.name, "metrics": finite_metrics(online.metrics)}
         )
         newest = max(r.event_time for r in chosen)
         candidates: list[Candidate] = []
@@ -469,8 +348,18 @@ class Trainer:
             )
             timings.add("promote", time.perf_counter() - t3)
             moves.append((winner, moved, summary))
-        return self._conclude(
-            config, run, candidates, champ_version, champ, decision, window_doc, timings, moves
+        return conclude(
+            self.registry,
+            self.metrics,
+            config,
+            run,
+            candidates,
+            champ_version,
+            champ,
+            decision,
+            window_doc,
+            timings,
+            moves,
         )
 
     def _move(
@@ -518,122 +407,14 @@ class Trainer:
             pause=self.pause,
         )
 
-    def _conclude(
-        self,
-        config: StreamConfig,
-        run: TrainingRun,
-        candidates: list[Candidate],
-        champ_version: ModelVersion | None,
-        champ: gate.Scored | None,
-        decision: gate.Decision,
-        window_doc: dict[str, Any],
-        timings: Timings,
-        moves: Sequence[tuple[Candidate, Outcome, str]],
-    ) -> Result:
-        """Record the run: its candidates with their verdicts, its alias moves, its end."""
-        stream = config.stream
-        champion_doc: dict[str, Any] = {
-            "version": champ_version.version if champ_version else None,
-            "kind": champ_version.kind if champ_version else None,
-            "scored_as": champ.name if champ else None,
-            "metrics": dict(champ.metrics) if champ else {},
-            "segments": dict(champ.segments) if champ else {},
-            "gap": champ.gap if champ else None,
-        }
-        promoted = [c for c, moved, _ in moves if moved == "promoted"]
-        winner = promoted[-1] if promoted else (moves[-1][0] if moves else None)
-        outcome: Outcome = "promoted" if promoted else (moves[-1][1] if moves else "rejected")
-        if promoted:  # the first move as soon as it was fitted, then any better one
-            summary = "; then ".join(text for _, moved, text in moves if moved == "promoted")
-        else:
-            summary = moves[-1][2] if moves else decision.summary
-        recorded = {c.name for c in (self.registry.get_run(run_id=run.id) or run).candidates}
-        for cand in candidates:
-            verdict = decision.verdict(cand.name)
-            is_winner = winner is not None and cand.name == winner.name and outcome == "promoted"
-            if cand.name not in recorded:
-                note = verdict.reason
-                own = next((text for c, _, text in moves if c is cand), None)
-                if cand in promoted and not is_winner:
-                    note = f"promoted as soon as it was fitted, then replaced: {note}"
-                elif own is not None and not is_winner:
-                    note = f"gate winner, but {own}"
-                elif verdict.promoted and not is_winner:
-                    note = f"gate winner, but {summary}"
-                self.registry.add_candidate(
-                    run_id=run.id,
-                    name=cand.name,
-                    params=cand.version.params.get("estimator", {}),
-                    metrics={**cand.scored.metrics, "gap": cand.scored.gap},
-                    fit_s=cand.fit_s,
-                    version=cand.version.version,
-                    note=("promoted: " if is_winner else "not promoted: ") + note,
-                )
-            self.metrics.streams.child(
-                self.metrics.candidates, stream, cand.name, "promoted" if is_winner else "lost"
-            ).inc()
-        self.registry.finish_run(
-            run_id=run.id,
-            status="succeeded" if outcome == "promoted" else "rejected",
-            decision=summary,
-            winner_version=winner.version.version if winner and outcome == "promoted" else None,
-            champion=champion_doc,
-            window={**window_doc, "timings": timings.phases},
-        )
-        log.info("run %s of %s: %s", run.id, stream, summary)
-        return Result(
-            outcome,
-            run.id,
-            winner.version.version if winner and outcome == "promoted" else None,
-            summary,
-            timings,
-        )
 
-
-def retrains(event: DriftDetected, config: StreamConfig | None) -> bool:
-    """Whether a drift event starts a run (a data drift only when the policy asks)."""
-    if event.kind == "concept":
-        return True
-    return config is not None and config.policy.drift.data_drift_retrains
-
-
-def report_only(trigger: Trigger, config: StreamConfig) -> bool:
-    """Whether ``trigger`` is a data drift that the stream's policy only reports."""
-    return isinstance(trigger, DriftDetected) and not retrains(trigger, config)
-
-
-def coalesce_with(
-    trigger: Trigger, runs: Sequence[TrainingRun], *, cooldown: int
-) -> TrainingRun | None:
-    """The earlier run a drift event belongs to: one of the same stream triggered by drift
-    within ``cooldown`` examples of it (manual requests never coalesce)."""
-    if not isinstance(trigger, DriftDetected):
-        return None
-    for run in runs:
-        if run.trigger.get("event_type") != "drift_detected":
-            continue
-        count = run.trigger.get("example_count")
-        if isinstance(count, int) and abs(count - trigger.example_count) < max(1, cooldown):
-            return run
-    return None
-
-
-def describe(trigger: Trigger) -> dict[str, Any]:
-    """The trigger as recorded with its run."""
-    return trigger.model_dump(mode="json")
-
-
-def labels(rows: Sequence[Row]) -> np.ndarray:
-    """The rows' labels as an array scikit-learn accepts (bool, int, float or str)."""
-    values = [r.label for r in rows]
-    if values and all(isinstance(v, bool) for v in values):
-        return np.asarray(values, dtype=bool)
-    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return np.asarray(values, dtype=np.int64)
-    if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        return np.asarray(values, dtype=float)
-    return np.asarray(values, dtype=object)
-
-
-def _finite_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
-    return {k: v for k, v in metrics.items() if math.isfinite(v)}
+__all__ = [
+    "SERVICE",
+    "Outcome",
+    "Replay",
+    "Result",
+    "Trainer",
+    "Trigger",
+    "UnknownStream",
+    "retrains",
+]

@@ -11,7 +11,8 @@ import pytest
 from services.common.errors import BrokerError, DataExpired
 from services.registry.client import Registry
 from services.trainer.replay import Bounds
-from services.trainer.runner import Trainer, UnknownStream
+from services.trainer.runner import Trainer
+from services.trainer.triggers import UnknownStream
 from tests.services.trainer.support import FakeReplay, config, data, drift, online_champion, rows
 
 N, BEFORE = 3000, 1500

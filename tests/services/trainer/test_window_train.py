@@ -12,7 +12,7 @@ import pytest
 
 from services.common.predictor import Vectorizer
 from services.trainer import train, window
-from services.trainer.runner import labels
+from services.trainer.run_window import labels
 from services.trainer.window import Row, WindowTooSmall
 from tests.services.trainer.support import T0, config, data, rows
 
