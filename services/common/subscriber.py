@@ -18,7 +18,8 @@ Every event is verified before it is recorded: it must carry the registry's Ed25
 signature (:meth:`~services.common.signing.Keyring.verify_event`), so nobody who can write
 to the topic can move an alias or announce a version.
 
-Loading a version (:mod:`services.common.model_loading`): fetch the artifact (its
+Loading a version (:mod:`services.common.model_loading`, into the slots of
+:mod:`services.common.model_slots`): fetch the artifact (its
 ``file://`` URI when readable here, else its ``url``, else
 ``{DRIFTLINE_REGISTRY_HTTP_URL}/artifacts/{sha256}``), verify its sha256 and that its
 signature names this model and version before anything is unpickled
@@ -61,14 +62,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
-from types import MappingProxyType, TracebackType
-from typing import Any
+from types import TracebackType
+from typing import Any, Generic, TypeVar, cast
 
-from schemas import AliasMoved, FeatureSpec, ModelVersionPublished, ReasonCode, Topics, utcnow
+from schemas import AliasMoved, FeatureSpec, ModelVersionPublished, ReasonCode, Topics
 from schemas.topics import CATALOGUE
-from services.common import model_loading
 from services.common.backoff import Backoff
 from services.common.compacted import Refusal, read_value
 from services.common.dead_letters import DeadLetters
@@ -77,21 +77,18 @@ from services.common.kafka_client import assign_all, make_consumer
 from services.common.logs import Throttle, at
 from services.common.model_loading import (
     LoadedModel,
-    LoadError,
     LoadFailure,
     ReleasedPredictor,
     compatibility_problems,
-    released,
     warmup_row,
 )
-from services.common.predictor import Predictor
+from services.common.model_slots import PINNED, ModelSlots, call_safely
 from services.common.settings import DriftlineSettings
 from services.common.signing import Keyring, SignatureError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-PINNED = "pinned"  # the slot name of a pinned version in :meth:`ModelSubscriber.loaded`
-TRANSIENT = frozenset({"fetch_failed"})  # reasons worth retrying later
 REFUSALS = (  # kinds of unusable records on the models topic (see the module docstring)
     "unparseable_event",
     "unknown_event_type",
@@ -104,6 +101,21 @@ REFUSALS = (  # kinds of unusable records on the models topic (see the module do
     "bad_signature",
 )
 APPLIED_IDS_PER_KEY = 64  # event ids remembered per key, to skip redeliveries
+
+
+class _SlotsAttribute(Generic[T]):
+    """An attribute of :class:`ModelSubscriber` kept by its :class:`ModelSlots`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, owner: ModelSubscriber | None, cls: type | None = None) -> T:
+        if owner is None:
+            raise AttributeError(self.name)
+        return cast(T, getattr(owner._slots, self.name))
+
+    def __set__(self, owner: ModelSubscriber, value: T) -> None:
+        setattr(owner._slots, self.name, value)
 
 
 class ModelSubscriber:
@@ -181,35 +193,20 @@ class ModelSubscriber:
         self.models = frozenset(models) if models is not None else None
         self.followed = tuple(aliases)
         self.pins = dict(pins or {})
-        self.features = {m: tuple(f) for m, f in (features or {}).items()}
-        self.on_swap = on_swap
-        self.on_failure = on_failure
-        self.on_remove = on_remove
-        self.keyring = keyring if keyring is not None else Keyring.from_settings(settings)
         self.client_id = client_id
         self.retry_interval_s = retry_interval_s
         self.max_retry_interval_s = max(max_retry_interval_s, retry_interval_s)
         self.on_refusal = on_refusal
-        # Read by any thread without a lock: replaced whole, never mutated.
-        self._snapshot: Mapping[tuple[str, str], LoadedModel] = MappingProxyType({})
-        self._swap_lock = threading.Lock()  # writers only (the subscriber, replace())
         # Written by the subscriber thread under _lock; read (copied) under it.
         self._lock = threading.Lock()
         self._versions: dict[str, dict[int, ModelVersionPublished]] = {}
         self._alias_table: dict[str, dict[str, int]] = {}
-        self._history: deque[LoadedModel | LoadFailure] = deque(maxlen=1000)
         self._changed = threading.Condition()
         self._caught_up = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Any = None
         self._start_end: dict[Any, int] = {}
-        # Subscriber-thread state only.
-        self._failed: dict[tuple[str, int], LoadFailure] = {}
-        self._attempts: dict[tuple[str, int], tuple[int, float]] = {}  # tries, next try at
-        self._reported: set[tuple[str, int, str]] = set()
-        self._cache: OrderedDict[tuple[str, int], tuple[Predictor, float]] = OrderedDict()
-        self._retry_at = 0.0
         self.stats = {
             "events": 0,
             "bad_events": 0,
@@ -220,10 +217,31 @@ class ModelSubscriber:
         }
         self.refused: dict[str, int] = dict.fromkeys(REFUSALS, 0)  # unusable records by kind
         self.dead_letters = dead_letters
-        self.prepare = prepare
+        # The loaded versions; the callbacks, keys and features are theirs (see below).
+        self._slots = ModelSlots(
+            versions=self.versions,
+            keyring=keyring if keyring is not None else Keyring.from_settings(settings),
+            features={m: tuple(f) for m, f in (features or {}).items()},
+            registry_api_url=settings.registry_api_url,
+            stats=self.stats,
+            on_swap=on_swap,
+            on_failure=on_failure,
+            on_remove=on_remove,
+            prepare=prepare,
+            retry_interval_s=self.retry_interval_s,
+            max_retry_interval_s=self.max_retry_interval_s,
+        )
         self._applied: dict[str, OrderedDict[str, None]] = {}  # key -> event ids applied
         self._throttle = Throttle(log, per_s=5)
         self.error: BaseException | None = None
+
+    # The slots load with these; set here, they apply to the next load.
+    keyring = _SlotsAttribute[Keyring]("keyring")
+    features = _SlotsAttribute[Mapping[str, Sequence[FeatureSpec]]]("features")
+    on_swap = _SlotsAttribute[Callable[[LoadedModel, LoadedModel | None], None] | None]("on_swap")
+    on_failure = _SlotsAttribute[Callable[[LoadFailure], None] | None]("on_failure")
+    on_remove = _SlotsAttribute[Callable[[LoadedModel], None] | None]("on_remove")
+    prepare = _SlotsAttribute[Callable[[LoadedModel], LoadedModel] | None]("prepare")
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -292,7 +310,7 @@ class ModelSubscriber:
         A pinned model answers with its pinned version for ``champion`` and for the
         primary (first) alias followed, and None for the others.
         """
-        snapshot = self._snapshot  # one read: a consistent view
+        snapshot = self._slots.snapshot  # one read: a consistent view
         found = snapshot.get((model, alias))
         if found is None and alias in (self.primary, "champion"):
             found = snapshot.get((model, PINNED))
@@ -305,7 +323,7 @@ class ModelSubscriber:
 
     def pinned(self, model: str) -> LoadedModel | None:
         """The pinned version of ``model``, once loaded."""
-        return self._snapshot.get((model, PINNED))
+        return self._slots.snapshot.get((model, PINNED))
 
     @property
     def current(self) -> LoadedModel | None:
@@ -313,14 +331,14 @@ class ModelSubscriber:
         if self.models is not None and len(self.models) == 1:
             (name,) = self.models
             return self.get(name, self.primary)
-        names = {m for m, _ in self._snapshot}
+        names = {m for m, _ in self._slots.snapshot}
         if len(names) == 1:
             return self.get(next(iter(names)), self.primary)
         return None
 
     def loaded(self) -> dict[tuple[str, str], LoadedModel]:
         """Everything loaded: ``{(model, alias or "pinned"): LoadedModel}``."""
-        return dict(self._snapshot)
+        return dict(self._slots.snapshot)
 
     def versions(self, model: str) -> dict[int, ModelVersionPublished]:
         """Every version of ``model`` seen on the topic."""
@@ -335,8 +353,7 @@ class ModelSubscriber:
     def history(self) -> list[LoadedModel | LoadFailure]:
         """Loads and refusals, oldest first (the newest 1,000). Entries keep each load's
         metadata but no model (their predictor is a :class:`ReleasedPredictor`)."""
-        with self._lock:
-            return list(self._history)
+        return self._slots.history()
 
     def caught_up(self) -> bool:
         """True once the topic was read up to the end offset seen at start and the final
@@ -378,7 +395,8 @@ class ModelSubscriber:
                     consumer.position(tp) >= end for tp, end in self._start_end.items()
                 ):
                     self._mark_caught_up()
-                if self._caught_up.is_set() and self._failed and time.monotonic() > self._retry_at:
+                slots = self._slots
+                if self._caught_up.is_set() and slots.failed and time.monotonic() > slots.retry_at:
                     self._retry_failed()
                 self._notify()
         except BaseException as exc:  # pragma: no cover - logged for the owner to see
@@ -453,7 +471,7 @@ class ModelSubscriber:
             else:
                 table[event.alias] = event.to_version
         if event.to_version is not None:
-            self._forget_failure(event.model, event.to_version)  # moved to it: try it again
+            self._slots.forget_failure(event.model, event.to_version)  # moved to it: try it again
         return {event.model}
 
     def _refuse(
@@ -467,7 +485,7 @@ class ModelSubscriber:
         versions and aliases known stay as they were."""
         self.stats["bad_events"] += 1
         self.refused[kind] = self.refused.get(kind, 0) + 1
-        self._call(self.on_refusal, kind)
+        call_safely(self.on_refusal, kind)
         self._throttle.log(
             logging.ERROR,
             "skipping an unusable models record (%s): %s",
@@ -497,177 +515,21 @@ class ModelSubscriber:
                 continue
             for slot, version in self._targets(model).items():
                 try:
-                    self._settle(model, slot, version)
+                    self._slots.settle(model, slot, version)
                 except Exception:  # noqa: BLE001 - one bad slot never stops the others
                     log.exception("loading %s %s failed unexpectedly", model, slot)
-
-    def _settle(self, model: str, slot: str, version: int | None) -> None:
-        alias = None if slot == PINNED else slot
-        current = self._snapshot.get((model, slot))
-        if version is None:
-            if current is not None:
-                self._swap(model, slot, None)
-                self.stats["removals"] += 1
-                log.info("%s@%s was removed: v%d unloaded", model, slot, current.version)
-                self._call(self.on_remove, current)
-            return
-        if current is not None and current.version == version:
-            return
-        meta = self.versions(model).get(version)
-        if meta is None:
-            return  # the version's event has not arrived yet (it will)
-        failed = self._failed.get((model, version))
-        if failed is not None:
-            self._report(failed, alias)
-            return
-        try:
-            predictor, load_ms = self._load(meta)
-        except LoadError as exc:
-            failure = LoadFailure(model, version, alias, exc.reason, exc.detail)
-            self._failed[(model, version)] = failure
-            self._schedule_retry(model, version, exc.reason)
-            self._report(failure, alias)
-            return
-        if self._attempts.pop((model, version), None) is not None:  # refused before
-            self._reported = {r for r in self._reported if r[:2] != (model, version)}
-        loaded = LoadedModel(
-            model=model,
-            version=version,
-            alias=alias,
-            predictor=predictor,
-            meta=meta,
-            loaded_at=utcnow(),
-            load_ms=load_ms,
-        )
-        record = released(loaded)
-        if self.prepare is not None:
-            try:
-                loaded = self.prepare(loaded)
-            except Exception:  # noqa: BLE001 - serve the version as loaded
-                log.exception("preparing %s v%d failed; serving it as loaded", model, version)
-        self._swap(model, slot, loaded)
-        self.stats["swaps"] += 1
-        with self._lock:
-            self._history.append(record)
-        log.info(
-            "%s %s -> v%d (%s %s, %.1f ms)",
-            model,
-            slot,
-            version,
-            meta.kind,
-            meta.algorithm,
-            load_ms,
-            extra={"model": model, "slot": slot, "version": version},
-        )
-        self._call(self.on_swap, loaded, current)
-
-    def _swap(self, model: str, slot: str, loaded: LoadedModel | None) -> None:
-        """Copy-on-write: readers hold the old mapping or the new one, both whole."""
-        with self._swap_lock:
-            new = dict(self._snapshot)
-            if loaded is None:
-                new.pop((model, slot), None)
-            else:
-                new[(model, slot)] = loaded
-            self._snapshot = MappingProxyType(new)
 
     def replace(self, slot: str, loaded: LoadedModel) -> bool:
         """Serve ``loaded`` in ``slot`` instead of what it holds, only while that is the
         same version (a follower of the snapshot loaded there, once caught up); True when
         it was swapped in. Any thread."""
-        with self._swap_lock:
-            current = self._snapshot.get((loaded.model, slot))
-            if current is None or current.version != loaded.version:
-                return False
-            new = dict(self._snapshot)
-            new[(loaded.model, slot)] = loaded
-            self._snapshot = MappingProxyType(new)
-            return True
-
-    def _report(self, failure: LoadFailure, alias: str | None) -> None:
-        """Report a failure once per (model, version, slot)."""
-        slot = alias or PINNED
-        key = (failure.model, failure.version, slot)
-        if key in self._reported:
-            return
-        self._reported.add(key)
-        if failure.alias != alias:
-            failure = LoadFailure(
-                failure.model, failure.version, alias, failure.reason, failure.detail
-            )
-        self.stats["failures"] += 1
-        with self._lock:
-            self._history.append(failure)
-        log.error(
-            "refused %s v%d for %s: %s (%s); keeping %s",
-            failure.model,
-            failure.version,
-            slot,
-            failure.reason,
-            failure.detail,
-            _describe(self._snapshot.get((failure.model, slot))),
-            extra={"model": failure.model, "version": failure.version, "reason": failure.reason},
-        )
-        self._call(self.on_failure, failure)
-
-    def _schedule_retry(self, model: str, version: int, reason: str) -> None:
-        """When to try a refused version again: ``retry_interval_s`` for a fetch, else a
-        delay doubling up to ``max_retry_interval_s``."""
-        tries = self._attempts.get((model, version), (0, 0.0))[0] + 1
-        if reason in TRANSIENT:
-            delay = self.retry_interval_s
-        else:
-            delay = min(self.retry_interval_s * 2 ** (tries - 1), self.max_retry_interval_s)
-        self._attempts[(model, version)] = (tries, time.monotonic() + delay)
-
-    def _forget_failure(self, model: str, version: int) -> None:
-        """Try ``version`` afresh (an alias moved to it), and report a new failure again."""
-        if self._failed.pop((model, version), None) is not None:
-            self._attempts.pop((model, version), None)
-            self._reported = {r for r in self._reported if r[:2] != (model, version)}
+        return self._slots.replace(slot, loaded)
 
     def _retry_failed(self) -> None:
         """Try again every refused version whose delay has passed."""
-        now = time.monotonic()
-        self._retry_at = now + min(1.0, self.retry_interval_s)
-        due = {k for k in self._failed if self._attempts.get(k, (0, 0.0))[1] <= now}
-        if not due:
-            return
-        for key in due:
-            del self._failed[key]
-        self._reconcile({model for model, _ in due})
-
-    def _call(self, callback: Callable[..., None] | None, *args: Any) -> None:
-        if callback is None:
-            return
-        try:
-            callback(*args)
-        except Exception:  # noqa: BLE001 - a user's callback never stops the subscriber
-            log.exception("a model subscriber callback raised")
-
-    def _load(self, meta: ModelVersionPublished) -> tuple[Predictor, float]:
-        """Load one version (:func:`services.common.model_loading.load`), or take it from
-        the cache of the last versions loaded; raises LoadError."""
-        started = time.perf_counter()
-        cached = self._cache.get((meta.model, meta.version))
-        if cached is not None:
-            self._cache.move_to_end((meta.model, meta.version))
-            return cached[0], (time.perf_counter() - started) * 1000
-        predictor = model_loading.load(
-            meta,
-            keyring=self.keyring,
-            declared=self.features.get(meta.model),
-            registry_api_url=self.settings.registry_api_url,
-        )
-        load_ms = (time.perf_counter() - started) * 1000
-        self._cache[(meta.model, meta.version)] = (predictor, load_ms)
-        while len(self._cache) > 8:
-            self._cache.popitem(last=False)
-        return predictor, load_ms
-
-
-def _describe(loaded: LoadedModel | None) -> str:
-    return f"v{loaded.version}" if loaded is not None else "nothing loaded"
+        due = self._slots.due_retries()
+        if due:
+            self._reconcile(due)
 
 
 __all__ = [

@@ -242,7 +242,8 @@ def test_an_unreachable_artifact_is_a_fetch_failure_retried_later(store: Store) 
     failure = sub.history()[-1]
     assert isinstance(failure, LoadFailure) and "DRIFTLINE_REGISTRY_HTTP_URL" in failure.detail
     hidden.rename(moved)
-    sub._attempts = {k: (n, 0.0) for k, (n, _) in sub._attempts.items()}  # the retry is due
+    slots = sub._slots
+    slots.attempts = {k: (n, 0.0) for k, (n, _) in slots.attempts.items()}  # the retry is due
     sub._retry_failed()
     found = sub.get("sea")
     assert found is not None and found.version == 1
