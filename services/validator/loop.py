@@ -4,8 +4,9 @@ The same consume -> judge -> produce -> commit-after-ack loop the learner uses, 
 consumer in the validator's group and one producer: poll a batch (up to
 ``DRIFTLINE_VALIDATOR_BATCH_SIZE`` records), judge every record with the pure core
 :func:`services.validator.rules.judge`, send each outcome, flush, and check that the
-broker acknowledged every one. Routing, the duplicate index and the spec feed are the
-edge pieces of :mod:`services.validator.app`, shared with the opt-in faust agent
+broker acknowledged every one. Routing and the duplicate index
+(:mod:`services.validator.batch`) and the spec feed (:mod:`services.validator.spec_feed`)
+are shared with the opt-in faust agent of :mod:`services.validator.faust_agent`
 (``DRIFTLINE_VALIDATOR_ENGINE=faust``), so both keep the same guarantees.
 
 Delivery is at-least-once and an offset is committed only after its output was
