@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import IO
 
 from services.common.errors import DriftlineError
+from services.common.priority import lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,7 @@ def _prepare_child(niceness: int) -> None:  # pragma: no cover - runs in the chi
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if niceness:
-        os.nice(niceness)
-        try:
-            with open("/proc/self/autogroup", "w") as autogroup:
-                autogroup.write(str(niceness))
-        except OSError:  # no autogroup scheduling here: the nice value is enough
-            pass
+        lower_priority(niceness)  # the child leads its session: its autogroup too
 
 
 @dataclass

@@ -33,6 +33,10 @@ def start(boot: bootstrap.Startup) -> int:
 
     settings = boot.settings
     service = EvaluatorSettings.load()
+    if service.nice:
+        from services.common.priority import lower_priority
+
+        lower_priority(service.nice)
     keyring = Keyring.from_settings(settings)
     if not keyring.public:
         raise ConfigError(
