@@ -82,6 +82,28 @@ class StreamConfigs:
         """The stream's current config, if it has one."""
         return self._configs.get(stream)
 
+    def current(
+        self, stream: str, *, at_least: int | None = None, timeout_s: float = 30.0
+    ) -> StreamConfig | None:
+        """The stream's config, reading the topic to its end first when this follower has
+        none yet, or only one older than version ``at_least``.
+
+        A valid example was judged against a config that was already on the topic, so a
+        follower that has not read it yet must catch up before it calls the stream
+        unknown: otherwise a consumer started after the validator dead-letters valid
+        examples. ``None`` only when the topic, read to its end, has no config for the
+        stream (never published, or deleted); a topic that cannot be read to its end
+        within ``timeout_s`` counts as read (the caller dead-letters, nothing is lost).
+        """
+        config = self._configs.get(stream)
+        if config is not None and (at_least is None or (config.version or 0) >= at_least):
+            return config
+        try:
+            self.catch_up(timeout_s=timeout_s)
+        except BrokerError as exc:
+            self._throttle.warning("%s: %s", self.topic, exc)
+        return self._configs.get(stream)
+
     def all(self) -> dict[str, StreamConfig]:
         """Every stream's current config."""
         return dict(self._configs)

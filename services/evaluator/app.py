@@ -302,7 +302,7 @@ class Evaluator:
             self._dead(record, exc.reason, exc.detail)
             return None
         assert isinstance(example, LabelledExample)  # noqa: S101 - decode's target
-        config = self._config(example.stream)
+        config = self.configs.current(example.stream, at_least=example.spec_version)
         problem = (
             (
                 ReasonCode.UNKNOWN_STREAM,
@@ -324,11 +324,7 @@ class Evaluator:
         )
 
     def _config(self, stream: str) -> StreamConfig | None:
-        config = self.configs.get(stream)
-        if config is None:
-            self.configs.refresh()
-            config = self.configs.get(stream)
-        return config
+        return self.configs.current(stream)
 
     def _score(self, stream: str, items: list[Labelled]) -> None:
         config = self._config(stream)

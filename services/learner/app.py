@@ -248,10 +248,7 @@ class Learner:
             state.next_offset = record.offset + 1
             return
         assert isinstance(example, LabelledExample)  # noqa: S101 - decode's target
-        config = self.configs.get(example.stream)
-        if config is None:
-            self.configs.refresh()
-            config = self.configs.get(example.stream)
+        config = self.configs.current(example.stream, at_least=example.spec_version)
         if config is None:
             self._dead(
                 record,

@@ -87,11 +87,8 @@ class Configs:
     def __call__(self, stream: str) -> StreamConfig | None:
         with self._lock:
             self._configs.refresh(timeout_ms=0)
-            found = self._configs.get(stream)
-            if found is None:  # published just before its first drift: read to the end
-                self._configs.catch_up()
-                found = self._configs.get(stream)
-            return found
+            # published just before its first drift: read to the end
+            return self._configs.current(stream)
 
     def close(self) -> None:
         """Close the client."""

@@ -142,3 +142,50 @@ def test_a_flood_of_unusable_records_logs_a_few_lines(
         assert found.refresh() == []
     assert found.unusable["unparseable"] == 500
     assert 1 <= len(caplog.records) <= 10
+
+
+@pytest.fixture
+def at_end_when_drained(
+    monkeypatch: pytest.MonkeyPatch, configs: tuple[StreamConfigs, FakeConsumer]
+) -> None:
+    """``caught_up`` as the broker answers it: at the end once nothing is left to poll."""
+    _, consumer = configs
+    monkeypatch.setattr(stream_configs, "caught_up", lambda c, tps: not consumer.batches)
+
+
+@pytest.mark.usefixtures("at_end_when_drained")
+def test_current_reads_to_the_end_before_calling_a_stream_unknown(
+    configs: tuple[StreamConfigs, FakeConsumer],
+) -> None:
+    # The validator judged an example against this config; this follower has not polled it
+    # yet (a learner started after the validator): unknown by get(), found by current().
+    found, consumer = configs
+    feed = Feed(consumer)
+    feed(b"s", encode(config("s", 1)))
+    assert found.get("s") is None
+    current = found.current("s")
+    assert current is not None and current.version == 1
+
+
+@pytest.mark.usefixtures("at_end_when_drained")
+def test_current_catches_up_to_the_version_an_example_was_judged_by(
+    configs: tuple[StreamConfigs, FakeConsumer],
+) -> None:
+    found, consumer = configs
+    feed = Feed(consumer)
+    feed(b"s", encode(config("s", 1)))
+    found.refresh()
+    feed(b"s", encode(config("s", 2, classes=(0, 1, 2))))
+    assert found.current("s").version == 1  # type: ignore[union-attr]  # nothing newer asked
+    newer = found.current("s", at_least=2)
+    assert newer is not None and newer.version == 2
+
+
+@pytest.mark.usefixtures("at_end_when_drained")
+def test_current_is_none_for_a_stream_the_whole_topic_does_not_have(
+    configs: tuple[StreamConfigs, FakeConsumer],
+) -> None:
+    found, consumer = configs
+    Feed(consumer)(b"s", encode(config("s", 1)))
+    assert found.current("other") is None
+    assert found.get("s") is not None  # read on the way

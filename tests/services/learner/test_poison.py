@@ -143,8 +143,17 @@ def test_prequential_scores_only_what_it_learned() -> None:
 class FakeConfigs:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.configs = {"s": config()}
+        self.unread: dict[str, StreamConfig] = {}  # on the topic, not read yet
+        self.asked: list[tuple[str, int | None]] = []
 
     def get(self, stream: str) -> StreamConfig | None:
+        return self.configs.get(stream)
+
+    def current(self, stream: str, *, at_least: int | None = None) -> StreamConfig | None:
+        """As the real one: the topic read to its end (``unread``) before "unknown"."""
+        self.asked.append((stream, at_least))
+        if stream not in self.configs and stream in self.unread:
+            self.configs[stream] = self.unread.pop(stream)
         return self.configs.get(stream)
 
     def refresh(self, timeout_ms: int = 0) -> list[Any]:
@@ -282,3 +291,22 @@ def test_the_examples_gauge_starts_from_a_restored_checkpoint(
     learner.checkpoint = lambda partitions, **kw: None  # type: ignore[method-assign]
     learner.revoked([TopicPartition("p.examples.valid", 2)])
     assert sample(learner, "learner_stream_examples", stream="s") is None  # its owner's now
+
+
+def test_the_edge_learns_a_stream_whose_config_it_had_not_read_yet(
+    learner: learner_app.Learner,
+) -> None:
+    # The validator accepted the example against a config this learner has not polled
+    # yet (it started after the validator): it reads on instead of dead-lettering.
+    configs = learner.configs
+    assert isinstance(configs, FakeConfigs)
+    late = config().model_copy(update={"stream": "late", "version": 3})
+    configs.unread["late"] = late
+    ex = example(0).model_copy(update={"stream": "late", "spec_version": 3})
+    state = PartitionState("p.examples.valid", 0)
+    learner._one(state, record(0, encode(ex)))
+    learner._count_learned()
+
+    assert letters(learner) == []
+    assert configs.asked == [("late", 3)]
+    assert state.streams["late"].learner.examples_seen == 1
