@@ -157,7 +157,7 @@ class ModelSubscriber:
     prepare
         Called from the subscriber's thread with each verified, warmed-up version before
         it is swapped in; returns what to serve instead (serving wraps an online snapshot
-        in a :class:`~services.common.online_follower.Followers` follower). The previous
+        in a :class:`~services.common.online_followers.Followers` follower). The previous
         model serves until it returns; an exception keeps the version as loaded.
 
     Examples

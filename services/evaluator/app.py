@@ -45,7 +45,8 @@ from services.common.errors import BrokerError, CodecError
 from services.common.kafka_backend import open_consumer, open_producer
 from services.common.kafka_types import Consumer
 from services.common.metrics import BoundedStreams
-from services.common.online_follower import Followers, FollowMetrics
+from services.common.online_follower import FollowMetrics
+from services.common.online_followers import Followers
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.stream_configs import StreamConfigs

@@ -46,7 +46,8 @@ from services.common.errors import BrokerError, ConfigError
 from services.common.kafka_backend import open_producer
 from services.common.listen import BACKLOG, listen
 from services.common.metrics import Metrics
-from services.common.online_follower import Followers, FollowMetrics, InFlight
+from services.common.online_follower import FollowMetrics, InFlight
+from services.common.online_followers import Followers
 from services.common.settings import DriftlineSettings
 from services.common.shutdown import GracefulShutdown
 from services.common.signing import Keyring
