@@ -27,6 +27,26 @@ from services.validator.specs import SpecRegistry
 log = logging.getLogger(__name__)
 
 
+def start_feed(
+    boot: Startup,
+    vsettings: ValidatorSettings,
+    registry: SpecRegistry,
+    feed: SpecFeed,
+    metrics: ValidatorMetrics,
+) -> None:
+    """Read every stream config to the topic's end, open the metrics endpoint, then
+    follow the topic (both engines start so)."""
+    read = feed.catch_up(registry)
+    metrics.set_spec_versions(registry.versions())
+    log.info(
+        "read %d stream configs: %s",
+        read,
+        ", ".join(f"{s} v{v}" for s, v in registry.versions().items()) or "none yet",
+    )
+    boot.serve_metrics(metrics.metrics, vsettings.metrics_port, vsettings.metrics_host)
+    feed.start()
+
+
 def check_topics(settings: DriftlineSettings) -> int:
     """Fail fast, naming the fix, when a topic the validator needs is missing; returns the
     valid topic's partition count, over which streams are routed."""
@@ -69,15 +89,7 @@ def run(boot: Startup, vsettings: ValidatorSettings) -> int:
     registry = SpecRegistry()
     feed = SpecFeed(settings)
     try:
-        read = feed.catch_up(registry)
-        metrics.set_spec_versions(registry.versions())
-        log.info(
-            "read %d stream configs: %s",
-            read,
-            ", ".join(f"{s} v{v}" for s, v in registry.versions().items()) or "none yet",
-        )
-        boot.serve_metrics(metrics.metrics, vsettings.metrics_port, vsettings.metrics_host)
-        feed.start()
+        start_feed(boot, vsettings, registry, feed, metrics)
         validator = Validator(settings, vsettings, registry, feed, metrics, valid_partitions)
         app = build_app(settings, vsettings, validator)
         log.info(

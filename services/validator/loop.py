@@ -39,7 +39,7 @@ from services.common.bootstrap import Startup, quiet_collector
 from services.common.kafka_backend import is_fenced, open_consumer, open_producer
 from services.common.kafka_types import Consumer, Producer, TopicPartition
 from services.common.shutdown import GracefulShutdown
-from services.validator.app import check_topics
+from services.validator.app import check_topics, start_feed
 from services.validator.batch import Validator, crash
 from services.validator.dedupe import DuplicateIndex
 from services.validator.metrics import ValidatorMetrics
@@ -189,15 +189,7 @@ def run_loop(boot: Startup, vsettings: ValidatorSettings) -> int:
     consumer: Consumer | None = None
     producer: Producer | None = None
     try:
-        read = feed.catch_up(registry)
-        metrics.set_spec_versions(registry.versions())
-        log.info(
-            "read %d stream configs: %s",
-            read,
-            ", ".join(f"{s} v{v}" for s, v in registry.versions().items()) or "none yet",
-        )
-        boot.serve_metrics(metrics.metrics, vsettings.metrics_port, vsettings.metrics_host)
-        feed.start()
+        start_feed(boot, vsettings, registry, feed, metrics)
         validator = BatchValidator(settings, vsettings, registry, feed, metrics, valid_partitions)
         session_ms = int(vsettings.session_timeout_s * 1000)
         consumer = open_consumer(
