@@ -23,11 +23,12 @@ services.registry.errors.RegistryUnavailable: the registry at http://127.0.0.1:9
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -59,6 +60,7 @@ from services.registry.errors import (
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({502, 503, 504})
+SPECS_BODY_BYTES = 256 * 1024  # a quarter of the service's default body limit
 BACKOFF_S = (0.1, 2.0)  # first and longest pause between attempts
 
 
@@ -194,8 +196,14 @@ class RestStore:
     # -- streams ----------------------------------------------------------------------
 
     def record_specs(self, *, configs: Sequence[StreamConfig]) -> list[SpecVersion]:
-        body = {"configs": [c.model_dump(mode="json") for c in configs]}
-        return [SpecVersion.model_validate(s) for s in self._json("POST", "/specs", json=body)]
+        """Record config versions, in requests of at most :data:`SPECS_BODY_BYTES` each
+        (the service refuses a body over its limit, 1 MiB by default): recording is
+        idempotent, so a run cut between two requests is completed by running it again."""
+        recorded: list[SpecVersion] = []
+        for chunk in _chunks([c.model_dump(mode="json") for c in configs], SPECS_BODY_BYTES):
+            found = self._json("POST", "/specs", json={"configs": chunk})
+            recorded.extend(SpecVersion.model_validate(s) for s in found)
+        return recorded
 
     def get_spec(self, *, stream: str, version: int | None = None) -> SpecVersion | None:
         params = {"version": version} if version is not None else {}
@@ -456,3 +464,23 @@ def _error(response: httpx.Response) -> RegistryError:
             "check DRIFTLINE_SERVICE_TOKEN (DRIFTLINE_ADMIN_TOKEN to freeze)"
         )
     return RegistryError(f"the registry answered HTTP {status}: {detail}")
+
+
+def _chunks(items: list[dict[str, Any]], max_bytes: int) -> Iterator[list[dict[str, Any]]]:
+    """``items`` in order, in lists whose JSON stays within about ``max_bytes`` (an item
+    larger than that alone in its list).
+
+    >>> [len(c) for c in _chunks([{"a": "x" * 40}] * 5, 100)]
+    [2, 2, 1]
+    """
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for item in items:
+        n = len(json.dumps(item, separators=(",", ":"))) + 1
+        if chunk and size + n > max_bytes:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += n
+    if chunk:
+        yield chunk

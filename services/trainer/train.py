@@ -289,11 +289,25 @@ def warm() -> int:
 def init_worker(pid: int, nice: int = 0) -> None:
     """Pool initializer: lower this worker's priority by ``nice`` (fits are background
     work: the learner, serving and the evaluator come first on a shared machine), then
-    :func:`watch_parent`."""
+    :func:`watch_parent`.
+
+    With a nice value the worker first starts a session of its own: under the kernel's
+    autogroup scheduling CPU is shared between sessions before nice values count, so a
+    worker left in the trainer's session would still take a whole session's share from
+    the learner; leading its own, it gives its niceness to that session's group
+    (:func:`services.common.priority.lower_priority`). It still exits with the trainer
+    (:func:`watch_parent`, and the trainer stops its pool on the way out).
+    """
     import os
 
+    from services.common.priority import lower_priority
+
     if nice:
-        os.nice(nice)
+        try:
+            os.setsid()
+        except PermissionError:  # already leads a process group: keep its session
+            pass
+        lower_priority(nice)
     watch_parent(pid)
 
 

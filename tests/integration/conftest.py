@@ -22,8 +22,8 @@ from services.common.kafka_client import client_config, wait_until_ready
 from services.common.settings import DriftlineSettings
 from services.localbroker import LocalBroker, ensure_jars
 from services.localbroker.ports import free_ports
-from tests.integration.registry_service import RegistryServices, registry_mode
-from tests.postgres import PostgresServer
+from tests.integration.registry_service import RegistryServices, fresh_database, registry_mode
+from tests.keys import private_key_for
 from tests.real import require_real
 
 _HERE = Path(__file__).parent
@@ -119,15 +119,6 @@ def own_broker(
         pytest.fail("could not stop: " + "; ".join(failures), pytrace=False)
 
 
-def _database(request: pytest.FixtureRequest, mode: str, home: Path) -> str:
-    """A fresh registry database for ``mode``: a SQLite file in ``home``, or a database
-    on the session's PostgreSQL server."""
-    if mode == "http-sqlite":
-        return f"sqlite:///{home / 'registry.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres")
-    return server.create_database()
-
-
 @pytest.fixture
 def registry_database(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
     """For a test that runs registry processes of its own (outages, replicas, its own
@@ -139,7 +130,7 @@ def registry_database(request: pytest.FixtureRequest, tmp_path: Path) -> str | N
         return None
     home = tmp_path / "registry-database"
     home.mkdir()
-    return _database(request, mode, home)
+    return fresh_database(request, mode, home)
 
 
 @pytest.fixture
@@ -152,7 +143,7 @@ def registry_services(
     if mode is None:
         yield None
         return
-    services = RegistryServices(tmp_path, lambda home: _database(request, mode, home))
+    services = RegistryServices(tmp_path, lambda home: fresh_database(request, mode, home))
     yield services
     failures = services.stop_all()
     own = "registry_database" in request.fixturenames  # runs registry processes itself
@@ -207,19 +198,45 @@ def settings_factory(
     return make
 
 
-@pytest.fixture
-def cli_env(
-    settings_factory: Callable[..., DriftlineSettings],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> DriftlineSettings:
-    """Settings of this test, exported as the environment the CLI reads."""
-    settings = settings_factory()
+def _export(settings: DriftlineSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``settings`` the environment the CLI reads (and nothing else of the caller's)."""
     for name in [n for n in os.environ if n.startswith("DRIFTLINE_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("DRIFTLINE_KAFKA_BOOTSTRAP", settings.bootstrap)
     monkeypatch.setenv("DRIFTLINE_TOPIC_PREFIX", settings.topic_prefix)
     monkeypatch.setenv("DRIFTLINE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("DRIFTLINE_KAFKA_CLIENT", settings.kafka_client)
+    if settings.registry_url is not None:
+        monkeypatch.setenv("DRIFTLINE_REGISTRY_URL", settings.registry_url)
+    if settings.service_token is not None:
+        monkeypatch.setenv("DRIFTLINE_SERVICE_TOKEN", settings.service_token.get_secret_value())
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def cli_env(
+    settings_factory: Callable[..., DriftlineSettings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> DriftlineSettings:
+    """Settings of this test, exported as the environment the CLI reads (the registry, if
+    a command opens one: the SQLite file in the data dir)."""
+    settings = settings_factory()
+    _export(settings, tmp_path, monkeypatch)
+    return settings
+
+
+@pytest.fixture
+def cli_registry_env(
+    settings_factory: Callable[..., DriftlineSettings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> DriftlineSettings:
+    """As ``cli_env``, for commands that write to the registry: in the HTTP modes of
+    ``DRIFTLINE_TEST_REGISTRY`` (the default) the CLI reaches a registry service of this
+    test's own, with its URL and service token in the environment, as a user's would."""
+    settings = settings_factory(
+        signing_key=private_key_for("cli-test-signing-key"), signing_key_id="k1"
+    )
+    _export(settings, tmp_path, monkeypatch)
     return settings

@@ -21,10 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from services.common.settings import DriftlineSettings
 from services.localbroker.ports import free_ports
 from tests.integration.polling import wait_for
+from tests.postgres import PostgresServer
 
 MODES = ("http-sqlite", "http-postgresql", "in-process")
 DEFAULT_MODE = "http-sqlite"
@@ -39,6 +41,15 @@ def registry_mode() -> str | None:
     if mode not in MODES:
         raise ValueError(f"DRIFTLINE_TEST_REGISTRY={mode!r}: expected one of {MODES} or unset")
     return None if mode == "in-process" else mode
+
+
+def fresh_database(request: pytest.FixtureRequest, mode: str, home: Path) -> str:
+    """A fresh registry database for ``mode``: a SQLite file in ``home``, or a database
+    on the session's PostgreSQL server."""
+    if mode == "http-sqlite":
+        return f"sqlite:///{home / 'registry.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database()
 
 
 def healthy(url: str) -> bool:

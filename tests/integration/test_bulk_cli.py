@@ -42,8 +42,9 @@ def recorded(settings: DriftlineSettings, streams: list[str]) -> dict[str, int |
     return {s: None if spec is None else spec.version for s, spec in specs.items()}
 
 
+@pytest.mark.registry_http
 def test_spec_publish_a_directory_and_files_in_one_run(
-    cli_env: DriftlineSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_registry_env: DriftlineSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     paths = write_configs(tmp_path / "streams", 100)
     streams = [p.stem for p in paths]
@@ -56,8 +57,8 @@ def test_spec_publish_a_directory_and_files_in_one_run(
     assert [(r["stream"], r["version"]) for r in first] == [(s, 1) for s in streams]
     assert all(r["status"].startswith("published") for r in first)
     assert first[0]["file"] == str(Path("streams") / "s0000.yaml")
-    assert topic_total(cli_env, "streams") == 100
-    assert recorded(cli_env, streams) == dict.fromkeys(streams, 1)
+    assert topic_total(cli_registry_env, "streams") == 100
+    assert recorded(cli_registry_env, streams) == dict.fromkeys(streams, 1)
 
     # unchanged configs are skipped; changed ones get the next version; --force publishes all
     changed = stream_config("s0007", 1, max_future_s=60)
@@ -66,10 +67,10 @@ def test_spec_publish_a_directory_and_files_in_one_run(
     assert [r["stream"] for r in again if r["status"].startswith("published")] == ["s0007"]
     assert {r["version"] for r in again} == {1, 2}
     assert sum(r["status"].startswith("unchanged") for r in again) == 99
-    assert topic_total(cli_env, "streams") == 101
+    assert topic_total(cli_registry_env, "streams") == 101
     forced = cli(capsys, "spec", "publish", str(paths[3]), str(paths[7]), "--force", "--json")
     assert [(r["stream"], r["version"]) for r in forced] == [("s0003", 2), ("s0007", 3)]
-    assert recorded(cli_env, ["s0003", "s0007"]) == {"s0003": 2, "s0007": 3}
+    assert recorded(cli_registry_env, ["s0003", "s0007"]) == {"s0003": 2, "s0007": 3}
 
     listed = cli(capsys, "spec", "list", "--json")
     assert len(listed) == 100 and {r["version"] for r in listed} == {1, 2, 3}
@@ -148,7 +149,7 @@ def test_produce_a_jsonl_whose_rows_name_their_stream(
 
 @pytest.mark.slow
 def test_spec_publish_1000_configs(
-    cli_env: DriftlineSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_registry_env: DriftlineSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     paths = write_configs(tmp_path / "streams", 1000)
     started = time.perf_counter()
@@ -164,7 +165,7 @@ def test_spec_publish_1000_configs(
         )
     assert len(first) == 1000 and all(r["status"].startswith("published") for r in first)
     assert all(r["status"].startswith("unchanged") for r in again)
-    assert topic_total(cli_env, "streams") == 1000
+    assert topic_total(cli_registry_env, "streams") == 1000
     streams = [p.stem for p in paths]
-    assert recorded(cli_env, streams) == dict.fromkeys(streams, 1)
+    assert recorded(cli_registry_env, streams) == dict.fromkeys(streams, 1)
     assert StreamConfig.model_validate(cli(capsys, "spec", "show", "s0999", "--json")).version == 1

@@ -7,8 +7,9 @@ checks), each on a real process against the real broker:
 
 - ``handlers``: as soon as the process catches SIGTERM (``SigCgt`` in ``/proc``), while
   the interpreter is still importing and the settings load;
-- ``starting``: at the bootstrap's first log line, while the service opens the registry
-  (Alembic migrations on a fresh SQLite file), connects to Kafka and reads its configs;
+- ``starting``: at the bootstrap's first log line, while the service reaches the registry
+  (a registry service over HTTP, in the suite's default mode; the registry itself runs its
+  Alembic migrations on a fresh database), connects to Kafka and reads its configs;
 - ``running``: once the service says it runs (its endpoint or its consumer is up).
 """
 
@@ -46,6 +47,17 @@ RUNNING = {
     "registry": "registry API on http://",
     "serving": "(Kafka path ",
 }
+
+
+def settings_for(
+    settings_factory: Callable[..., DriftlineSettings], name: str, when: str
+) -> DriftlineSettings:
+    """The test's settings: at ``starting``, a service other than the registry is handed a
+    registry service of its own (over HTTP, unless the run asks for the in-process store),
+    as the demo and compose hand one out; before that moment nothing reaches a registry."""
+    if when == "starting" and name != "registry":
+        return settings_factory(signing_key=KEY, signing_key_id="k1")
+    return settings_factory()
 
 
 def env_of(name: str, settings: DriftlineSettings) -> dict[str, str]:
@@ -106,7 +118,7 @@ CASES = [(name, when) for name in SERVICES for when in ("handlers", "starting")]
 def test_sigterm_during_and_right_after_start_up_exits_0_within_the_bound(
     settings_factory: Callable[..., DriftlineSettings], tmp_path: Path, name: str, when: str
 ) -> None:
-    settings = settings_factory()
+    settings = settings_for(settings_factory, name, when)
     log = tmp_path / f"{name}.log"
     proc = start_service(name, env_of(name, settings), log)
     try:
@@ -135,7 +147,7 @@ def test_driftline_run_stops_the_same_way(
     settings_factory: Callable[..., DriftlineSettings], tmp_path: Path, when: str
 ) -> None:
     """``driftline run NAME`` starts the service through the same bootstrap."""
-    settings = settings_factory()
+    settings = settings_for(settings_factory, "learner", when)
     log = tmp_path / "learner.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(

@@ -39,6 +39,7 @@ from services.registry.client import ANY, Registry
 from tests.http.schemathesis_cli import schemathesis
 from tests.integration.polling import wait_for
 from tests.integration.processes import publish
+from tests.integration.registry_service import RegistryServices, fresh_database, registry_mode
 from tests.integration.serving_support import KEY, serving_env, start_serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,21 +109,47 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    tmp = tmp_path_factory.mktemp("stock-clients")
-    settings = DriftlineSettings.load(
-        env={},
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=f"t-{uuid.uuid4().hex[:10]}.",
-        data_dir=tmp,
-        signing_key=KEY,
-        signing_key_id="k1",
+def registries(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RegistryServices | None]:
+    """The module's registry service, as ``DRIFTLINE_TEST_REGISTRY`` asks (None: the
+    in-process store); it must exit 0 on SIGTERM at the end."""
+    mode = registry_mode()
+    if mode is None:
+        yield None
+        return
+    services = RegistryServices(
+        tmp_path_factory.mktemp("stock-registry"),
+        lambda home: fresh_database(request, mode, home),
     )
+    yield services
+    failures = services.stop_all()
+    if failures:
+        pytest.fail("; ".join(failures), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def served(
+    kafka_bootstrap: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    registries: RegistryServices | None,
+) -> Iterator[Served]:
+    tmp = tmp_path_factory.mktemp("stock-clients")
+    values: dict[str, Any] = {
+        "kafka_bootstrap": kafka_bootstrap,
+        "topic_prefix": f"t-{uuid.uuid4().hex[:10]}.",
+        "data_dir": tmp,
+        "signing_key": KEY,
+        "signing_key_id": "k1",
+    }
+    settings = DriftlineSettings.load(env={}, **values)
     admin = make_admin(settings)
     try:
         ensure_topics(admin, Topics(settings.topic_prefix).all())
     finally:
         admin.close()
+    if registries is not None:  # serving and this fixture reach it over HTTP
+        settings = DriftlineSettings.load(env={}, **{**values, **registries.start(settings)})
     publish(
         settings,
         "streams",

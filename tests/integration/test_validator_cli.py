@@ -20,8 +20,9 @@ from services.registry.client import Registry
 from tests.integration.validator_support import cli, read_all, topic_total, wait_until
 
 
+@pytest.mark.registry_http
 def test_spec_infer_publish_show_list(
-    cli_env: DriftlineSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_registry_env: DriftlineSettings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = cli(capsys, "spec", "infer", "river:Phishing")
     assert "wrote phishing.yaml" in out
@@ -47,12 +48,14 @@ def test_spec_infer_publish_show_list(
     assert [(r["stream"], r["version"]) for r in listed] == [("phishing", 2)]
 
     # every published version is recorded in the registry too
-    registry = Registry.open(cli_env, relay=False)
+    registry = Registry.open(cli_registry_env, relay=False)
     try:
         recorded = [registry.get_spec(stream="phishing", version=v) for v in (1, 2)]
     finally:
         registry.close()
     assert [r.version for r in recorded if r] == [1, 2]
+    if cli_registry_env.registry_url is not None:  # over HTTP: the CLI opened no database
+        assert not (tmp_path / "registry.db").exists()
     assert recorded[1] is not None and recorded[1].spec_sha256 == first["spec_sha256"]
 
     bad = tmp_path / "bad.yaml"
