@@ -365,7 +365,8 @@ class Registry:
 
     def save_checkpoints(self, *, owner: str, items: Sequence[CheckpointItem]) -> list[str]:
         """:meth:`save_checkpoint` for several keys at once, their rows (and retention)
-        in one transaction; returns each one's sha256, in order."""
+        in one transaction (over HTTP, one per request of at most 256 KiB of rows: each
+        key's checkpoint stands alone); returns each one's sha256, in order."""
         blobs = [
             CheckpointBlob(
                 key=item.key,

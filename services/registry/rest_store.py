@@ -60,7 +60,8 @@ from services.registry.errors import (
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({502, 503, 504})
-SPECS_BODY_BYTES = 256 * 1024  # a quarter of the service's default body limit
+BODY_BYTES = 256 * 1024  # a list sent in requests of this size: a quarter of the
+# service's default body limit
 BACKOFF_S = (0.1, 2.0)  # first and longest pause between attempts
 
 
@@ -98,6 +99,7 @@ class RestStore:
         timeout_s: float = 60.0,
         retry_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        list_body_bytes: int = BODY_BYTES,
     ) -> None:
         httpx_log = logging.getLogger("httpx")
         if httpx_log.level == logging.NOTSET:  # one INFO line per request is not news here
@@ -105,6 +107,7 @@ class RestStore:
         self.url = url.rstrip("/")
         self.topics = topics
         self.retry_s = retry_s
+        self.list_body_bytes = list_body_bytes
         token = service_token or admin_token
         self._admin = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
         self._client = httpx.Client(
@@ -196,11 +199,11 @@ class RestStore:
     # -- streams ----------------------------------------------------------------------
 
     def record_specs(self, *, configs: Sequence[StreamConfig]) -> list[SpecVersion]:
-        """Record config versions, in requests of at most :data:`SPECS_BODY_BYTES` each
+        """Record config versions, in requests of at most ``list_body_bytes`` each
         (the service refuses a body over its limit, 1 MiB by default): recording is
         idempotent, so a run cut between two requests is completed by running it again."""
         recorded: list[SpecVersion] = []
-        for chunk in _chunks([c.model_dump(mode="json") for c in configs], SPECS_BODY_BYTES):
+        for chunk in _chunks([c.model_dump(mode="json") for c in configs], self.list_body_bytes):
             found = self._json("POST", "/specs", json={"configs": chunk})
             recorded.extend(SpecVersion.model_validate(s) for s in found)
         return recorded
@@ -323,8 +326,13 @@ class RestStore:
             {"key": i.key, "sha256": self._upload(i.blob), "offsets": i.offsets, "meta": i.meta}
             for i in items
         ]
-        shas = self._json("POST", f"/checkpoints/{_q(owner)}/save", json={"items": uploads})
-        return [str(s) for s in shas]
+        # each stream's checkpoint stands alone (restore takes the newest per stream), so
+        # a learner with thousands of streams saves them in requests under the body limit
+        shas: list[str] = []
+        for chunk in _chunks(uploads, self.list_body_bytes):
+            found = self._json("POST", f"/checkpoints/{_q(owner)}/save", json={"items": chunk})
+            shas.extend(str(s) for s in found)
+        return shas
 
     def checkpoints(self, *, owner: str, key: str, limit: int = 10) -> list[StoredCheckpoint]:
         found = self._json("GET", f"/checkpoints/{_q(owner)}", params={"key": key, "limit": limit})

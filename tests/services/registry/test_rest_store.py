@@ -4,10 +4,12 @@ guarantees: compare-and-set, retry-safe writes, verified bytes, tokens, size lim
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import uvicorn
@@ -208,6 +210,44 @@ def test_uploads_have_their_own_size_limit(rest: Registry, server: Server) -> No
     with pytest.raises(RegistryError, match="HTTP 413"):
         rest.save_checkpoint(owner="learner", key="big", state=b"x" * (LIMIT + 1), offsets={})
     assert server.registry.load_checkpoint(owner="learner", key="big") is None
+
+
+def test_long_lists_are_sent_in_requests_under_the_body_limit(server: Server) -> None:
+    """1,000 stream configs (or a learner's thousands of streams) exceed the service's
+    body limit in one request (HTTP 413); the store sends them in several."""
+    store = RestStore(
+        server.url,
+        topics=server.registry.topics,
+        service_token=SERVICE,
+        retry_s=2,
+        list_body_bytes=4096,
+    )
+    reg = Registry(backend=store, keyring=server.registry.keyring)
+    sent: list[int] = []
+    post = store._send
+
+    def counting(method: str, path: str, **kw: Any) -> Any:
+        if method == "POST":
+            sent.append(len(json.dumps(kw["json"])))
+        return post(method, path, **kw)
+
+    store._send = counting  # type: ignore[method-assign]
+    configs = [CONFIG.model_copy(update={"stream": f"s{i:03d}"}) for i in range(40)]
+    recorded = reg.record_specs(configs=configs)
+    assert [r.stream for r in recorded] == [c.stream for c in configs]
+    spec_requests = len(sent)
+    items = [
+        CheckpointItem(key=f"g/t/0/streams/s{i:03d}", state={"n": i}, offsets={"0": i})
+        for i in range(120)
+    ]
+    shas = reg.save_checkpoints(owner="learner", items=items)
+    reg.close()
+    assert spec_requests > 1 and len(sent) > spec_requests + 1
+    assert max(sent) <= 4096 + 2048  # one item over the bound at most
+    assert len(shas) == 120
+    found = server.registry.load_checkpoints(owner="learner", prefix="g/t/0/streams/")
+    assert sorted((c.key, c.state["n"]) for c in found) == [(i.key, i.state["n"]) for i in items]
+    assert server.registry.get_spec(stream="s039") is not None
 
 
 def test_an_unreachable_registry_is_retried_then_reported(server: Server) -> None:
