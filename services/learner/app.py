@@ -264,6 +264,7 @@ class Learner:
                 config=config,
                 metrics_every=self.service.metrics_every,
                 dedupe_window=self.service.dedupe_window,
+                first_version_at=self.service.first_version_at,
             )
         except Exception as exc:  # noqa: BLE001 - no record may stop the learner
             state.next_offset = record.offset + 1

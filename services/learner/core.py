@@ -47,7 +47,8 @@ class Outcome:
     alarms: tuple[Alarm, ...]
     """Drift alarms to publish (already debounced)."""
     version_due: bool
-    """True every ``policy.online_version_every`` examples: time to register the model."""
+    """True every ``policy.online_version_every`` examples, and at the learner's
+    ``first_version_at`` when sooner: time to register the model."""
     retrain_due: bool = False
     """True when ``policy.retrain.every`` examples have passed since the last drift alarm
     or scheduled retrain: time to request one."""
@@ -68,14 +69,31 @@ class StreamLearner:
         The stream's config (spec, model, policy).
     metrics_every
         Examples between two metric snapshots (default: ``policy.rolling_window``).
+    first_version_at
+        When below ``policy.online_version_every``, the example count at which the first
+        online version is due too (0: none before K), so that a new stream is served
+        within seconds; the learner service sets it (``DRIFTLINE_LEARNER_FIRST_VERSION_AT``).
     """
 
     last_trigger: int = 0
     """The example count of the last drift alarm or scheduled retrain (a class default, so
     a learner checkpointed before the schedule existed restores)."""
 
-    def __init__(self, config: StreamConfig, *, metrics_every: int | None = None) -> None:
+    first_version_at: int = 0
+    """(A class default, so a learner checkpointed before the setting restores: past its
+    first versions, it registers on multiples of K only.)"""
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        *,
+        metrics_every: int | None = None,
+        first_version_at: int = 0,
+    ) -> None:
         self.config = config
+        if first_version_at < 0:
+            raise ValueError(f"first_version_at must be >= 0, got {first_version_at}")
+        self.first_version_at = first_version_at
         self.spec_sha256 = config.spec_sha256()
         self.model = build_pipeline(config.model, config.spec)
         self.prequential = Prequential(
@@ -116,9 +134,15 @@ class StreamLearner:
             error=step.error,
             snapshot=snapshot,
             alarms=tuple(alarms),
-            version_due=n % self.config.policy.online_version_every == 0,
+            version_due=self._version_due(n),
             retrain_due=retrain_due,
         )
+
+    def _version_due(self, n: int) -> bool:
+        """Every ``online_version_every`` examples, and once at ``first_version_at`` when
+        that comes sooner: a new stream is served after a few examples, not K."""
+        every = self.config.policy.online_version_every
+        return n % every == 0 or 0 < n == self.first_version_at < every
 
     def predict(self, features: Mapping[str, Any]) -> Any:
         """The current model's prediction for ``features`` (nothing is learned)."""

@@ -33,6 +33,14 @@ class LearnerSettings(SettingsBase):
         "t * (1 - budget) / budget seconds (a snapshot due before then is skipped: the "
         "next multiple of policy.online_version_every takes it; 1: no wait)",
     )
+    first_version_at: int = Field(
+        default=100,
+        ge=0,
+        description="a new stream's first online version is registered after this many "
+        "examples when that is sooner than policy.online_version_every, so serving and "
+        "the evaluator have a model to follow (and keep learning) within seconds instead of "
+        "after K examples; 0: every K examples only",
+    )
     metrics_every: int | None = Field(
         default=None, ge=1, description="examples between metric snapshots (default: window)"
     )

@@ -206,9 +206,12 @@ class PartitionState:
         config: StreamConfig,
         metrics_every: int | None = None,
         dedupe_window: int = DEDUPE_WINDOW,
+        first_version_at: int = 0,
     ) -> Handled:
         """Learn one example at ``offset`` (test-then-train), de-duplicated by example id
-        among the stream's last ``dedupe_window`` examples.
+        among the stream's last ``dedupe_window`` examples. A new stream's learner has
+        its first online version due at ``first_version_at`` examples (see
+        :class:`~services.learner.core.StreamLearner`).
 
         An example that breaks ``config.spec`` is refused (``rejected``): not learned,
         not remembered. A config whose spec or model differs from the learner's starts a
@@ -230,7 +233,9 @@ class PartitionState:
             and _needs_rebuild(track.learner.config, config)
         ):
             track = StreamTrack(
-                learner=StreamLearner(config, metrics_every=metrics_every),
+                learner=StreamLearner(
+                    config, metrics_every=metrics_every, first_version_at=first_version_at
+                ),
                 learner_id=f"c{config.version}-o{offset}",
                 config_version=config.version or 0,
                 first_offset=offset,

@@ -66,6 +66,9 @@ def learner_env(settings: DriftlineSettings, group: str, **extra: str) -> dict[s
         # every online snapshot when due, however fast the test's replay: these tests pin
         # the version lineage (a cost budget would skip some multiples of K)
         DRIFTLINE_LEARNER_SERIALISE_BUDGET="1",
+        # ... on multiples of K only (the default early first version: tests/services/
+        # learner/test_state.py, and the demo's tests)
+        DRIFTLINE_LEARNER_FIRST_VERSION_AT="0",
         **extra,
     )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 
+import pytest
+
 from services.common.predictor import Predictor
 from services.learner.core import StreamLearner
 from tests.streams import agrawal, agrawal_config
@@ -52,6 +54,25 @@ def test_inputs_are_left_untouched_and_versions_fall_due() -> None:
         due.append(learner.process(x, y).version_due)
         assert x == copy
     assert sum(due) == 3
+
+
+def test_the_first_version_falls_due_early_then_every_k() -> None:
+    """A new stream gets a version to serve after ``first_version_at`` examples, not K."""
+    config = agrawal_config(online_version_every=200)
+    early = StreamLearner(config, first_version_at=30)
+    late = StreamLearner(config)
+    at_or_above_k = StreamLearner(config, first_version_at=200)
+    due: dict[str, list[int]] = {"early": [], "late": [], "k": []}
+    for x, y in agrawal(2, n=600):
+        for name, learner in (("early", early), ("late", late), ("k", at_or_above_k)):
+            outcome = learner.process(x, y)
+            if outcome.version_due:
+                due[name].append(outcome.example_count)
+    assert due == {"early": [30, 200, 400, 600], "late": [200, 400, 600], "k": [200, 400, 600]}
+    restored = pickle.loads(pickle.dumps(early))  # noqa: S301 - our own bytes
+    assert restored.first_version_at == 30 and not restored.process(x, y).version_due
+    with pytest.raises(ValueError, match="first_version_at"):
+        StreamLearner(config, first_version_at=-1)
 
 
 def test_scheduled_retrains_count_from_the_last_alarm_or_request() -> None:

@@ -76,6 +76,25 @@ def test_a_new_config_version_without_rebuild_asks_for_a_snapshot() -> None:
     assert not state.handle(data[13], offset=13, config=changed).reconfigured
 
 
+def test_a_new_stream_and_a_rebuilt_learner_are_due_a_version_early() -> None:
+    """The learner service's ``first_version_at`` reaches every learner a state builds: a
+    new stream's, and the one a spec change rebuilds (it starts cold again)."""
+    state = PartitionState("valid", 0)
+    data = stream(60)
+    due = [
+        offset
+        for offset, ex in enumerate(data[:30])
+        if state.handle(ex, offset=offset, config=cfg(1), first_version_at=10).version_due
+    ]
+    changed = cfg(2).model_copy(update={"model": cfg(2).model.model_copy(update={"seed": 7})})
+    due += [
+        offset
+        for offset, ex in enumerate(data[30:], start=30)
+        if state.handle(ex, offset=offset, config=changed, first_version_at=10).version_due
+    ]
+    assert due == [9, 39]  # the 10th example of each learner
+
+
 def test_version_keys_of_one_stream_on_two_partitions_never_collide() -> None:
     """Two states of one stream (the valid topic grew) both start at offset 0 with the
     same config: their snapshots at the same count must not share an idempotency key."""
