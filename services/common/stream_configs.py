@@ -21,7 +21,7 @@ from typing import Any
 from schemas import CATALOGUE, StreamConfig, Topics
 from services.common.compacted import Refusal, read_value
 from services.common.errors import BrokerError
-from services.common.kafka_client import assign_all, caught_up, make_consumer
+from services.common.kafka_client import assign_all, caught_up, control_fetch, make_consumer
 from services.common.logs import Throttle, at
 from services.common.settings import DriftlineSettings
 
@@ -53,7 +53,9 @@ class StreamConfigs:
         self._counter = counter
         self._configs: dict[str, StreamConfig] = {}
         self._throttle = Throttle(log, per_s=5)
-        self._consumer = make_consumer(settings, group_id=None, client_id=client_id)
+        self._consumer = make_consumer(
+            settings, group_id=None, client_id=client_id, **control_fetch(settings)
+        )
         try:
             self._tps = assign_all(self._consumer, self.topic)
         except BaseException:

@@ -73,7 +73,7 @@ from services.common.backoff import Backoff
 from services.common.compacted import Refusal, read_value
 from services.common.dead_letters import DeadLetters
 from services.common.errors import ConfigError
-from services.common.kafka_client import assign_all, make_consumer
+from services.common.kafka_client import assign_all, control_fetch, make_consumer
 from services.common.logs import Throttle, at
 from services.common.model_loading import (
     LoadedModel,
@@ -264,6 +264,7 @@ class ModelSubscriber:
             group_id=None,
             client_id=self.client_id,
             max_poll_records=500,
+            **control_fetch(self.settings),
         )
         try:
             tps = assign_all(consumer, self.topic)

@@ -24,6 +24,7 @@ from services.common.kafka_client.backend import (
 from services.common.kafka_client.connect import (
     PROBE_TOPIC,
     client_config,
+    control_fetch,
     fetch_config,
     is_fenced,
     leave_group,
@@ -57,6 +58,7 @@ __all__ = [
     "canonical_partition",
     "caught_up",
     "client_config",
+    "control_fetch",
     "end_offsets",
     "ensure_topics",
     "fetch_config",

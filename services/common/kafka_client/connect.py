@@ -183,6 +183,23 @@ def make_consumer(
     return _connect(KafkaConsumer, settings, *topics, **config)
 
 
+CONTROL_FETCH_WAIT_MS = 250
+"""``fetch_max_wait_ms`` of the consumers that follow control topics (``streams``,
+``models``, a lease): the broker answers a fetch as soon as a record arrives
+(``fetch_min_bytes`` 1), so a longer wait costs no latency on a quiet topic, and an idle
+consumer polled at the data path's 20 ms cost about 3 % of a core (client and broker)
+against 1.5 % at 250 ms, in every service that follows one."""
+
+
+def control_fetch(settings: DriftlineSettings) -> dict[str, Any]:
+    """Overrides for a consumer of a control topic (see :data:`CONTROL_FETCH_WAIT_MS`).
+
+    >>> control_fetch(DriftlineSettings.load(env={}))
+    {'fetch_max_wait_ms': 250}
+    """
+    return {"fetch_max_wait_ms": max(settings.kafka_fetch_max_wait_ms, CONTROL_FETCH_WAIT_MS)}
+
+
 def fetch_config(settings: DriftlineSettings) -> dict[str, Any]:
     """kafka-python consumer keyword arguments for the configured fetch settings.
 

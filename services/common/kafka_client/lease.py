@@ -12,7 +12,7 @@ from kafka import (
 )
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 
-from services.common.kafka_client.connect import make_consumer
+from services.common.kafka_client.connect import control_fetch, make_consumer
 from services.common.settings import DriftlineSettings
 
 
@@ -30,6 +30,7 @@ def make_lease_consumer(
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(500, session_timeout_ms // 10),
         max_poll_records=1,
+        **control_fetch(settings),
     )
 
 
