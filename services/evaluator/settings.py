@@ -70,12 +70,13 @@ class EvaluatorSettings(SettingsBase):
         "learner does, each record after it was scored (false: score snapshots as taken)",
     )
     nice: int = Field(
-        default=0,
+        default=10,
         ge=0,
         le=19,
         description="niceness the evaluator adds to itself at start (and to its session's "
         "autogroup when it leads its session): its scoring and its followers' learning are "
-        "off the hot path, so on a shared machine the learner and serving may come first",
+        "off the hot path, so on a shared machine the learner and serving come first "
+        "(0: the same priority as they have)",
     )
     checkpoint_every: int = Field(default=2000, ge=1, description="records between checkpoints")
     checkpoint_interval_s: float = Field(default=10.0, gt=0, description="or this many seconds")
