@@ -33,10 +33,6 @@ def start(boot: bootstrap.Startup) -> int:
 
     settings = boot.settings
     service = EvaluatorSettings.load()
-    if service.nice:
-        from services.common.priority import lower_priority
-
-        lower_priority(service.nice)
     keyring = Keyring.from_settings(settings)
     if not keyring.public:
         raise ConfigError(
@@ -47,6 +43,10 @@ def start(boot: bootstrap.Startup) -> int:
         raise ConfigError(
             "DRIFTLINE_CHECKPOINT_KEY", "is required: the evaluator signs its checkpoints with it"
         )
+    if service.nice:  # once the configuration is known good: a refused start changes nothing
+        from services.common.priority import lower_priority
+
+        lower_priority(service.nice)
     with boot.uninterrupted():  # the registry's migrations, when it is opened in-process
         registry = Registry.open(settings)
     try:

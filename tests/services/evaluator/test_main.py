@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from services.evaluator.__main__ import main
@@ -14,6 +16,15 @@ ENV = ("DRIFTLINE_SIGNING_KEY", "DRIFTLINE_SIGNING_KEY_ID", "DRIFTLINE_EVALUATOR
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ENV:
         monkeypatch.delenv(name, raising=False)
+    # main() runs in this process: a start that got further would lower pytest's priority
+    monkeypatch.setenv("DRIFTLINE_EVALUATOR_NICE", "0")
+
+
+def test_a_refused_start_leaves_the_priority_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFTLINE_EVALUATOR_NICE", "5")
+    before = os.nice(0)
+    assert main([]) == 2  # no verify key
+    assert os.nice(0) == before
 
 
 def test_no_verify_key_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
